@@ -1,0 +1,560 @@
+//! The coroutine control block (QEMU's `struct Coroutine`) and its handle.
+//!
+//! # Fields and who may touch them
+//!
+//! | field | written by | read by |
+//! |---|---|---|
+//! | `refs` | any handle owner (atomic RMW) | same |
+//! | `id`, `name`, `stack_size`, `migratable` | creator, before sharing | anyone |
+//! | `state` | the *executing thread* (see below) | anyone (`entered()`, `is_finished()`) |
+//! | `scheduled` | wakers (CAS null → site), the executing thread (clears) | anyone |
+//! | `cancel` | the last-handle drop path, context shutdown | the executing thread |
+//! | `home` | first enter (CAS null → context), migration of a migratable coroutine | anyone |
+//! | `handoff_next` | the pusher of a hand-off queue, before publishing | the queue's owner |
+//! | every `Cell`/`UnsafeCell` | the executing thread only | the executing thread only |
+//!
+//! The *executing thread* is the thread of the coroutine's home context. For a
+//! coroutine that has never run it is whichever thread enters it first (the
+//! home CAS decides a race). A migratable coroutine changes executing thread
+//! only while suspended, and the hand-over is ordered by the `state` CAS in
+//! `enter` (Acquire) against the `SUSPENDED` store (Release) of the thread it
+//! last ran on.
+//!
+//! # States
+//!
+//! ```text
+//!   NEW ──first enter──▶ RUNNING ──suspend()──▶ SUSPENDED
+//!                          │  ▲                    │
+//!                          │  └──────enter─────────┘
+//!                          └──body returns / panics / is unwound──▶ FINISHED
+//! ```
+//!
+//! `RUNNING` is QEMU's "`caller != NULL`": set from enter until the next
+//! suspend or the end of the body, including while the coroutine has itself
+//! entered another one. `scheduled` is QEMU's `co->scheduled`, generalised to
+//! every wake: non-null from the moment a wake is accepted until the
+//! coroutine is entered for it, which is what makes a second wake for the same
+//! suspension detectable.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::panic::Location;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+use crate::context::ContextInner;
+use crate::fiber::{Fiber, FiberYielder};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, fence};
+
+/// Created, never entered: no home, maybe no stack yet.
+pub(crate) const NEW: u8 = 0;
+/// Entered and not yet suspended or finished (QEMU: `caller != NULL`).
+pub(crate) const RUNNING: u8 = 1;
+/// Suspended in the middle of its body.
+pub(crate) const SUSPENDED: u8 = 2;
+/// The body returned, panicked or was unwound; the stack is gone.
+pub(crate) const FINISHED: u8 = 3;
+
+/// The unwind payload used to unwind a coroutine nobody can wake any more.
+/// Private, so user code can only observe it as an opaque panic payload.
+pub(crate) struct Cancelled;
+
+/// How a coroutine's body ended.
+pub(crate) enum Outcome {
+    /// It returned.
+    Returned,
+    /// It panicked; the payload is re-raised in whoever entered it.
+    Panicked(Box<dyn Any + Send>),
+    /// It was unwound by the scheduler (dropped or shut down while suspended).
+    Cancelled,
+}
+
+impl Outcome {
+    /// Classifies a payload caught at the trampoline.
+    pub(crate) fn from_unwind(payload: Box<dyn Any + Send>) -> Outcome {
+        if payload.is::<Cancelled>() {
+            Outcome::Cancelled
+        } else {
+            Outcome::Panicked(payload)
+        }
+    }
+}
+
+/// What a suspended coroutine is waiting for, when a primitive says so.
+#[derive(Clone, Debug)]
+pub(crate) struct WaitReason {
+    pub(crate) what: &'static str,
+    pub(crate) detail: Option<std::sync::Arc<str>>,
+}
+
+/// Boxed entry closure.
+pub(crate) type Entry = Box<dyn FnOnce() + Send + 'static>;
+
+/// The control block. See the module documentation for ownership rules.
+pub(crate) struct CoInner {
+    refs: AtomicUsize,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    /// Usable stack bytes this coroutine asks for.
+    pub(crate) stack_size: usize,
+    /// Created with the `unsafe` migratable opt-in.
+    pub(crate) migratable: bool,
+    pub(crate) state: AtomicU8,
+    pub(crate) cancel: AtomicBool,
+    /// Null, or where the pending wake was issued.
+    pub(crate) scheduled: AtomicPtr<Location<'static>>,
+    /// Null before the first enter; otherwise a strong `Arc<ContextInner>`
+    /// reference turned into a raw pointer.
+    pub(crate) home: AtomicPtr<ContextInner>,
+    /// Link of the cross-thread hand-off queue.
+    pub(crate) handoff_next: AtomicPtr<CoInner>,
+
+    // --- executing thread only ---
+    pub(crate) entry: UnsafeCell<Option<Entry>>,
+    pub(crate) fiber: UnsafeCell<Option<Fiber>>,
+    pub(crate) yielder: Cell<*const FiberYielder>,
+    /// Link for thread-local lists (wakeup lists, the pending list of an
+    /// enter, a context's ready queue). A coroutine is on at most one of them
+    /// at a time, because each membership is one accepted wake.
+    pub(crate) next: Cell<*const CoInner>,
+    pub(crate) wakeup_head: Cell<*const CoInner>,
+    pub(crate) wakeup_tail: Cell<*const CoInner>,
+    pub(crate) outcome: UnsafeCell<Option<Outcome>>,
+    /// Slot in the home context's registry of started coroutines, and the
+    /// context that slot belongs to (null when not registered).
+    pub(crate) registry_slot: Cell<usize>,
+    pub(crate) registry_ctx: AtomicPtr<ContextInner>,
+    pub(crate) wait: UnsafeCell<Option<WaitReason>>,
+    pub(crate) locks_held: Cell<u32>,
+    /// For spawned coroutines: reports a stack-allocation failure to the
+    /// join handle.
+    pub(crate) on_no_stack: UnsafeCell<Option<Box<dyn FnOnce(std::io::Error) + Send>>>,
+    /// The attached stack's guard page `(start, end)` and usable size, for
+    /// the overflow handler (copied here so a signal handler reads plain
+    /// cells, never the fiber itself).
+    pub(crate) stack_guard: Cell<(usize, usize)>,
+    pub(crate) stack_usable: Cell<usize>,
+    /// The cancellation unwind was started (it is started once).
+    pub(crate) cancel_injected: Cell<bool>,
+}
+
+// SAFETY: the atomics are shared freely; every `Cell`/`UnsafeCell` field is
+// touched only by the coroutine's executing thread (module docs), and the hand
+// over of that role between threads is ordered by the `state` and `home`
+// atomics. The entry closure is `Send`, and the fiber is `Send` by its own
+// argument (see `fiber.rs`).
+unsafe impl Sync for CoInner {}
+// SAFETY: as above: nothing thread-bound is reachable from a control block
+// that is not guarded by the executing-thread rule.
+unsafe impl Send for CoInner {}
+
+impl CoInner {
+    /// A fresh control block in state `NEW`.
+    pub(crate) fn new(
+        entry: Entry,
+        name: Option<Box<str>>,
+        stack_size: usize,
+        migratable: bool,
+        fiber: Option<Fiber>,
+    ) -> CoInner {
+        let (stack_guard, stack_usable) = fiber.as_ref().map_or(((0, 0), 0), |f| {
+            let g = f.guard();
+            ((g.start, g.end), f.usable_size())
+        });
+        CoInner {
+            stack_guard: Cell::new(stack_guard),
+            stack_usable: Cell::new(stack_usable),
+            refs: AtomicUsize::new(1),
+            id: next_id(),
+            name,
+            stack_size,
+            migratable,
+            state: AtomicU8::new(NEW),
+            cancel: AtomicBool::new(false),
+            scheduled: AtomicPtr::new(ptr::null_mut()),
+            home: AtomicPtr::new(ptr::null_mut()),
+            handoff_next: AtomicPtr::new(ptr::null_mut()),
+            entry: UnsafeCell::new(Some(entry)),
+            fiber: UnsafeCell::new(fiber),
+            yielder: Cell::new(ptr::null()),
+            next: Cell::new(ptr::null()),
+            wakeup_head: Cell::new(ptr::null()),
+            wakeup_tail: Cell::new(ptr::null()),
+            outcome: UnsafeCell::new(None),
+            registry_slot: Cell::new(usize::MAX),
+            registry_ctx: AtomicPtr::new(ptr::null_mut()),
+            wait: UnsafeCell::new(None),
+            locks_held: Cell::new(0),
+            cancel_injected: Cell::new(false),
+            on_no_stack: UnsafeCell::new(None),
+        }
+    }
+
+    /// Records the yielder of the fiber now running this coroutine.
+    #[inline]
+    pub(crate) fn attach_yielder(&self, y: &FiberYielder) {
+        self.yielder.set(y);
+    }
+
+    /// Takes the entry closure for the trampoline.
+    ///
+    /// # Safety
+    /// Executing thread only (the trampoline, inside a resume).
+    #[inline]
+    pub(crate) unsafe fn take_entry(&self) -> Entry {
+        // SAFETY: executing thread only, per the caller's contract; no other
+        // reference to `entry` exists while the trampoline runs.
+        let entry = unsafe { (*self.entry.get()).take() };
+        entry.unwrap_or_else(|| Box::new(|| {}))
+    }
+
+    /// Stores how the body ended.
+    ///
+    /// # Safety
+    /// Executing thread only.
+    #[inline]
+    pub(crate) unsafe fn set_outcome(&self, outcome: Outcome) {
+        // SAFETY: executing thread only, per the caller's contract.
+        unsafe { *self.outcome.get() = Some(outcome) };
+    }
+
+    /// Current lifecycle state.
+    #[inline]
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Acquire)
+    }
+
+    /// The name, or `unnamed`.
+    pub(crate) fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("unnamed")
+    }
+
+    /// Queues `co` to run right after this coroutine suspends or finishes
+    /// (QEMU's `co_queue_wakeup`), FIFO.
+    ///
+    /// # Safety
+    /// Executing thread of `self`, which must be the running coroutine.
+    pub(crate) unsafe fn push_wakeup(&self, co: CoRef) {
+        let raw = co.into_raw();
+        // SAFETY: `raw` is a live control block we own a reference to; its
+        // `next` link is free because it holds exactly one accepted wake.
+        unsafe { (*raw).next.set(ptr::null()) };
+        let tail = self.wakeup_tail.get();
+        if tail.is_null() {
+            self.wakeup_head.set(raw);
+        } else {
+            // SAFETY: `tail` is on this list, which owns a reference to it.
+            unsafe { (*tail).next.set(raw) };
+        }
+        self.wakeup_tail.set(raw);
+    }
+
+    /// Records the stack geometry of a newly attached fiber.
+    pub(crate) fn note_stack(&self, fiber: &Fiber) {
+        let g = fiber.guard();
+        self.stack_guard.set((g.start, g.end));
+        self.stack_usable.set(fiber.usable_size());
+    }
+
+    /// Detaches this coroutine's wakeup list.
+    pub(crate) fn take_wakeups(&self) -> LocalList {
+        let list = LocalList { head: self.wakeup_head.get(), tail: self.wakeup_tail.get() };
+        self.wakeup_head.set(ptr::null());
+        self.wakeup_tail.set(ptr::null());
+        list
+    }
+}
+
+impl Drop for CoInner {
+    fn drop(&mut self) {
+        let home = *self.home.get_mut();
+        if !home.is_null() {
+            // SAFETY: `home` holds one strong count taken when it was set.
+            unsafe { drop(crate::sync::Arc::from_raw(home)) };
+        }
+        if let Some(fiber) = self.fiber.get_mut().take() {
+            if *self.state.get_mut() == SUSPENDED {
+                // Unwinding could not run (its home context is gone): the
+                // stack still holds live frames whose destructors we must not
+                // skip silently, so the mapping is leaked rather than reused.
+                eprintln!(
+                    "coscheduler: coroutine {} ({}) could not be unwound; leaking its stack",
+                    self.id,
+                    self.display_name()
+                );
+                std::mem::forget(fiber);
+            } else {
+                crate::pool::release(fiber);
+            }
+        }
+    }
+}
+
+/// A counted reference to a control block (an `Arc` whose last drop can
+/// resurrect a suspended coroutine to unwind it on its home thread).
+pub(crate) struct CoRef(NonNull<CoInner>);
+
+// SAFETY: CoInner is Send + Sync (argued above); CoRef is a counted pointer.
+unsafe impl Send for CoRef {}
+// SAFETY: as above.
+unsafe impl Sync for CoRef {}
+
+impl CoRef {
+    /// Allocates a control block.
+    pub(crate) fn new(inner: CoInner) -> CoRef {
+        CoRef(NonNull::from(Box::leak(Box::new(inner))))
+    }
+
+    /// Gives up this reference as a raw pointer (for intrusive lists).
+    #[inline]
+    pub(crate) fn into_raw(self) -> *const CoInner {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// Takes back a reference given up by [`CoRef::into_raw`].
+    ///
+    /// # Safety
+    /// `p` must come from `into_raw` and its reference not be reused.
+    #[inline]
+    pub(crate) unsafe fn from_raw(p: *const CoInner) -> CoRef {
+        // SAFETY: `into_raw` produced a non-null pointer.
+        CoRef(unsafe { NonNull::new_unchecked(p as *mut CoInner) })
+    }
+
+    /// A new counted reference to the block behind `p`.
+    ///
+    /// # Safety
+    /// `p` must point to a live control block.
+    #[inline]
+    pub(crate) unsafe fn clone_from_ptr(p: *const CoInner) -> CoRef {
+        // SAFETY: live per the contract.
+        unsafe { (*p).refs.fetch_add(1, Relaxed) };
+        // SAFETY: non-null: it points to a live block.
+        CoRef(unsafe { NonNull::new_unchecked(p as *mut CoInner) })
+    }
+
+    /// The raw pointer, still owned by `self`.
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> *const CoInner {
+        self.0.as_ptr()
+    }
+}
+
+impl std::ops::Deref for CoRef {
+    type Target = CoInner;
+    #[inline]
+    fn deref(&self) -> &CoInner {
+        // SAFETY: a CoRef keeps its block alive.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Clone for CoRef {
+    #[inline]
+    fn clone(&self) -> CoRef {
+        // Relaxed, as for `Arc`: a new reference can only be made from an
+        // existing one, which already keeps the block alive.
+        self.refs.fetch_add(1, Relaxed);
+        CoRef(self.0)
+    }
+}
+
+impl Drop for CoRef {
+    #[inline]
+    fn drop(&mut self) {
+        // Release so that our uses of the block happen before its teardown;
+        // the Acquire fence in `last_ref_dropped` pairs with it.
+        if self.refs.fetch_sub(1, Release) != 1 {
+            return;
+        }
+        fence(Acquire);
+        last_ref_dropped(self.0);
+    }
+}
+
+/// The last reference is gone. A suspended coroutine can never be woken
+/// again: resurrect it with one reference and send it home to be unwound
+/// (its destructors must run on its home thread). Anything else is freed.
+#[cold]
+#[inline(never)]
+fn last_ref_dropped(p: NonNull<CoInner>) {
+    // SAFETY: we held the last reference, so nobody else can reach the block.
+    let inner = unsafe { p.as_ref() };
+    if inner.state.load(Acquire) == SUSPENDED && !inner.cancel.load(Relaxed) {
+        inner.refs.store(1, Relaxed);
+        inner.cancel.store(true, Relaxed);
+        crate::context::wake_cancelled(CoRef(p));
+        return;
+    }
+    // SAFETY: allocated by `CoRef::new` through `Box`, and unreachable now.
+    drop(unsafe { Box::from_raw(p.as_ptr()) });
+}
+
+/// An intrusive FIFO of owned references linked through `CoInner::next`.
+/// Thread-local: used for wakeup lists, an enter's pending list and a
+/// context's ready queue.
+pub(crate) struct LocalList {
+    head: *const CoInner,
+    tail: *const CoInner,
+}
+
+impl LocalList {
+    /// The empty list.
+    pub(crate) const fn new() -> LocalList {
+        LocalList { head: ptr::null(), tail: ptr::null() }
+    }
+
+    /// True when empty.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Appends an owned reference.
+    pub(crate) fn push_back(&mut self, co: CoRef) {
+        let raw = co.into_raw();
+        // SAFETY: we own a reference; the link is free (one list at a time).
+        unsafe { (*raw).next.set(ptr::null()) };
+        if self.tail.is_null() {
+            self.head = raw;
+        } else {
+            // SAFETY: the tail is on this list, which owns a reference to it.
+            unsafe { (*self.tail).next.set(raw) };
+        }
+        self.tail = raw;
+    }
+
+    /// Removes the first element.
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<CoRef> {
+        if self.head.is_null() {
+            return None;
+        }
+        let raw = self.head;
+        // SAFETY: `raw` is on this list, which owns a reference to it.
+        self.head = unsafe { (*raw).next.get() };
+        if self.head.is_null() {
+            self.tail = ptr::null();
+        }
+        // SAFETY: the list's reference is handed to the caller exactly once.
+        Some(unsafe { CoRef::from_raw(raw) })
+    }
+
+    /// Puts all of `front` before the current elements, keeping its order
+    /// (QEMU's `QSIMPLEQ_PREPEND` of a finished coroutine's wakeups).
+    #[inline]
+    pub(crate) fn prepend(&mut self, front: LocalList) {
+        if front.head.is_null() {
+            return;
+        }
+        // SAFETY: `front.tail` is on `front`, which we now own.
+        unsafe { (*front.tail).next.set(self.head) };
+        if self.tail.is_null() {
+            self.tail = front.tail;
+        }
+        self.head = front.head;
+        std::mem::forget(front);
+    }
+
+    /// Appends all of `back`.
+    pub(crate) fn append(&mut self, back: LocalList) {
+        if back.head.is_null() {
+            return;
+        }
+        if self.tail.is_null() {
+            self.head = back.head;
+        } else {
+            // SAFETY: the tail is on this list.
+            unsafe { (*self.tail).next.set(back.head) };
+        }
+        self.tail = back.tail;
+        std::mem::forget(back);
+    }
+
+    /// Number of elements (walks the list; for diagnostics).
+    pub(crate) fn len(&self) -> usize {
+        let mut n = 0;
+        let mut p = self.head;
+        while !p.is_null() {
+            n += 1;
+            // SAFETY: every element is owned by this list.
+            p = unsafe { (*p).next.get() };
+        }
+        n
+    }
+}
+
+impl Drop for LocalList {
+    fn drop(&mut self) {
+        while self.pop_front().is_some() {}
+    }
+}
+
+/// Process-unique ids, handed out in blocks so that creating a coroutine does
+/// not bounce one counter's cache line between cores.
+fn next_id() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    const BLOCK: u64 = 1024;
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    RANGE.with(|r| {
+        let (mut next, mut end) = r.get();
+        if next == end {
+            // Relaxed: only uniqueness matters, which the RMW gives.
+            next = NEXT_BLOCK.fetch_add(BLOCK, Relaxed);
+            end = next + BLOCK;
+        }
+        r.set((next + 1, end));
+        next
+    })
+}
+
+/// Marks `co` scheduled from `site`; on a second wake for the same suspension
+/// returns where the first one came from.
+#[inline]
+pub(crate) fn try_schedule(
+    co: &CoInner,
+    site: &'static Location<'static>,
+) -> Result<(), &'static Location<'static>> {
+    // AcqRel: Acquire pairs with the Release clear in `clear_scheduled`, so a
+    // waker that wins also sees the state the coroutine left when it was last
+    // entered; Release publishes `site` to a losing waker's message.
+    match co.scheduled.compare_exchange(
+        ptr::null_mut(),
+        site as *const Location<'static> as *mut Location<'static>,
+        AcqRel,
+        Acquire,
+    ) {
+        Ok(_) => Ok(()),
+        // SAFETY: non-null values stored here are `&'static Location`s.
+        Err(prev) => Err(unsafe { &*prev }),
+    }
+}
+
+/// Clears the scheduled mark just before the coroutine is entered for it.
+#[inline]
+pub(crate) fn clear_scheduled(co: &CoInner) {
+    // Release: pairs with the Acquire of the next waker's CAS.
+    co.scheduled.store(ptr::null_mut(), Release);
+}
+
+/// Panics for a second wake of one suspension (QEMU aborts with "already
+/// scheduled").
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn double_wake(co: &CoInner, first: &'static Location<'static>) -> ! {
+    panic!(
+        "coroutine {} ({}) was already scheduled at {}:{}:{} and has not run since; \
+         one wake per suspension",
+        co.id,
+        co.display_name(),
+        first.file(),
+        first.line(),
+        first.column()
+    )
+}

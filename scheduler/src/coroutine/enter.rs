@@ -1,0 +1,299 @@
+//! QEMU's `qemu_aio_coroutine_enter`: the enter loop.
+//!
+//! Entering a coroutine runs it until it suspends or finishes, then runs
+//! every coroutine it woke on this context (its wakeup list), depth-first:
+//! the wakeups of the coroutine that just ran go in front of what was still
+//! pending, each list in FIFO order. The loop is iterative, so a long chain
+//! of coroutines waking each other does not grow the stack.
+
+use std::any::Any;
+use std::panic::{Location, resume_unwind};
+use std::ptr;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+use super::control::{self, CoInner, CoRef, FINISHED, LocalList, NEW, Outcome, RUNNING, SUSPENDED};
+use crate::context::{AioContext, ContextInner};
+use crate::context::metrics::bump;
+use crate::fiber::Suspend;
+use crate::sync::Arc;
+use crate::tls::{self, ThreadState};
+
+/// Enters `first` on this thread's context, then its transitive wakeups.
+///
+/// `wake_consumed`: the caller took `first` from a queue and cleared its
+/// scheduled mark; a direct enter instead requires that it is not scheduled.
+///
+/// A panic of any coroutine run here is re-raised once the loop is done
+/// (the first one, if several panic).
+#[track_caller]
+pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
+    if !wake_consumed {
+        let site = first.scheduled.load(Acquire);
+        if !site.is_null() {
+            // SAFETY: non-null values of `scheduled` are `&'static Location`s.
+            already_scheduled(first, unsafe { &*site });
+        }
+    }
+    let ts = tls::thread_state();
+    let ctx = ensure_context(ts);
+    let mut pending = LocalList::new();
+    let mut panic = None;
+    // SAFETY: `ts` is this thread's state and `ctx` its context; both stay
+    // valid for this whole call, because the thread running an enter loop is
+    // itself running (never suspended) until the loop returns. `first` is
+    // kept alive by the caller.
+    unsafe { run_one(ts, ctx, first, &mut pending, &mut panic) };
+    while let Some(co) = pending.pop_front() {
+        control::clear_scheduled(&co);
+        match co.state() {
+            FINISHED => continue,
+            NEW if co.cancel.load(Relaxed) => continue,
+            RUNNING if co.migratable => {
+                // Still running where it lived before a migration: queue it
+                // here again; its wake takes effect after it has suspended.
+                let _ = control::try_schedule(&co, Location::caller());
+                // SAFETY: `ctx` is this thread's context, not borrowed here.
+                unsafe { (*ctx).push_ready(co) };
+                continue;
+            }
+            _ => {}
+        }
+        // SAFETY: as above; `co` is owned by this loop.
+        unsafe { run_one(ts, ctx, &co, &mut pending, &mut panic) };
+    }
+    if let Some(p) = panic {
+        resume_unwind(p);
+    }
+}
+
+/// True unless a migratable coroutine is still running elsewhere.
+pub(crate) fn try_claim_migratable(co: &CoInner) -> bool {
+    co.state() != RUNNING
+}
+
+/// This thread's context, created on first use.
+fn ensure_context(ts: *const ThreadState) -> *const ContextInner {
+    // SAFETY: this thread's state, on this thread.
+    let ctx = unsafe { (*ts).context.get() };
+    if !ctx.is_null() {
+        return ctx;
+    }
+    let created = AioContext::current();
+    Arc::as_ptr(&created.inner)
+}
+
+/// Runs one coroutine until it suspends or finishes.
+///
+/// # Safety
+/// `ts` and `ctx` are this thread's state and context; `co` stays alive for
+/// the call.
+unsafe fn run_one(
+    ts: *const ThreadState,
+    ctx: *const ContextInner,
+    co: &CoInner,
+    pending: &mut LocalList,
+    panic: &mut Option<Box<dyn Any + Send>>,
+) {
+    // SAFETY: `ctx` is this thread's live context.
+    let ctx_ref = unsafe { &*ctx };
+    claim(co, ctx_ref);
+    // SAFETY: this thread's state, on this thread (caller's contract).
+    let ts = unsafe { &*ts };
+    let prev = ts.current.replace(co);
+    // SAFETY: we hold the running claim, so we are the executing thread and
+    // the only user of the fiber; `claim` attached one.
+    let fiber = unsafe { (*co.fiber.get()).as_mut().unwrap_unchecked() };
+    // SAFETY: `co` is alive (caller's contract) and owns this fiber.
+    let why = unsafe { fiber.resume(co) };
+    ts.current.set(prev);
+    bump(&ctx_ref.counters.switches, 1);
+    pending.prepend(co.take_wakeups());
+    match why {
+        // Release: the last write of this thread to the coroutine's
+        // executing-thread fields; pairs with the Acquire in `claim` on the
+        // thread that enters it next (which differs only after a migration).
+        Suspend::Yielded => co.state.store(SUSPENDED, Release),
+        Suspend::Finished => finish(co, ctx_ref, panic),
+    }
+}
+
+/// Checks that `co` may run here and marks it running.
+#[inline]
+fn claim(co: &CoInner, ctx: &ContextInner) {
+    // Acquire: pairs with the Release stores of `SUSPENDED` in `run_one` and
+    // of the home pointer in `rehome`.
+    let state = co.state.load(Acquire);
+    match state {
+        SUSPENDED => {
+            let home = co.home.load(Acquire);
+            if !ptr::eq(home, ctx) {
+                wrong_home(co, home, ctx);
+            }
+            if co.migratable {
+                move_registration(co, ctx);
+            }
+        }
+        NEW => start(co, ctx),
+        RUNNING => reentered(co),
+        _ => finished(co),
+    }
+    if co.migratable {
+        // A migratable coroutine can be reached from several threads; the
+        // CAS makes a racing second enter fail instead of resuming a stack
+        // that is in use.
+        if co.state.compare_exchange(state, RUNNING, AcqRel, Acquire).is_err() {
+            reentered(co);
+        }
+    } else {
+        // Only this (home) thread writes the state of a started,
+        // non-migratable coroutine; `start` settled the home race.
+        co.state.store(RUNNING, Relaxed);
+    }
+}
+
+/// First entry: claims the home context, attaches a stack, registers.
+#[cold]
+fn start(co: &CoInner, ctx: &ContextInner) {
+    let home = co.home.load(Acquire);
+    if home.is_null() {
+        // SAFETY: `ctx` lives in an Arc owned by this thread's context slot;
+        // the count we take is owned by `co.home` from here on.
+        unsafe { Arc::increment_strong_count(ctx) };
+        let mine = ctx as *const ContextInner as *mut ContextInner;
+        if let Err(other) = co.home.compare_exchange(ptr::null_mut(), mine, AcqRel, Acquire) {
+            // SAFETY: giving back the count taken above.
+            unsafe { Arc::decrement_strong_count(ctx) };
+            if !ptr::eq(other, ctx) {
+                wrong_home(co, other, ctx);
+            }
+        }
+    } else if !ptr::eq(home, ctx) {
+        wrong_home(co, home, ctx);
+    }
+    // SAFETY: having won the home, this thread is the executing thread.
+    let has_fiber = unsafe { (*co.fiber.get()).is_some() };
+    if !has_fiber {
+        if let Err(e) = attach_fiber(co) {
+            panic!(
+                "coroutine {} ({}) cannot start: no stack available: {e}",
+                co.id,
+                co.display_name()
+            );
+        }
+    }
+    ctx.register(co);
+    bump(&ctx.counters.coroutines_started, 1);
+}
+
+/// Gives a not-yet-started coroutine its stack, from the pool.
+pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
+    let class = crate::pool::class_for(co.stack_size)?;
+    let fiber = crate::pool::acquire(class)?;
+    co.note_stack(&fiber);
+    // SAFETY: called by the (future) executing thread before the first
+    // entry; nobody else touches the fiber slot of an unstarted coroutine.
+    unsafe { *co.fiber.get() = Some(fiber) };
+    Ok(())
+}
+
+/// The body is done: release the stack, keep the outcome.
+fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Send>>) {
+    // SAFETY: executing thread; the fiber is parked at its loop's top.
+    let (fiber, outcome) = unsafe { ((*co.fiber.get()).take(), (*co.outcome.get()).take()) };
+    co.yielder.set(ptr::null());
+    if ptr::eq(co.registry_ctx.load(Relaxed), ctx) {
+        ctx.unregister(co);
+    }
+    let locks = co.locks_held.get();
+    co.state.store(FINISHED, Release);
+    if let Some(f) = fiber {
+        crate::pool::release(f);
+    }
+    if let Some(Outcome::Panicked(p)) = outcome {
+        if panic.is_none() {
+            *panic = Some(p);
+        }
+    } else if locks != 0 && panic.is_none() {
+        *panic = Some(Box::new(format!(
+            "coroutine {} ({}) finished while holding {locks} lock(s)",
+            co.id,
+            co.display_name()
+        )));
+    }
+}
+
+/// A migratable coroutine entered on a new home: move its registry entry.
+#[cold]
+fn move_registration(co: &CoInner, ctx: &ContextInner) {
+    let old = co.registry_ctx.load(Acquire);
+    if ptr::eq(old, ctx) {
+        return;
+    }
+    let slot = co.registry_slot.get();
+    co.registry_ctx.store(ptr::null_mut(), Relaxed);
+    if !old.is_null() {
+        // SAFETY: the registry pointer of a migrated coroutine owns one count
+        // on its old context (transferred from `home` by `rehome`).
+        let old_ctx = AioContext { inner: unsafe { Arc::from_raw(old) } };
+        // SAFETY: `co` is alive (the caller holds it) and is a CoRef block.
+        let keep = unsafe { CoRef::clone_from_ptr(co) };
+        let target = old_ctx.clone();
+        old_ctx.bh_oneshot(move || {
+            target.inner.unregister_slot(slot, keep.as_ptr());
+            drop(keep);
+            drop(target);
+        });
+    }
+    ctx.register(co);
+}
+
+/// Moves a migratable, scheduled coroutine's home to `new` (the caller owns
+/// its wake). The old home's count is kept for the registry entry there.
+pub(crate) fn rehome(co: &CoInner, new: &ContextInner) {
+    // SAFETY: `new` is a live context in an Arc; the count taken is owned by
+    // `co.home`.
+    unsafe { Arc::increment_strong_count(new) };
+    let old = co.home.swap(new as *const ContextInner as *mut ContextInner, AcqRel);
+    if !old.is_null() && !ptr::eq(co.registry_ctx.load(Acquire), old) {
+        // SAFETY: dropping the count `home` held on the old context.
+        unsafe { Arc::decrement_strong_count(old) };
+    }
+}
+
+#[cold]
+#[track_caller]
+fn already_scheduled(co: &CoInner, site: &'static Location<'static>) -> ! {
+    panic!(
+        "coroutine {} ({}) was entered while already scheduled (at {}:{}:{}); \
+         QEMU: Co-routine was already scheduled",
+        co.id,
+        co.display_name(),
+        site.file(),
+        site.line(),
+        site.column()
+    )
+}
+
+#[cold]
+fn reentered(co: &CoInner) -> ! {
+    panic!("coroutine re-entered recursively: coroutine {} ({}) is already running", co.id, co.display_name())
+}
+
+#[cold]
+fn finished(co: &CoInner) -> ! {
+    panic!("coroutine {} ({}) was entered after it finished", co.id, co.display_name())
+}
+
+#[cold]
+fn wrong_home(co: &CoInner, home: *const ContextInner, here: &ContextInner) -> ! {
+    // SAFETY: a non-null home is a live context (the coroutine holds a count).
+    let (hid, hname) = unsafe { home.as_ref() }.map_or((0, "none"), |h| (h.id, h.name()));
+    panic!(
+        "coroutine {} ({}) is homed on context {hid} ({hname}) and cannot be entered on context {} ({}): \
+         started coroutines run only on their home thread (wake them instead)",
+        co.id,
+        co.display_name(),
+        here.id,
+        here.name()
+    )
+}

@@ -1,0 +1,362 @@
+//! Coroutines (layer 3, QEMU's `coroutine-core.h`).
+
+pub(crate) mod control;
+pub(crate) mod enter;
+
+use std::fmt;
+use std::panic::{Location, resume_unwind};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+
+use self::control::{CoInner, CoRef, Cancelled, FINISHED, RUNNING};
+use crate::context::{self, AioContext};
+use crate::fiber::Suspend;
+use crate::join::JoinHandle;
+use crate::tls;
+
+/// A handle to a stackful coroutine (QEMU's `Coroutine *`).
+///
+/// Cheap to clone, `Send + Sync`, equal when it designates the same
+/// coroutine. A coroutine runs on its own guard-paged stack: its body can
+/// [`suspend`] anywhere in a call chain and be resumed later by
+/// [`enter`](Coroutine::enter) or [`wake`](Coroutine::wake).
+///
+/// # Home context
+///
+/// The first entry fixes the coroutine's *home* context (the entering
+/// thread's [`AioContext`]). From then on it only ever runs on that thread:
+/// its stack may hold `!Send` values and thread-local references across a
+/// suspension, which moving it would break. Waking it from another thread
+/// hands it to its home. Coroutines created with the `unsafe`
+/// [`CoroutineBuilder::migratable`] opt-in may be moved explicitly.
+///
+/// # Dropping
+///
+/// Dropping the last handle of a suspended coroutine means nothing can wake
+/// it any more: it is unwound on its home thread (its destructors run there)
+/// and its stack goes back to the pool. Handles held by the coroutine itself
+/// (for example `current()` stored in a local) keep it alive, like an `Rc`
+/// cycle.
+///
+/// ```
+/// use coscheduler::{Coroutine, suspend};
+/// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
+///
+/// let steps = Arc::new(AtomicU32::new(0));
+/// let s = steps.clone();
+/// let co = Coroutine::new(move || {
+///     s.fetch_add(1, Ordering::SeqCst);
+///     suspend();
+///     s.fetch_add(1, Ordering::SeqCst);
+/// });
+/// co.enter();
+/// assert_eq!(steps.load(Ordering::SeqCst), 1);
+/// co.enter();
+/// assert!(co.is_finished());
+/// assert_eq!(steps.load(Ordering::SeqCst), 2);
+/// ```
+#[derive(Clone)]
+pub struct Coroutine {
+    pub(crate) inner: CoRef,
+}
+
+impl Coroutine {
+    /// QEMU's `qemu_coroutine_create`: a coroutine that will run `f`, with a
+    /// stack from the pool. Nothing runs until it is entered.
+    ///
+    /// # Panics
+    /// If no stack can be had (the mapping limit is reached); use
+    /// [`Coroutine::builder`] and [`CoroutineBuilder::create`] to get the
+    /// `io::Error` instead.
+    pub fn new<F: FnOnce() + Send + 'static>(f: F) -> Coroutine {
+        match Coroutine::builder().create(f) {
+            Ok(co) => co,
+            Err(e) => panic!("cannot create a coroutine: no stack available: {e}"),
+        }
+    }
+
+    /// A builder for a named, sized or migratable coroutine.
+    pub fn builder() -> CoroutineBuilder {
+        CoroutineBuilder::default()
+    }
+
+    /// QEMU's `qemu_coroutine_enter`: runs the coroutine on this thread until
+    /// it suspends or returns, then runs whatever it woke on this context,
+    /// before returning. A panic inside resumes here.
+    ///
+    /// # Panics
+    /// If the coroutine is already running ("coroutine re-entered
+    /// recursively"), is scheduled to run, has finished, or is homed on
+    /// another thread's context; and with the coroutine's own panic.
+    #[track_caller]
+    pub fn enter(&self) {
+        enter::enter_chain(&self.inner, false);
+    }
+
+    /// QEMU's `qemu_coroutine_enter_if_inactive`: enters only if not
+    /// already entered.
+    #[track_caller]
+    pub fn enter_if_inactive(&self) {
+        if !self.entered() {
+            self.enter();
+        }
+    }
+
+    /// QEMU's `aio_co_wake`: resumes a suspended coroutine in its home
+    /// context. From a coroutine of the same context it runs right after the
+    /// waker suspends or returns; from plain code on that thread it runs now;
+    /// from another thread it is handed over to its home. A coroutine that
+    /// never ran starts on the waker's context.
+    ///
+    /// A wake from another thread while the coroutine is still running is
+    /// legal and takes effect once it has suspended.
+    ///
+    /// # Panics
+    /// If the coroutine was already woken and has not run since (one wake per
+    /// suspension); the message says where the first wake came from.
+    #[track_caller]
+    pub fn wake(&self) {
+        context::wake(&self.inner);
+    }
+
+    /// QEMU's `qemu_coroutine_entered`: true from an enter until the next
+    /// suspension, including while it has entered another coroutine.
+    pub fn entered(&self) -> bool {
+        self.inner.state() == RUNNING
+    }
+
+    /// True once the body has returned, panicked or been unwound.
+    pub fn is_finished(&self) -> bool {
+        self.inner.state() == FINISHED
+    }
+
+    /// QEMU's `qemu_coroutine_get_aio_context`: the home context, `None`
+    /// before the first entry.
+    pub fn context(&self) -> Option<AioContext> {
+        let home = self.inner.home.load(Acquire);
+        // SAFETY: a non-null home is a live context: the coroutine holds a
+        // strong count on it.
+        (!home.is_null()).then(|| unsafe { AioContext::from_ptr(home) })
+    }
+
+    /// A process-unique number.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The name given to the builder.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// True if created with [`CoroutineBuilder::migratable`].
+    pub fn is_migratable(&self) -> bool {
+        self.inner.migratable
+    }
+}
+
+impl PartialEq for Coroutine {
+    fn eq(&self, other: &Coroutine) -> bool {
+        self.inner.as_ptr() == other.inner.as_ptr()
+    }
+}
+impl Eq for Coroutine {}
+
+impl std::hash::Hash for Coroutine {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.id.hash(state);
+    }
+}
+
+impl fmt::Debug for Coroutine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.inner.state() {
+            control::NEW => "new",
+            RUNNING => "running",
+            control::SUSPENDED => "suspended",
+            _ => "finished",
+        };
+        f.debug_struct("Coroutine")
+            .field("id", &self.inner.id)
+            .field("name", &self.name())
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// Configures a coroutine before creating it.
+///
+/// ```
+/// let co = coscheduler::Coroutine::builder()
+///     .name("worker")
+///     .stack_size(64 * 1024)
+///     .create(|| {})
+///     .expect("a stack");
+/// assert_eq!(co.name(), Some("worker"));
+/// ```
+#[derive(Debug, Default)]
+#[must_use]
+pub struct CoroutineBuilder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+    migratable: bool,
+}
+
+impl CoroutineBuilder {
+    /// Names the coroutine (shown in overflow reports and dumps).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Usable stack bytes (rounded up to whole pages, at least 16 KiB).
+    /// Default: the thread's default (1 MiB, or the Runtime's `stack_size`).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Allows the coroutine to change context after it started
+    /// (`AioContext::schedule` onto another context, [`reschedule_self`],
+    /// stealing by idle workers).
+    ///
+    /// # Safety
+    /// The coroutine must never hold thread-bound state across a suspension
+    /// point: no `Rc`/`RefCell` borrow or other `!Send` value, no reference to
+    /// a thread-local, no lock guard of a thread-affine lock, nothing whose
+    /// correctness depends on staying on one OS thread. Moving such a
+    /// coroutine is undefined behaviour that Rust cannot detect.
+    ///
+    /// [`reschedule_self`]: crate::reschedule_self
+    pub unsafe fn migratable(mut self) -> Self {
+        self.migratable = true;
+        self
+    }
+
+    fn stack_class(&self) -> std::io::Result<usize> {
+        crate::pool::class_for(self.stack_size.unwrap_or_else(crate::pool::thread_default_size))
+    }
+
+    fn into_parts(self) -> (Option<Box<str>>, Option<usize>, bool) {
+        (self.name.map(String::into_boxed_str), self.stack_size, self.migratable)
+    }
+
+    /// QEMU's `qemu_coroutine_create`, fallible: takes a stack from the pool
+    /// (or maps one) now, and returns the OS error if none can be had.
+    pub fn create<F: FnOnce() + Send + 'static>(self, f: F) -> std::io::Result<Coroutine> {
+        let class = self.stack_class()?;
+        let fiber = crate::pool::acquire(class)?;
+        let (name, _, migratable) = self.into_parts();
+        let inner = CoInner::new(Box::new(f), name, class, migratable, Some(fiber));
+        Ok(Coroutine { inner: CoRef::new(inner) })
+    }
+
+    /// Creates a coroutine running `f`, with its stack taken now, and
+    /// schedules it on `ctx` (explicit placement: never stolen).
+    #[track_caller]
+    pub fn spawn_on<F, T>(self, ctx: &AioContext, f: F) -> std::io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let class = self.stack_class()?;
+        let fiber = crate::pool::acquire(class)?;
+        let (name, _, migratable) = self.into_parts();
+        let (co, handle) = crate::join::joinable(f, name, class, migratable, Some(fiber));
+        ctx.place(co, Location::caller());
+        Ok(handle)
+    }
+
+    /// Creates a coroutine whose stack is taken at its first entry (for the
+    /// Runtime's spawns).
+    pub(crate) fn build_lazy<F, T>(self, f: F) -> (CoRef, JoinHandle<T>)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (name, size, migratable) = self.into_parts();
+        let class = size.and_then(|s| crate::pool::class_for(s).ok()).unwrap_or(0);
+        crate::join::joinable(f, name, class, migratable, None)
+    }
+}
+
+/// QEMU's `qemu_coroutine_self`: the running coroutine, or `None` on a
+/// thread's own stack.
+pub fn current() -> Option<Coroutine> {
+    let p = tls::current();
+    // SAFETY: the running coroutine is alive: whoever entered it holds a
+    // reference until it suspends.
+    (!p.is_null()).then(|| Coroutine { inner: unsafe { CoRef::clone_from_ptr(p) } })
+}
+
+/// QEMU's `qemu_in_coroutine`.
+pub fn in_coroutine() -> bool {
+    !tls::current().is_null()
+}
+
+/// QEMU's `qemu_coroutine_yield`: returns control to whoever entered the
+/// current coroutine; returns when it is entered again.
+///
+/// # Panics
+/// Outside a coroutine (QEMU: "Co-routine is yielding to no one").
+#[inline]
+pub fn suspend() {
+    let co = tls::current();
+    if co.is_null() {
+        no_coroutine("suspend");
+    }
+    // SAFETY: `co` is the running coroutine of this thread.
+    unsafe { suspend_running(co) };
+}
+
+/// Suspends the running coroutine `co`.
+///
+/// # Safety
+/// `co` must be this thread's running coroutine.
+#[inline]
+pub(crate) unsafe fn suspend_running(co: *const CoInner) {
+    // SAFETY: the running coroutine's yielder was attached by its trampoline
+    // and stays valid while the fiber is attached.
+    unsafe {
+        let yielder = (*co).yielder.get();
+        let _ = (*yielder).suspend(Suspend::Yielded);
+    }
+    // From here on we may be on another thread (migratable coroutines):
+    // nothing read from thread-locals before the switch is reused.
+    // SAFETY: the coroutine is alive while it runs.
+    let co = unsafe { &*co };
+    if co.cancel.load(Relaxed) && !co.cancel_injected.replace(true) {
+        // Nobody can wake this coroutine any more: unwind it. Suspending
+        // again while unwinding (in a destructor) is allowed and does not
+        // restart the unwind.
+        resume_unwind(Box::new(Cancelled));
+    }
+}
+
+/// Reschedules the current coroutine at the back of its context's ready
+/// queue and suspends: other ready coroutines run first.
+///
+/// # Panics
+/// Outside a coroutine.
+#[track_caller]
+pub fn yield_now() {
+    let p = tls::current();
+    if p.is_null() {
+        no_coroutine("yield_now");
+    }
+    // SAFETY: the running coroutine is alive.
+    let me = unsafe { CoRef::clone_from_ptr(p) };
+    if control::try_schedule(&me, Location::caller()).is_ok() {
+        // SAFETY: a running coroutine is on its home thread, whose context
+        // exists; nothing borrows its ready queue while a coroutine runs.
+        unsafe { (*tls::context()).push_ready(me) };
+    }
+    // Otherwise another thread already woke us: its hand-off resumes us.
+    // SAFETY: `p` is this thread's running coroutine.
+    unsafe { suspend_running(p) };
+}
+
+#[cold]
+#[track_caller]
+fn no_coroutine(what: &str) -> ! {
+    panic!("{what}() called outside a coroutine (QEMU: Co-routine is yielding to no one)")
+}

@@ -1,0 +1,164 @@
+//! A fiber: a guarded stack with QEMU's trampoline loop parked on it.
+//!
+//! QEMU keeps a finished coroutine's stack *and* its context: the trampoline
+//! is `while (true) { entry(arg); switch(caller, TERMINATE); }`, so a pooled
+//! coroutine resumes inside that loop and simply calls the next entry. A fiber
+//! is the same thing on top of `corosensei`: the closure it was created with
+//! never returns; each resume from the top of the loop receives the control
+//! block of the coroutine to run, and the loop suspends with
+//! [`Suspend::Finished`] when that coroutine's body is done. Reusing a fiber
+//! therefore costs one switch, not a stack setup.
+
+use std::convert::Infallible;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use std::mem::ManuallyDrop;
+
+use corosensei::{Coroutine as RawCoroutine, CoroutineResult, Yielder};
+
+use crate::coroutine::control::{CoInner, Outcome};
+use crate::stack::GuardedStack;
+
+/// What a fiber reports when it hands control back to its enterer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// The coroutine called `suspend()` and can be entered again.
+    Yielded,
+    /// The coroutine's body returned, panicked or was unwound; its outcome is
+    /// stored in its control block and the fiber is back at the loop's top.
+    Finished,
+}
+
+/// The yielder type running coroutines use to suspend.
+pub(crate) type FiberYielder = Yielder<*const CoInner, Suspend>;
+
+/// A stack plus a parked trampoline. Owned by exactly one coroutine while it
+/// runs, otherwise by a pool.
+pub(crate) struct Fiber {
+    /// Dropped by hand: see `Drop for Fiber`.
+    raw: ManuallyDrop<RawCoroutine<*const CoInner, Suspend, Infallible, GuardedStack>>,
+    /// The guard page, for the overflow handler.
+    guard: Range<usize>,
+    /// Usable bytes of the stack: the pool's size class.
+    usable: usize,
+}
+
+// SAFETY: a fiber only crosses threads while parked at the top of its
+// trampoline loop (in a pool, or attached to a coroutine that has not started
+// yet) or as part of a migratable coroutine whose creator promised, through
+// an `unsafe` opt-in, that no thread-bound state is live across suspension.
+// The trampoline itself keeps nothing thread-bound across its suspend: it
+// reaches thread-locals only through the `#[inline(never)]` accessors.
+unsafe impl Send for Fiber {}
+
+impl Fiber {
+    /// Creates a fiber on `stack`; nothing runs until the first resume.
+    pub(crate) fn new(stack: GuardedStack) -> Fiber {
+        let guard = stack.guard_range();
+        let usable = stack.usable_size();
+        let raw = ManuallyDrop::new(RawCoroutine::with_stack(stack, trampoline));
+        Fiber { raw, guard, usable }
+    }
+
+    /// Usable stack bytes.
+    pub(crate) fn usable_size(&self) -> usize {
+        self.usable
+    }
+
+    /// The guard page's address range.
+    pub(crate) fn guard(&self) -> Range<usize> {
+        self.guard.clone()
+    }
+
+    /// Runs `co` on this fiber until it suspends or finishes.
+    ///
+    /// # Safety
+    /// `co` must stay alive until this returns, must own this fiber (so that
+    /// nobody else resumes it concurrently), and its control block must have
+    /// an entry closure if this fiber is at the top of its loop.
+    #[inline]
+    pub(crate) unsafe fn resume(&mut self, co: *const CoInner) -> Suspend {
+        match self.raw.resume(co) {
+            CoroutineResult::Yield(s) => s,
+            CoroutineResult::Return(never) => match never {},
+        }
+    }
+
+    /// Releases the stack of a fiber parked at the top of its loop.
+    #[cfg(test)]
+    pub(crate) fn into_stack(mut self) -> GuardedStack {
+        self.park();
+        // SAFETY: `self` is forgotten right after, so `raw` is taken once and
+        // never dropped again.
+        let raw = unsafe { ManuallyDrop::take(&mut self.raw) };
+        std::mem::forget(self);
+        raw.into_stack()
+    }
+
+    /// Marks a fiber parked at the top of its loop as finished, so that
+    /// dropping it does not try to unwind it.
+    fn park(&mut self) {
+        if self.raw.started() && !self.raw.done() {
+            // SAFETY: fibers are released (pooled memory freed) only when
+            // parked at the top of the trampoline loop, where the only live
+            // locals are a reference to the yielder and a raw pointer:
+            // nothing that needs dropping.
+            unsafe { self.raw.force_reset() };
+        }
+    }
+
+    /// The stack's lowest address (its guard page), for painting checks.
+    #[allow(dead_code)]
+    pub(crate) fn limit(&self) -> usize {
+        self.guard.start
+    }
+}
+
+impl Drop for Fiber {
+    fn drop(&mut self) {
+        self.park();
+        // SAFETY: dropped exactly once, here.
+        unsafe { ManuallyDrop::drop(&mut self.raw) };
+    }
+}
+
+/// QEMU's `coroutine_trampoline`: run one coroutine body per iteration.
+fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
+    loop {
+        // SAFETY: the enterer keeps the control block alive for the whole
+        // resume (Fiber::resume's contract), and it owns this fiber.
+        let outcome = unsafe {
+            let co = &*input;
+            co.attach_yielder(yielder);
+            let entry = co.take_entry();
+            match catch_unwind(AssertUnwindSafe(entry)) {
+                Ok(()) => Outcome::Returned,
+                Err(payload) => Outcome::from_unwind(payload),
+            }
+        };
+        // SAFETY: still within the same resume; see above.
+        unsafe { (*input).set_outcome(outcome) };
+        input = yielder.suspend(Suspend::Finished);
+    }
+}
+
+/// Stack-size classes are whole usable sizes; `GuardedStack` rounds.
+pub(crate) fn allocate(usable: usize) -> std::io::Result<Fiber> {
+    GuardedStack::new(usable).map(Fiber::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fiber_reports_its_size_and_guard() {
+        let fiber = allocate(64 * 1024).unwrap();
+        assert_eq!(fiber.usable_size(), 64 * 1024);
+        let g = fiber.guard();
+        assert_eq!(g.end - g.start, crate::stack::page_size());
+        let stack = fiber.into_stack();
+        assert_eq!(corosensei::stack::Stack::limit(&stack).get(), g.start);
+    }
+}

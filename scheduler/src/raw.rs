@@ -1,0 +1,77 @@
+//! Building blocks for synchronization primitives (the `coprimitives` crate
+//! and anyone writing their own).
+//!
+//! These expose scheduler state that QEMU's primitives read directly:
+//! `co->ctx` for CoMutex's spinning heuristic, `locks_held` for the
+//! termination assertion, and a description of what a coroutine waits on for
+//! `Runtime::dump`. They are cheap: no allocation, no atomic read-modify-write.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Acquire;
+
+use crate::coroutine::Coroutine;
+use crate::coroutine::control::WaitReason;
+use crate::tls;
+
+/// An identifier of the calling thread's context, 0 if it has none. Equal
+/// values mean the same context (QEMU compares `AioContext *`).
+#[inline]
+pub fn current_context_id() -> usize {
+    tls::context() as usize
+}
+
+/// The identifier (as [`current_context_id`] returns it) of a coroutine's
+/// home context, 0 before its first entry.
+#[inline]
+pub fn context_id_of(co: &Coroutine) -> usize {
+    co.inner.home.load(Acquire) as usize
+}
+
+/// QEMU's `locks_held++`: the current coroutine took a lock. A coroutine that
+/// finishes with a non-zero count makes its enterer panic.
+#[inline]
+pub fn lock_acquired() {
+    let co = tls::current();
+    // SAFETY: the running coroutine is alive; `locks_held` is an
+    // executing-thread field and we are on it.
+    if let Some(co) = unsafe { co.as_ref() } {
+        co.locks_held.set(co.locks_held.get() + 1);
+    }
+}
+
+/// QEMU's `locks_held--`.
+#[inline]
+pub fn lock_released() {
+    let co = tls::current();
+    // SAFETY: as in `lock_acquired`.
+    if let Some(co) = unsafe { co.as_ref() } {
+        co.locks_held.set(co.locks_held.get().saturating_sub(1));
+    }
+}
+
+/// Locks the current coroutine holds (by the primitives' count).
+pub fn locks_held() -> u32 {
+    let co = tls::current();
+    // SAFETY: as in `lock_acquired`.
+    unsafe { co.as_ref() }.map_or(0, |co| co.locks_held.get())
+}
+
+/// Records what the current coroutine is about to wait on (shown by
+/// `Runtime::dump`). `what` names the kind of wait ("CoMutex", "sleep");
+/// `detail` the object (a lock's name).
+pub fn set_wait_reason(what: &'static str, detail: Option<Arc<str>>) {
+    let co = tls::current();
+    // SAFETY: executing-thread field of the running coroutine.
+    if let Some(co) = unsafe { co.as_ref() } {
+        unsafe { *co.wait.get() = Some(WaitReason { what, detail }) };
+    }
+}
+
+/// Clears the wait description after the wait.
+pub fn clear_wait_reason() {
+    let co = tls::current();
+    // SAFETY: executing-thread field of the running coroutine.
+    if let Some(co) = unsafe { co.as_ref() } {
+        unsafe { *co.wait.get() = None };
+    }
+}

@@ -1,0 +1,56 @@
+//! The scheduler's per-thread state, reached only through `#[inline(never)]`
+//! accessors.
+//!
+//! ARCHITECTURE.md's soundness rule: a migratable coroutine may suspend on one
+//! thread and resume on another, and LLVM is free to compute a thread-local's
+//! address once and reuse it across what looks like an ordinary call
+//! (`suspend()`). QEMU hit exactly this (`coroutine-tls.h`). Every read of our
+//! thread-locals therefore goes through a function the optimiser cannot inline
+//! or prove pure, and the pointer it returns is documented as valid only until
+//! the next switch.
+
+use std::cell::Cell;
+use std::ptr;
+
+use crate::context::ContextInner;
+use crate::coroutine::control::CoInner;
+
+/// Per-thread scheduler state. Plain `Cell`s: only the owning thread touches
+/// them, and a signal handler on that thread may read `current`.
+pub(crate) struct ThreadState {
+    /// The innermost running coroutine on this thread, null on the thread's
+    /// own stack (QEMU's `current`, with null standing for the leader).
+    pub(crate) current: Cell<*const CoInner>,
+    /// This thread's AioContext, null until one is created or installed.
+    /// The owning `Arc` lives in `context::THREAD_CONTEXT`.
+    pub(crate) context: Cell<*const ContextInner>,
+}
+
+thread_local! {
+    static STATE: ThreadState = const {
+        ThreadState { current: Cell::new(ptr::null()), context: Cell::new(ptr::null()) }
+    };
+}
+
+/// This thread's state.
+///
+/// The pointer is valid for as long as the calling code stays on this thread:
+/// never keep it across a call that may suspend the current coroutine.
+#[inline(never)]
+pub(crate) fn thread_state() -> *const ThreadState {
+    // `black_box` hides the address from the optimiser, like QEMU's
+    // `asm volatile("" : "+rm"(ptr))` in its CO_TLS accessors.
+    std::hint::black_box(STATE.with(|s| s as *const ThreadState))
+}
+
+/// The innermost running coroutine on this thread, or null.
+#[inline(never)]
+pub(crate) fn current() -> *const CoInner {
+    std::hint::black_box(STATE.with(|s| s.current.get()))
+}
+
+/// This thread's context, or null when none has been created yet.
+#[inline(never)]
+pub(crate) fn context() -> *const ContextInner {
+    std::hint::black_box(STATE.with(|s| s.context.get()))
+}
