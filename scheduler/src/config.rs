@@ -44,6 +44,8 @@ use bytesize::ByteSize;
 use humantime_serde::re::humantime;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::context::DEFAULT_POLL_MAX;
+use crate::pool::INITIAL_POOL_MAX;
 use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
 
 /// The name of the table this module reads.
@@ -53,15 +55,9 @@ const SECTION: &str = "runtime";
 /// address space after a few thousand coroutines.
 const MAX_STACK_SIZE: u64 = 1 << 30;
 
-/// QEMU's default `poll-max-ns` (`IOThread`'s adaptive polling ceiling).
-const DEFAULT_POLL_MAX: Duration = Duration::from_nanos(32_768);
-
 /// The longest busy-poll accepted: a worker spinning for longer than this before it sleeps
 /// is burning a core, not saving a wake-up.
 const MAX_POLL_MAX: Duration = Duration::from_secs(1);
-
-/// Matches QEMU's `COROUTINE_POOL_BATCH_MAX_SIZE`.
-const DEFAULT_POOL_MAX: usize = 128;
 
 /// The keys of `[runtime]`, each with the form it takes, in the order the documentation lists
 /// them. [`RuntimeConfig::KEYS`] and the error messages are both read from here.
@@ -184,7 +180,7 @@ impl Default for Fields {
             threads: Threads::Auto,
             pin_threads: true,
             stack_size: ByteSize::b(DEFAULT_STACK_SIZE as u64),
-            pool_max: DEFAULT_POOL_MAX,
+            pool_max: INITIAL_POOL_MAX,
             poll_max: DEFAULT_POLL_MAX,
             thread_name: "coscheduler-worker".to_owned(),
         }
