@@ -1,1 +1,183 @@
-fn main() {}
+//! The `cobench` command line; everything it does lives in the `cobench` library.
+//!
+//! Exit status: 0 on success, 1 when `compare` finds a regression (or a missing or
+//! incomparable benchmark), 2 when the tool itself fails or is misused.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cobench::compare::{self, CompareOptions};
+use cobench::run::RunOptions;
+use cobench::schema::{Results, Tier};
+use cobench::{Error, probe, render, report, workload};
+
+/// Performance suite and CI regression reports for coscheduler.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the suite and write one JSON results file.
+    Run {
+        /// Shrink iteration and sample counts (for CI: well under two minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the results.
+        #[arg(long, default_value = "cobench-results.json")]
+        out: PathBuf,
+        /// Measure only one tier.
+        #[arg(long, value_enum)]
+        tier: Option<TierArg>,
+        /// Measure only benchmarks whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Judge RESULTS against BASELINE; exit 1 on a regression.
+    Compare {
+        /// The results file to compare against (e.g. bench-reports/baseline.json).
+        baseline: PathBuf,
+        /// The results file to judge.
+        results: PathBuf,
+        /// Relative threshold, as a percentage ("3%" or "3").
+        #[arg(long, default_value = "3%", value_parser = parse_threshold)]
+        threshold: f64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Markdown)]
+        format: Format,
+        /// Judge only one tier.
+        #[arg(long, value_enum)]
+        tier: Option<TierArg>,
+    },
+    /// Draw SVG charts and a Markdown index over results files (oldest first).
+    Report {
+        /// Results files, oldest first; the last one is tabulated as the latest.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Directory to write index.md and the SVGs into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List the benchmarks of both tiers.
+    List,
+    /// Run one deterministic-tier operation N times (what callgrind measures).
+    #[command(hide = true)]
+    Probe {
+        /// Probe name, from `cobench list`.
+        name: String,
+        /// Iterations.
+        #[arg(long)]
+        iters: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TierArg {
+    Deterministic,
+    Time,
+}
+
+impl From<TierArg> for Tier {
+    fn from(t: TierArg) -> Self {
+        match t {
+            TierArg::Deterministic => Tier::Deterministic,
+            TierArg::Time => Tier::Time,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Markdown,
+    Json,
+}
+
+fn main() -> ExitCode {
+    match execute(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cobench: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<ExitCode, Error> {
+    match command {
+        Command::Run {
+            quick,
+            out,
+            tier,
+            filter,
+        } => {
+            let exe =
+                std::env::current_exe().map_err(|e| Error::io("/proc/self/exe".as_ref(), e))?;
+            let options = RunOptions {
+                quick,
+                tier: tier.map(Tier::from),
+                filter,
+            };
+            cobench::run::run(&exe, &options)?.save(&out)?;
+            eprintln!("cobench: wrote {}", out.display());
+        }
+        Command::Compare {
+            baseline,
+            results,
+            threshold,
+            format,
+            tier,
+        } => {
+            let options = CompareOptions {
+                threshold,
+                tier: tier.map(Tier::from),
+            };
+            let report = compare::compare(
+                &Results::load(&baseline)?,
+                &Results::load(&results)?,
+                &options,
+            );
+            match format {
+                Format::Markdown => print!("{}", render::markdown(&report)),
+                Format::Json => println!("{}", render::json(&report)),
+            }
+            return Ok(if report.failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Report { results, out } => {
+            let inputs = results
+                .into_iter()
+                .map(|path| Results::load(&path).map(|r| (path, r)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let index = report::write(&inputs, &out)?;
+            eprintln!("cobench: wrote {}", index.display());
+        }
+        Command::List => list(),
+        Command::Probe { name, iters } => (probe::find(&name)?.run)(iters)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list() {
+    for p in probe::PROBES {
+        println!("deterministic  {:<40} {:<26} {}", p.name, p.unit, p.what);
+    }
+    for b in workload::TIME_BENCHES {
+        println!("time           {:<40} {:<26} {}", b.name, b.unit, b.what);
+    }
+}
+
+/// Parses "3%", "3" or "0.5%" into a fraction.
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let number = s.trim().trim_end_matches('%').trim();
+    match number.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p / 100.0),
+        _ => Err(format!("`{s}` is not a percentage such as 3%")),
+    }
+}

@@ -13,7 +13,7 @@ use coscheduler::{AioContext, Coroutine, current, in_coroutine, suspend};
 /// in between, which would expose any dangling reference.
 #[test]
 fn no_dangling_access() {
-    let c2 = Coroutine::new(|| suspend());
+    let c2 = Coroutine::new(suspend);
     let c2b = c2.clone();
     let c1 = Coroutine::new(move || c2b.enter());
     c1.enter();

@@ -182,11 +182,6 @@ impl SleepGate {
             wake();
         }
     }
-
-    /// True while the owner sleeps or is about to (for metrics and tests).
-    pub(crate) fn is_sleeping(&self) -> bool {
-        self.state.load(Relaxed) != AWAKE
-    }
 }
 
 #[cfg(all(test, loom))]

@@ -362,6 +362,10 @@ impl ContextInner {
     }
 
     /// Owner: the epoll driver, created on first use.
+    // The driver is owner-thread state behind an UnsafeCell, like the ready
+    // queue; handing out `&mut` from `&self` is the point, and every caller
+    // keeps the borrow short and never re-enters the context while holding it.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) fn driver(&self) -> Option<&mut IoDriver> {
         // SAFETY: owner only; callers do not hold two of these at once and
         // do not call back into the context while holding it.

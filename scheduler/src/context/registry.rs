@@ -50,9 +50,4 @@ impl Registry {
     pub(crate) fn snapshot(&self) -> Vec<*const CoInner> {
         self.slots.iter().copied().filter(|p| !p.is_null()).collect()
     }
-
-    /// True if `co` is registered at `slot`.
-    pub(crate) fn contains(&self, slot: usize, co: *const CoInner) -> bool {
-        self.slots.get(slot).copied() == Some(co)
-    }
 }

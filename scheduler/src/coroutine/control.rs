@@ -87,6 +87,9 @@ pub(crate) struct WaitReason {
     pub(crate) detail: Option<std::sync::Arc<str>>,
 }
 
+/// Reports a stack-allocation failure to a spawned coroutine's handle.
+pub(crate) type NoStackHook = Box<dyn FnOnce(std::io::Error) + Send>;
+
 /// Boxed entry closure.
 pub(crate) type Entry = Box<dyn FnOnce() + Send + 'static>;
 
@@ -128,7 +131,7 @@ pub(crate) struct CoInner {
     pub(crate) locks_held: Cell<u32>,
     /// For spawned coroutines: reports a stack-allocation failure to the
     /// join handle.
-    pub(crate) on_no_stack: UnsafeCell<Option<Box<dyn FnOnce(std::io::Error) + Send>>>,
+    pub(crate) on_no_stack: UnsafeCell<Option<NoStackHook>>,
     /// The attached stack's guard page `(start, end)` and usable size, for
     /// the overflow handler (copied here so a signal handler reads plain
     /// cells, never the fiber itself).
@@ -471,18 +474,6 @@ impl LocalList {
         }
         self.tail = back.tail;
         std::mem::forget(back);
-    }
-
-    /// Number of elements (walks the list; for diagnostics).
-    pub(crate) fn len(&self) -> usize {
-        let mut n = 0;
-        let mut p = self.head;
-        while !p.is_null() {
-            n += 1;
-            // SAFETY: every element is owned by this list.
-            p = unsafe { (*p).next.get() };
-        }
-        n
     }
 }
 

@@ -187,7 +187,12 @@ fn start(co: &CoInner, ctx: &ContextInner) {
 
 /// Gives a not-yet-started coroutine its stack, from the pool.
 pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
-    let class = crate::pool::class_for(co.stack_size)?;
+    // `stack_size == 0` is `build_lazy`'s "no size asked": the starting
+    // thread's default (the Runtime's `stack_size`), not the 16 KiB minimum
+    // that `class_for(0)` would round up to. (Fix by the io/sleep engineer:
+    // a panic in a `Runtime::spawn`ed coroutine overflowed its 16 KiB.)
+    let size = if co.stack_size == 0 { crate::pool::thread_default_size() } else { co.stack_size };
+    let class = crate::pool::class_for(size)?;
     let fiber = crate::pool::acquire(class)?;
     co.note_stack(&fiber);
     // SAFETY: called by the (future) executing thread before the first

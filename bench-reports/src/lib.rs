@@ -1,0 +1,29 @@
+//! `cobench`: the performance suite of coscheduler and its CI regression gate.
+//!
+//! Two tiers of figures (see `shared/bench/WORKLOADS.md` for the workloads):
+//!
+//! - the **deterministic tier** counts instructions per operation of single-threaded paths
+//!   under callgrind ([`callgrind`], operations in [`probe`]); these repeat exactly, so CI
+//!   gates on them;
+//! - the **time tier** times multi-threaded workloads ([`timed`], workloads in
+//!   [`workload`]) and reports each as a ratio to a reference measured in the same run,
+//!   with HDR latency percentiles.
+//!
+//! [`run`] writes a [`schema::Results`] file, [`compare`] judges one against a baseline
+//! ([`render`] prints the verdicts), and [`report`] draws SVG charts over a history of
+//! files. The binary in `main.rs` is a thin clap front end over these modules.
+
+pub mod callgrind;
+pub mod compare;
+pub mod error;
+pub mod machine;
+pub mod probe;
+pub mod render;
+pub mod report;
+pub mod run;
+pub mod schema;
+pub mod stats;
+pub mod timed;
+pub mod workload;
+
+pub use error::Error;

@@ -1,0 +1,156 @@
+//! Renders a comparison [`Report`] as Markdown (for people and CI logs) or JSON (for tools).
+
+use std::fmt::Write;
+
+use crate::compare::{Metric, Report, Row, SPREAD_FACTOR, Verdict};
+use crate::schema::Tier;
+
+/// The report as pretty JSON.
+pub fn json(report: &Report) -> String {
+    // Serialising plain structs of strings and finite-or-not floats cannot fail: serde_json
+    // writes non-finite floats as null.
+    serde_json::to_string_pretty(report).expect("a Report always serialises")
+}
+
+/// The report as a Markdown section: header, one table row per benchmark, the outcome and
+/// the notes.
+pub fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let tier = report.tier.map_or("all tiers", Tier::as_str);
+    // Writing to a String cannot fail; `let _` keeps the many `write!`s below readable.
+    let _ = writeln!(out, "## cobench compare ({tier})\n");
+    let _ = writeln!(out, "- baseline: {}", side(&report.baseline));
+    let _ = writeln!(out, "- now: {}", side(&report.now));
+    let _ = writeln!(
+        out,
+        "- threshold: {} (deterministic); time tier max({0}, {SPREAD_FACTOR} × combined \
+         spread); tails p99/p99.9 get twice the row's\n",
+        percent(report.threshold),
+    );
+    out.push_str(
+        "| benchmark | tier | unit | baseline | now | change | threshold | verdict | tails |\n",
+    );
+    out.push_str("|---|---|---|---:|---:|---:|---:|---|---|\n");
+    for row in &report.rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            row.tier.as_str(),
+            unit(row),
+            row.baseline.map_or("—".into(), number),
+            row.now.map_or("—".into(), number),
+            row.change.map_or("—".into(), signed_percent),
+            percent(row.threshold),
+            verdict(row),
+            tails(row),
+        );
+    }
+    out.push('\n');
+    out.push_str(&outcome(report));
+    if !report.notes.is_empty() {
+        out.push_str("\nNotes:\n");
+        for note in &report.notes {
+            let _ = writeln!(out, "- {note}");
+        }
+    }
+    out
+}
+
+fn side(s: &crate::compare::Side) -> String {
+    let quick = if s.quick { ", quick" } else { "" };
+    format!(
+        "`{}` ({}, {} build{quick}, {}, {})",
+        short(&s.commit),
+        s.date,
+        s.profile,
+        s.cpu_model,
+        s.rustc
+    )
+}
+
+fn unit(row: &Row) -> String {
+    match (&row.metric, &row.reference) {
+        (Metric::Ratio, Some(r)) => format!("{} ÷ {r}", row.unit),
+        _ => row.unit.clone(),
+    }
+}
+
+fn verdict(row: &Row) -> String {
+    let word = row.verdict.as_str();
+    let mut text = if row.verdict.fails() && row.gates {
+        format!("**{word}**")
+    } else if row.gates {
+        word.to_owned()
+    } else {
+        format!("{word} (info)")
+    };
+    if let Some(reason) = &row.reason {
+        let _ = write!(text, ": {reason}");
+    }
+    text
+}
+
+fn tails(row: &Row) -> String {
+    row.tails
+        .iter()
+        .map(|t| {
+            let mark = if t.verdict == Verdict::Regressed && row.gates {
+                " **regressed**"
+            } else if t.verdict == Verdict::Regressed {
+                " regressed"
+            } else {
+                ""
+            };
+            format!("{} {}{mark}", t.key, signed_percent(t.change))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn outcome(report: &Report) -> String {
+    let failing: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| r.gates && r.verdict.fails())
+        .map(|r| format!("`{}` ({})", r.name, r.verdict.as_str()))
+        .collect();
+    if failing.is_empty() {
+        "**Result: pass**, no regression beyond the threshold.\n".to_owned()
+    } else {
+        format!("**Result: FAIL**: {}.\n", failing.join(", "))
+    }
+}
+
+/// A figure with about four significant digits and an SI suffix for large rates.
+pub(crate) fn number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{:.3} G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.3} M", v / 1e6)
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn percent(fraction: f64) -> String {
+    format!("{:.1}%", fraction * 100.0)
+}
+
+fn signed_percent(fraction: f64) -> String {
+    format!("{:+.1}%", fraction * 100.0)
+}
+
+/// The first 10 characters of a commit id, keeping a `-dirty` suffix.
+pub(crate) fn short(commit: &str) -> String {
+    let (id, suffix) = commit
+        .split_once('-')
+        .map_or((commit, ""), |(id, _)| (id, "-dirty"));
+    let id: String = id.chars().take(10).collect();
+    format!("{id}{suffix}")
+}

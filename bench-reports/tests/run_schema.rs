@@ -1,0 +1,120 @@
+//! `cobench run --quick` end to end: the file it writes validates against
+//! `schema/results.schema.json`, parses into the typed results, and holds every benchmark
+//! of both tables with sane figures. Needs valgrind, as CI does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cobench::probe::PROBES;
+use cobench::schema::{Results, Tier};
+use cobench::workload::TIME_BENCHES;
+
+fn schema() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/results.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn quick_run_writes_a_file_that_matches_the_schema() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-quick/results.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_cobench"))
+        .args(["run", "--quick", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cobench run --quick failed ({status}); is valgrind installed?"
+    );
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let instance: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema()).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "schema violations:\n{}\n{text}",
+        errors.join("\n")
+    );
+
+    let results = Results::load(&out).unwrap();
+    assert!(results.quick);
+    let expected = PROBES
+        .iter()
+        .map(|p| p.name)
+        .chain(TIME_BENCHES.iter().map(|b| b.name));
+    for name in expected {
+        assert!(results.get(name).is_some(), "{name} missing from {text}");
+    }
+    for b in &results.benchmarks {
+        if b.tier == Tier::Deterministic {
+            // A switch or a lifecycle is at least a few instructions and, in any build, far
+            // below a syscall's worth.
+            assert!(b.value > 5.0 && b.value < 20_000.0, "{b:?}");
+        }
+        if let (Some(ratio), Some(reference)) = (b.ratio, &b.reference) {
+            assert!(
+                (ratio - b.value / reference.value).abs() <= 1e-9 * ratio,
+                "{b:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn schema_rejects_what_the_types_reject() {
+    let validator = jsonschema::validator_for(&schema()).unwrap();
+    let bad = serde_json::json!({
+        "schema_version": 1,
+        "machine": {"hostname": "h", "cpu_model": "c", "cores": 2, "os": "o", "rustc": "r"},
+        "commit": "unknown", "date": "2026-01-01T00:00:00Z", "quick": true, "profile": "release",
+        "benchmarks": [{"name": "x", "tier": "deterministic", "value": 1.0, "unit": "u",
+                        "better": "lower", "samples": 3, "spread": 0.0, "ratio": 2.0}]
+    });
+    assert!(
+        !validator.is_valid(&bad),
+        "a deterministic row with a ratio must be rejected"
+    );
+    let mut good = bad.clone();
+    good["benchmarks"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("ratio");
+    assert!(
+        validator.is_valid(&good),
+        "{:?}",
+        validator
+            .iter_errors(&good)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+    let _: Results = serde_json::from_value(good).unwrap();
+}
+
+#[test]
+fn missing_valgrind_is_a_clear_error() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-valgrind/results.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_cobench"))
+        .args(["run", "--quick", "--tier", "deterministic", "--out"])
+        .arg(&out)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs valgrind"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn unknown_probe_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cobench"))
+        .args(["probe", "no_such_probe", "--iters", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no probe named `no_such_probe`"));
+}

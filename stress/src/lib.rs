@@ -1,0 +1,24 @@
+//! `costress`: load tests for coscheduler, each with a check that nothing was lost.
+//!
+//! A run resolves its [`settings`] (built-in defaults < `config.toml` < `COSTRESS_*`
+//! environment < flags), runs each named [workload](workload::Workload) for the configured
+//! duration under a [`watchdog`], and renders the [outcomes](outcome::Outcome) as a human
+//! table or one JSON document, optionally with HdrHistogram percentile files. The process
+//! exit status says how it went: see [`exit::Exit`].
+//!
+//! The binary is a thin wrapper over [`main`]; the modules are public so that integration
+//! tests can drive the renderers and the settings directly.
+
+pub mod cli;
+pub mod exit;
+pub mod outcome;
+pub mod progress;
+pub mod report;
+pub mod settings;
+pub mod watchdog;
+pub mod workload;
+pub mod workloads;
+
+mod app;
+
+pub use app::main;

@@ -1,0 +1,320 @@
+//! What one workload run produced: throughput, latency histograms, correctness checks, and
+//! snapshots of the runtime's counters.
+//!
+//! These are plain data. The workloads fill them in, the renderers in [`crate::report`] read
+//! them, and the runtime's own metrics types are mapped into [`ContextSnapshot`] and
+//! [`PoolSnapshot`] so that the report format does not change when the runtime's does.
+
+use std::fmt;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Significant decimal digits every costress histogram keeps: values are exact to 0.1%.
+pub const SIGNIFICANT_FIGURES: u8 = 3;
+
+/// A new, empty latency histogram. Values are nanoseconds; it grows to fit whatever is
+/// recorded, so a stray multi-second outlier is kept rather than refused.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new(SIGNIFICANT_FIGURES)
+        .expect("3 significant figures is within hdrhistogram's 0..=5")
+}
+
+/// What a histogram measures. Workloads tag each histogram so that tools can compare like
+/// with like across workloads and runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramKind {
+    /// From asking for a lock to holding it.
+    LockWait,
+    /// From taking a lock to releasing it.
+    LockHold,
+    /// From a wake to the woken coroutine running, when both are on the same context.
+    WakeLocal,
+    /// The same, when the wake crossed from one context (thread) to another.
+    WakeCross,
+    /// From a timer's deadline to the sleeping coroutine running.
+    WakeTimer,
+    /// From a file descriptor becoming ready to its waiting coroutine running.
+    WakeIo,
+    /// How much later than asked a sleep returned.
+    Oversleep,
+    /// From sending a request to receiving its whole reply.
+    RequestLatency,
+}
+
+impl HistogramKind {
+    /// Every kind, in report order.
+    pub const ALL: [HistogramKind; 8] = [
+        HistogramKind::LockWait,
+        HistogramKind::LockHold,
+        HistogramKind::WakeLocal,
+        HistogramKind::WakeCross,
+        HistogramKind::WakeTimer,
+        HistogramKind::WakeIo,
+        HistogramKind::Oversleep,
+        HistogramKind::RequestLatency,
+    ];
+
+    /// The tag used in JSON and in `.hgrm` file names (`lock_wait`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistogramKind::LockWait => "lock_wait",
+            HistogramKind::LockHold => "lock_hold",
+            HistogramKind::WakeLocal => "wake_local",
+            HistogramKind::WakeCross => "wake_cross",
+            HistogramKind::WakeTimer => "wake_timer",
+            HistogramKind::WakeIo => "wake_io",
+            HistogramKind::Oversleep => "oversleep",
+            HistogramKind::RequestLatency => "request_latency",
+        }
+    }
+}
+
+impl fmt::Display for HistogramKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HistogramKind::LockWait => "lock wait",
+            HistogramKind::LockHold => "lock hold",
+            HistogramKind::WakeLocal => "wake latency (local)",
+            HistogramKind::WakeCross => "wake latency (cross-context)",
+            HistogramKind::WakeTimer => "wake latency (timer)",
+            HistogramKind::WakeIo => "wake latency (I/O)",
+            HistogramKind::Oversleep => "oversleep",
+            HistogramKind::RequestLatency => "request latency",
+        })
+    }
+}
+
+/// A histogram with a name that is unique within its [`Outcome`].
+///
+/// The name tells apart histograms of the same kind, such as the lock waits of the mutex
+/// and of the rwlock parts of the mixed workload ("mutex lock wait", "rwlock read wait").
+#[derive(Debug, Clone)]
+pub struct NamedHistogram {
+    /// Unique within the outcome; used for the `.hgrm` file name.
+    pub name: String,
+    /// What it measures.
+    pub kind: HistogramKind,
+    /// The recorded values, in nanoseconds.
+    pub histogram: Histogram<u64>,
+}
+
+/// How much work was done in how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Throughput {
+    /// Operations completed; what one operation is depends on the workload.
+    pub ops: u64,
+    /// Wall-clock time from the first operation to the last.
+    pub elapsed: Duration,
+}
+
+impl Throughput {
+    /// Operations per second; zero when no time elapsed.
+    pub fn per_second(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.ops as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A conservation check: something counted two ways that must agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Whether it held.
+    pub passed: bool,
+    /// What was compared, in words ("counter == increments").
+    pub what: String,
+    /// The value it should have had.
+    pub expected: u64,
+    /// The value it had.
+    pub actual: u64,
+}
+
+impl Check {
+    /// A check that passes when `actual == expected`.
+    pub fn equal(what: impl Into<String>, expected: u64, actual: u64) -> Check {
+        Check {
+            passed: expected == actual,
+            what: what.into(),
+            expected,
+            actual,
+        }
+    }
+
+    /// `actual - expected`: how far off a failed check was (negative means something was
+    /// lost).
+    pub fn discrepancy(&self) -> i128 {
+        i128::from(self.actual) - i128::from(self.expected)
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: expected {}, got {}",
+            self.what, self.expected, self.actual
+        )?;
+        if !self.passed && self.discrepancy() != 0 {
+            write!(f, " (off by {:+})", self.discrepancy())?;
+        }
+        Ok(())
+    }
+}
+
+/// One context's (worker's) scheduling counters over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ContextSnapshot {
+    /// The worker's index, in `Runtime::contexts()` order.
+    pub context: usize,
+    /// Coroutine switches: entries into a coroutine.
+    pub switches: u64,
+    /// Coroutines this worker stole from another's queue.
+    pub steals: u64,
+    /// Wakes this worker delivered to another context.
+    pub hand_offs: u64,
+    /// Times the worker went to sleep for lack of work.
+    pub parks: u64,
+}
+
+/// The coroutine pool's counters at the end of the run (mirrors `coprimitives::pool::PoolStats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PoolSnapshot {
+    /// The most stacks the pool would keep.
+    pub max_size: usize,
+    /// Stacks in the pool now.
+    pub pooled: usize,
+    /// Creations served from the pool.
+    pub hits: u64,
+    /// Creations that had to allocate a stack.
+    pub misses: u64,
+    /// Stacks allocated in total.
+    pub allocated: u64,
+}
+
+impl PoolSnapshot {
+    /// The share of creations served from the pool, from 0 to 1; `None` before any creation.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+}
+
+/// Everything one workload run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The workload's registry name.
+    pub workload: String,
+    /// Operations and elapsed time.
+    pub throughput: Throughput,
+    /// The conservation checks; the run passed if all of them did.
+    pub checks: Vec<Check>,
+    /// Latency histograms, in nanoseconds.
+    pub histograms: Vec<NamedHistogram>,
+    /// Per-context counters, in context order; empty when the workload did not collect them.
+    pub contexts: Vec<ContextSnapshot>,
+    /// The pool's counters, when collected.
+    pub pool: Option<PoolSnapshot>,
+}
+
+impl Outcome {
+    /// An outcome with only a throughput; add checks and histograms with the `with_*`
+    /// methods or through the public fields.
+    pub fn new(workload: impl Into<String>, throughput: Throughput) -> Outcome {
+        Outcome {
+            workload: workload.into(),
+            throughput,
+            checks: Vec::new(),
+            histograms: Vec::new(),
+            contexts: Vec::new(),
+            pool: None,
+        }
+    }
+
+    /// Adds a check.
+    pub fn with_check(mut self, check: Check) -> Outcome {
+        self.checks.push(check);
+        self
+    }
+
+    /// Adds a histogram.
+    ///
+    /// # Panics
+    ///
+    /// If the outcome already has a histogram called `name`: names become file names and
+    /// JSON keys, so a duplicate is a bug in the workload.
+    #[track_caller]
+    pub fn with_histogram(
+        mut self,
+        name: impl Into<String>,
+        kind: HistogramKind,
+        histogram: Histogram<u64>,
+    ) -> Outcome {
+        let name = name.into();
+        assert!(
+            self.histograms.iter().all(|h| h.name != name),
+            "duplicate histogram name {name:?} in workload {}",
+            self.workload
+        );
+        self.histograms.push(NamedHistogram {
+            name,
+            kind,
+            histogram,
+        });
+        self
+    }
+
+    /// Whether every check passed. A run without checks has proved nothing and fails.
+    pub fn passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|check| check.passed)
+    }
+
+    /// The checks that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|check| !check.passed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_reports_the_discrepancy() {
+        let check = Check::equal("items consumed", 10, 9);
+        assert!(!check.passed);
+        assert_eq!(
+            check.to_string(),
+            "items consumed: expected 10, got 9 (off by -1)"
+        );
+        assert_eq!(Check::equal("x", 3, 3).to_string(), "x: expected 3, got 3");
+    }
+
+    #[test]
+    fn an_outcome_without_checks_fails() {
+        let outcome = Outcome::new("mutex", Throughput::default());
+        assert!(!outcome.passed());
+        assert!(outcome.with_check(Check::equal("x", 1, 1)).passed());
+    }
+
+    #[test]
+    #[should_panic(expected = "duplicate histogram name")]
+    fn duplicate_histogram_names_panic() {
+        let _ = Outcome::new("mutex", Throughput::default())
+            .with_histogram("wait", HistogramKind::LockWait, new_histogram())
+            .with_histogram("wait", HistogramKind::LockHold, new_histogram());
+    }
+
+    #[test]
+    fn kinds_have_distinct_tags() {
+        let mut tags: Vec<_> = HistogramKind::ALL.iter().map(|k| k.as_str()).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        assert_eq!(tags.len(), HistogramKind::ALL.len());
+    }
+}

@@ -1,0 +1,194 @@
+//! The report for people: a few aligned tables per workload.
+//!
+//! ```text
+//! == mutex: ok ==
+//! throughput  1,234,567 ops in 10.0 s = 123,457 ops/s
+//! checks      ok    counter == increments: expected 1234567, got 1234567
+//!
+//! histogram              count      min      p50      p90      p99    p99.9      max
+//! lock wait              1,000   120 ns  1.20 µs  ...
+//!
+//! context   switches   steals  hand-offs    parks
+//! 0            1,234       12         34        5
+//! total        ...
+//!
+//! pool        max 128, pooled 17, hits 1,000, misses 10 (99.0% hits), allocated 27
+//! ```
+
+use std::fmt::Write as _;
+
+use humantime::format_duration;
+
+use super::{PERCENTILES, format_count, format_nanos};
+use crate::outcome::{ContextSnapshot, NamedHistogram, Outcome, PoolSnapshot};
+use crate::settings::Settings;
+
+/// The full report: a header with the settings that matter, then each outcome.
+pub fn render(settings: &Settings, outcomes: &[Outcome]) -> String {
+    let mut out = header(settings);
+    for outcome in outcomes {
+        out.push('\n');
+        out.push_str(&render_outcome(outcome));
+    }
+    out
+}
+
+/// One line per outcome, for `--quiet`.
+pub fn render_summary(outcomes: &[Outcome]) -> String {
+    outcomes
+        .iter()
+        .map(|outcome| summary_line(outcome) + "\n")
+        .collect()
+}
+
+fn verdict(outcome: &Outcome) -> &'static str {
+    if outcome.passed() { "ok" } else { "FAILED" }
+}
+
+fn summary_line(outcome: &Outcome) -> String {
+    let rate = format_count(outcome.throughput.per_second().round() as u64);
+    let mut line = format!("{}: {}, {rate} ops/s", outcome.workload, verdict(outcome));
+    for failure in outcome.failures() {
+        let _ = write!(line, "; {failure}");
+    }
+    if outcome.checks.is_empty() {
+        line.push_str("; no check ran");
+    }
+    line
+}
+
+fn header(settings: &Settings) -> String {
+    let runtime = &settings.runtime;
+    let threads = runtime
+        .threads()
+        .map_or_else(|| "one per core".to_owned(), |n| n.to_string());
+    format!(
+        "costress {}: {} for {} each\n\
+         threads: {threads}, coroutines per context: {}, stack: {} bytes, seed: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        settings.stress.workloads().join(", "),
+        format_duration(settings.stress.duration()),
+        settings.stress.coroutines(),
+        format_count(runtime.stack_size_bytes() as u64),
+        settings.stress.seed(),
+    )
+}
+
+fn render_outcome(outcome: &Outcome) -> String {
+    // `write!` to a String cannot fail; the results are ignored for that reason.
+    let mut out = String::new();
+    let _ = writeln!(out, "== {}: {} ==", outcome.workload, verdict(outcome));
+    let throughput = &outcome.throughput;
+    let _ = writeln!(
+        out,
+        "throughput  {} ops in {} = {} ops/s",
+        format_count(throughput.ops),
+        format_nanos(u64::try_from(throughput.elapsed.as_nanos()).unwrap_or(u64::MAX)),
+        format_count(throughput.per_second().round() as u64),
+    );
+    if outcome.checks.is_empty() {
+        let _ = writeln!(out, "checks      FAILED no check ran");
+    }
+    for (i, check) in outcome.checks.iter().enumerate() {
+        let label = if i == 0 { "checks" } else { "" };
+        let mark = if check.passed { "ok    " } else { "FAILED" };
+        let _ = writeln!(out, "{label:<11} {mark} {check}");
+    }
+    if !outcome.histograms.is_empty() {
+        out.push('\n');
+        out.push_str(&histogram_table(&outcome.histograms));
+    }
+    if !outcome.contexts.is_empty() {
+        out.push('\n');
+        out.push_str(&context_table(&outcome.contexts));
+    }
+    if let Some(pool) = &outcome.pool {
+        out.push('\n');
+        out.push_str(&pool_line(pool));
+    }
+    out
+}
+
+fn histogram_table(histograms: &[NamedHistogram]) -> String {
+    let label = |h: &NamedHistogram| {
+        let kind = h.kind.to_string();
+        // Name the kind too unless the name already says it ("mutex lock wait").
+        if h.name.contains(&kind) {
+            h.name.clone()
+        } else {
+            format!("{} ({kind})", h.name)
+        }
+    };
+    let width = histograms
+        .iter()
+        .map(|h| label(h).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    let mut out = format!("{:<width$} {:>10} {:>9}", "histogram", "count", "min");
+    for (name, _) in PERCENTILES {
+        let _ = write!(out, " {name:>9}");
+    }
+    out.push_str(&format!(" {:>9}\n", "max"));
+    for named in histograms {
+        let h = &named.histogram;
+        let _ = write!(
+            out,
+            "{:<width$} {:>10}",
+            label(named),
+            format_count(h.len())
+        );
+        if h.is_empty() {
+            out.push_str(&format!(" {:>9}\n", "-"));
+            continue;
+        }
+        let _ = write!(out, " {:>9}", format_nanos(h.min()));
+        for (_, quantile) in PERCENTILES {
+            let _ = write!(out, " {:>9}", format_nanos(h.value_at_quantile(quantile)));
+        }
+        let _ = writeln!(out, " {:>9}", format_nanos(h.max()));
+    }
+    out
+}
+
+fn context_table(contexts: &[ContextSnapshot]) -> String {
+    let row = |name: &str, c: &ContextSnapshot| {
+        format!(
+            "{name:<7} {:>12} {:>12} {:>12} {:>12}\n",
+            format_count(c.switches),
+            format_count(c.steals),
+            format_count(c.hand_offs),
+            format_count(c.parks)
+        )
+    };
+    let mut out = format!(
+        "{:<7} {:>12} {:>12} {:>12} {:>12}\n",
+        "context", "switches", "steals", "hand-offs", "parks"
+    );
+    let mut total = ContextSnapshot::default();
+    for context in contexts {
+        out.push_str(&row(&context.context.to_string(), context));
+        total.switches += context.switches;
+        total.steals += context.steals;
+        total.hand_offs += context.hand_offs;
+        total.parks += context.parks;
+    }
+    if contexts.len() > 1 {
+        out.push_str(&row("total", &total));
+    }
+    out
+}
+
+fn pool_line(pool: &PoolSnapshot) -> String {
+    let hit_rate = pool
+        .hit_rate()
+        .map_or_else(String::new, |rate| format!(" ({:.1}% hits)", rate * 100.0));
+    format!(
+        "pool        max {}, pooled {}, hits {}, misses {}{hit_rate}, allocated {}\n",
+        format_count(pool.max_size as u64),
+        format_count(pool.pooled as u64),
+        format_count(pool.hits),
+        format_count(pool.misses),
+        format_count(pool.allocated),
+    )
+}

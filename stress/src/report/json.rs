@@ -1,0 +1,125 @@
+//! The machine-readable report: one JSON document per run.
+//!
+//! The schema is documented in `stress/README.md` and identified by [`SCHEMA`]; bump its
+//! number when a field changes meaning or disappears (adding fields is compatible).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::outcome::{
+    Check, ContextSnapshot, HistogramKind, NamedHistogram, Outcome, PoolSnapshot,
+};
+use crate::settings::{FileConfig, Settings};
+
+/// The value of the document's `schema` field.
+pub const SCHEMA: &str = "costress-report/1";
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema: &'static str,
+    costress_version: &'static str,
+    passed: bool,
+    config_file: Option<String>,
+    config: FileConfig,
+    workloads: Vec<WorkloadReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct WorkloadReport<'a> {
+    name: &'a str,
+    passed: bool,
+    throughput: ThroughputReport,
+    checks: &'a [Check],
+    histograms: Vec<HistogramReport<'a>>,
+    contexts: &'a [ContextSnapshot],
+    pool: Option<&'a PoolSnapshot>,
+}
+
+#[derive(Serialize)]
+struct ThroughputReport {
+    ops: u64,
+    elapsed_ns: u64,
+    ops_per_s: f64,
+}
+
+/// A histogram's summary; the statistics are `null` when it is empty.
+#[derive(Serialize)]
+struct HistogramReport<'a> {
+    name: &'a str,
+    kind: HistogramKind,
+    unit: &'static str,
+    count: u64,
+    min: Option<u64>,
+    mean: Option<f64>,
+    stdev: Option<f64>,
+    p50: Option<u64>,
+    p90: Option<u64>,
+    p99: Option<u64>,
+    p999: Option<u64>,
+    max: Option<u64>,
+}
+
+impl<'a> HistogramReport<'a> {
+    fn new(named: &'a NamedHistogram) -> Self {
+        let h: &Histogram<u64> = &named.histogram;
+        let stat = |f: &dyn Fn() -> u64| (!h.is_empty()).then(f);
+        HistogramReport {
+            name: &named.name,
+            kind: named.kind,
+            unit: "ns",
+            count: h.len(),
+            min: stat(&|| h.min()),
+            mean: (!h.is_empty()).then(|| h.mean()),
+            stdev: (!h.is_empty()).then(|| h.stdev()),
+            p50: stat(&|| h.value_at_quantile(0.5)),
+            p90: stat(&|| h.value_at_quantile(0.9)),
+            p99: stat(&|| h.value_at_quantile(0.99)),
+            p999: stat(&|| h.value_at_quantile(0.999)),
+            max: stat(&|| h.max()),
+        }
+    }
+}
+
+impl<'a> WorkloadReport<'a> {
+    fn new(outcome: &'a Outcome) -> Self {
+        let throughput = &outcome.throughput;
+        WorkloadReport {
+            name: &outcome.workload,
+            passed: outcome.passed(),
+            throughput: ThroughputReport {
+                ops: throughput.ops,
+                elapsed_ns: u64::try_from(throughput.elapsed.as_nanos()).unwrap_or(u64::MAX),
+                ops_per_s: throughput.per_second(),
+            },
+            checks: &outcome.checks,
+            histograms: outcome
+                .histograms
+                .iter()
+                .map(HistogramReport::new)
+                .collect(),
+            contexts: &outcome.contexts,
+            pool: outcome.pool.as_ref(),
+        }
+    }
+}
+
+/// The report as pretty-printed JSON, ending in a newline.
+pub fn render(settings: &Settings, outcomes: &[Outcome]) -> String {
+    let document = Document {
+        schema: SCHEMA,
+        costress_version: env!("CARGO_PKG_VERSION"),
+        passed: outcomes.iter().all(Outcome::passed),
+        config_file: settings
+            .config_file()
+            .map(|path| path.display().to_string()),
+        config: FileConfig {
+            runtime: settings.runtime.clone(),
+            stress: settings.stress.clone(),
+        },
+        workloads: outcomes.iter().map(WorkloadReport::new).collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&document)
+        .expect("the report has string keys and finite numbers");
+    text.push('\n');
+    text
+}
