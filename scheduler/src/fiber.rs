@@ -148,6 +148,27 @@ pub(crate) fn allocate(usable: usize) -> std::io::Result<Fiber> {
     GuardedStack::new(usable).map(Fiber::new)
 }
 
+/// A fresh fiber whose stack was painted before the trampoline's first
+/// frame was written, for high-water-mark reporting.
+pub(crate) fn allocate_painted(usable: usize) -> std::io::Result<Fiber> {
+    let mut stack = GuardedStack::new(usable)?;
+    stack.paint();
+    Ok(Fiber::new(stack))
+}
+
+impl Fiber {
+    /// Deepest use of a painted stack, in bytes from the top.
+    ///
+    /// # Safety
+    /// The stack must have been painted ([`allocate_painted`]) and the fiber
+    /// must not be running.
+    pub(crate) unsafe fn high_water_mark(&self) -> usize {
+        // SAFETY: the usable area lies right above the guard page; the
+        // caller guarantees painting and that nothing runs on it.
+        unsafe { GuardedStack::high_water_mark_at(self.guard.end, self.usable) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

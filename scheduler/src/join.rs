@@ -150,6 +150,7 @@ pub(crate) fn joinable<F, T>(
     class: usize,
     migratable: bool,
     fiber: Option<Fiber>,
+    paint: bool,
 ) -> (CoRef, JoinHandle<T>)
 where
     F: FnOnce() -> T + Send + 'static,
@@ -175,7 +176,8 @@ where
         let state = state.clone();
         Box::new(move |e| state.complete(Err(JoinError::NoStack(e))))
     };
-    let inner = CoInner::new(Box::new(entry), name, class, migratable, fiber);
+    let mut inner = CoInner::new(Box::new(entry), name, class, migratable, fiber);
+    inner.paint = paint;
     // SAFETY: not shared yet; the failure path is the executing thread's.
     unsafe { *inner.on_no_stack.get() = Some(failer) };
     let co = CoRef::new(inner);

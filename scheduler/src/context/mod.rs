@@ -815,7 +815,7 @@ impl AioContext {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (co, handle) = crate::join::joinable(f, None, 0, false, None);
+        let (co, handle) = crate::join::joinable(f, None, 0, false, None, false);
         self.place(co, Location::caller());
         handle
     }

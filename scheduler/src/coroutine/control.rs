@@ -137,6 +137,11 @@ pub(crate) struct CoInner {
     /// cells, never the fiber itself).
     pub(crate) stack_guard: Cell<(usize, usize)>,
     pub(crate) stack_usable: Cell<usize>,
+    /// Created with `CoroutineBuilder::paint_stack`.
+    pub(crate) paint: bool,
+    /// The painted stack's high-water mark, recorded when it finished
+    /// (`usize::MAX` until then).
+    pub(crate) stack_hwm: AtomicUsize,
     /// The cancellation unwind was started (it is started once).
     pub(crate) cancel_injected: Cell<bool>,
 }
@@ -189,6 +194,8 @@ impl CoInner {
             wait: UnsafeCell::new(None),
             locks_held: Cell::new(0),
             cancel_injected: Cell::new(false),
+            paint: false,
+            stack_hwm: AtomicUsize::new(usize::MAX),
             on_no_stack: UnsafeCell::new(None),
         }
     }

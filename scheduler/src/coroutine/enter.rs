@@ -193,7 +193,7 @@ pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
     // a panic in a `Runtime::spawn`ed coroutine overflowed its 16 KiB.)
     let size = if co.stack_size == 0 { crate::pool::thread_default_size() } else { co.stack_size };
     let class = crate::pool::class_for(size)?;
-    let fiber = crate::pool::acquire(class)?;
+    let fiber = if co.paint { crate::fiber::allocate_painted(class)? } else { crate::pool::acquire(class)? };
     co.note_stack(&fiber);
     // SAFETY: called by the (future) executing thread before the first
     // entry; nobody else touches the fiber slot of an unstarted coroutine.
@@ -212,7 +212,15 @@ fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Sen
     let locks = co.locks_held.get();
     co.state.store(FINISHED, Release);
     if let Some(f) = fiber {
-        crate::pool::release(f);
+        if co.paint {
+            // SAFETY: painted at allocation; parked, so nothing runs on it.
+            co.stack_hwm.store(unsafe { f.high_water_mark() }, Relaxed);
+            // A painted stack is a sizing aid: not reused, so the next
+            // measurement starts from a clean paint.
+            drop(f);
+        } else {
+            crate::pool::release(f);
+        }
     }
     if let Some(Outcome::Panicked(p)) = outcome {
         if panic.is_none() {

@@ -148,6 +148,15 @@ impl Coroutine {
         self.inner.name.as_deref()
     }
 
+    /// For a coroutine built with [`CoroutineBuilder::paint_stack`], the
+    /// deepest stack use in bytes, once it has finished; `None` otherwise.
+    pub fn stack_high_water_mark(&self) -> Option<usize> {
+        match self.inner.stack_hwm.load(Acquire) {
+            usize::MAX => None,
+            n => Some(n),
+        }
+    }
+
     /// True if created with [`CoroutineBuilder::migratable`].
     pub fn is_migratable(&self) -> bool {
         self.inner.migratable
@@ -199,6 +208,7 @@ pub struct CoroutineBuilder {
     name: Option<String>,
     stack_size: Option<usize>,
     migratable: bool,
+    paint: bool,
 }
 
 impl CoroutineBuilder {
@@ -232,6 +242,20 @@ impl CoroutineBuilder {
         self
     }
 
+    /// Paints the coroutine's stack so that
+    /// [`Coroutine::stack_high_water_mark`] can report how deep it went
+    /// (QEMU's `CONFIG_DEBUG_STACK_USAGE`). A painted coroutine gets a fresh
+    /// stack whose every page is written up front, and the stack is unmapped
+    /// rather than pooled when it finishes: a sizing aid, not for production.
+    pub fn paint_stack(mut self) -> Self {
+        self.paint = true;
+        self
+    }
+
+    fn acquire(&self, class: usize) -> std::io::Result<crate::fiber::Fiber> {
+        if self.paint { crate::fiber::allocate_painted(class) } else { crate::pool::acquire(class) }
+    }
+
     fn stack_class(&self) -> std::io::Result<usize> {
         crate::pool::class_for(self.stack_size.unwrap_or_else(crate::pool::thread_default_size))
     }
@@ -244,9 +268,11 @@ impl CoroutineBuilder {
     /// (or maps one) now, and returns the OS error if none can be had.
     pub fn create<F: FnOnce() + Send + 'static>(self, f: F) -> std::io::Result<Coroutine> {
         let class = self.stack_class()?;
-        let fiber = crate::pool::acquire(class)?;
+        let fiber = self.acquire(class)?;
+        let paint = self.paint;
         let (name, _, migratable) = self.into_parts();
-        let inner = CoInner::new(Box::new(f), name, class, migratable, Some(fiber));
+        let mut inner = CoInner::new(Box::new(f), name, class, migratable, Some(fiber));
+        inner.paint = paint;
         Ok(Coroutine { inner: CoRef::new(inner) })
     }
 
@@ -259,9 +285,10 @@ impl CoroutineBuilder {
         T: Send + 'static,
     {
         let class = self.stack_class()?;
-        let fiber = crate::pool::acquire(class)?;
+        let fiber = self.acquire(class)?;
+        let paint = self.paint;
         let (name, _, migratable) = self.into_parts();
-        let (co, handle) = crate::join::joinable(f, name, class, migratable, Some(fiber));
+        let (co, handle) = crate::join::joinable(f, name, class, migratable, Some(fiber), paint);
         ctx.place(co, Location::caller());
         Ok(handle)
     }
@@ -275,7 +302,7 @@ impl CoroutineBuilder {
     {
         let (name, size, migratable) = self.into_parts();
         let class = size.and_then(|s| crate::pool::class_for(s).ok()).unwrap_or(0);
-        crate::join::joinable(f, name, class, migratable, None)
+        crate::join::joinable(f, name, class, migratable, None, false)
     }
 }
 

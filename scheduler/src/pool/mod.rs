@@ -24,6 +24,10 @@ use crate::fiber::{self, Fiber};
 use crate::stack::{DEFAULT_STACK_SIZE, usable_size_for};
 use crate::sync::AtomicU64;
 
+/// Stacks per batch moved between a thread's cache and the shared pool
+/// (QEMU's `COROUTINE_POOL_BATCH_MAX_SIZE`); a thread caches two batches.
+pub const BATCH_SIZE: usize = batch::BATCH;
+
 /// QEMU's initial global pool maximum (`COROUTINE_POOL_BATCH_MAX_SIZE`).
 pub const INITIAL_POOL_MAX: usize = 128;
 

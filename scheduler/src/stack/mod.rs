@@ -171,6 +171,20 @@ impl GuardedStack {
         self.painted.then(|| paint::used_bytes(self.usable_words()))
     }
 
+    /// The high-water mark of a painted stack that a fiber owns, read through
+    /// its address range.
+    ///
+    /// # Safety
+    /// `start..start + len` must be the usable area of a live, painted
+    /// `GuardedStack`, and nothing may run on that stack during the call.
+    pub(crate) unsafe fn high_water_mark_at(start: usize, len: usize) -> usize {
+        valgrind::make_mem_defined(start, len);
+        // SAFETY: per the contract, the range is mapped, initialised and not
+        // written concurrently.
+        let words = unsafe { std::slice::from_raw_parts(start as *const usize, len / size_of::<usize>()) };
+        paint::used_bytes(words)
+    }
+
     /// The usable area (everything above the guard page) as words.
     fn usable_words(&self) -> &[usize] {
         let start = self.guard_range().end;
