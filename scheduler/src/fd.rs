@@ -28,6 +28,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::Location;
 use std::ptr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::context::io::{IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter};
@@ -77,6 +78,9 @@ pub struct Registration {
     generation: u64,
     reg: u64,
     fd: RawFd,
+    /// The fd number as `Runtime::dump` shows it, made once rather than at
+    /// every wait (waits are on the hot path of every socket).
+    label: Arc<str>,
 }
 
 impl Registration {
@@ -93,7 +97,7 @@ impl Registration {
         let mut woken = Vec::new();
         let (slot, generation, reg) = driver_of(&ctx.inner)?.register(raw, &mut woken)?;
         wake_all(&ctx.inner, woken);
-        Ok(Registration { ctx, slot, generation, reg, fd: raw })
+        Ok(Registration { ctx, slot, generation, reg, fd: raw, label: raw.to_string().into() })
     }
 
     /// The context this registration belongs to.
@@ -172,7 +176,7 @@ impl Registration {
                 }),
             )
         });
-        crate::raw::set_wait_reason(dir.reason(), Some(self.fd.to_string().into()));
+        crate::raw::set_wait_reason(dir.reason(), Some(self.label.clone()));
         crate::suspend();
         crate::raw::clear_wait_reason();
         if !ptr::eq(tls::context(), inner) {

@@ -99,7 +99,11 @@ impl Fiber {
     /// Marks a fiber parked at the top of its loop as finished, so that
     /// dropping it does not try to unwind it.
     fn park(&mut self) {
-        if self.raw.started() && !self.raw.done() {
+        if !self.raw.started() {
+            // Never resumed: this only drops the (capture-less) initial
+            // closure; no unwinding is involved.
+            self.raw.force_unwind();
+        } else if !self.raw.done() {
             // SAFETY: fibers are released (pooled memory freed) only when
             // parked at the top of the trampoline loop, where the only live
             // locals are a reference to the yielder and a raw pointer:

@@ -149,7 +149,7 @@ pub(crate) fn joinable<F, T>(
     name: Option<Box<str>>,
     class: usize,
     migratable: bool,
-    fiber: Option<Fiber>,
+    fiber: Option<Box<Fiber>>,
     paint: bool,
 ) -> (CoRef, JoinHandle<T>)
 where

@@ -386,6 +386,8 @@ fn file_id(fd: RawFd) -> io::Result<FileId> {
     }
     // SAFETY: fstat succeeded, so it filled the buffer.
     let st = unsafe { st.assume_init() };
+    // The widths of `dev_t` and `ino_t` differ between targets.
+    #[allow(clippy::unnecessary_cast)]
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 

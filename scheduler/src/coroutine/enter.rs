@@ -193,7 +193,7 @@ pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
     // a panic in a `Runtime::spawn`ed coroutine overflowed its 16 KiB.)
     let size = if co.stack_size == 0 { crate::pool::thread_default_size() } else { co.stack_size };
     let class = crate::pool::class_for(size)?;
-    let fiber = if co.paint { crate::fiber::allocate_painted(class)? } else { crate::pool::acquire(class)? };
+    let fiber = if co.paint { Box::new(crate::fiber::allocate_painted(class)?) } else { crate::pool::acquire(class)? };
     co.note_stack(&fiber);
     // SAFETY: called by the (future) executing thread before the first
     // entry; nobody else touches the fiber slot of an unstarted coroutine.

@@ -252,8 +252,8 @@ impl CoroutineBuilder {
         self
     }
 
-    fn acquire(&self, class: usize) -> std::io::Result<crate::fiber::Fiber> {
-        if self.paint { crate::fiber::allocate_painted(class) } else { crate::pool::acquire(class) }
+    fn acquire(&self, class: usize) -> std::io::Result<Box<crate::fiber::Fiber>> {
+        if self.paint { crate::fiber::allocate_painted(class).map(Box::new) } else { crate::pool::acquire(class) }
     }
 
     fn stack_class(&self) -> std::io::Result<usize> {

@@ -34,13 +34,17 @@ struct SharedState<T> {
     max: usize,
     /// The OS-derived cap; `max` never lets the pool exceed it.
     hard_max: usize,
+    /// Items mapped since the last trim because no pool had one: the pool
+    /// keeps up to that many above `max`, since the workload showed it needs
+    /// them (an "elastic" maximum; `trim_to_max` resets it).
+    credit: usize,
 }
 
 impl<T> SharedPool<T> {
     /// An empty pool with the given soft and hard maxima.
     pub(crate) fn new(max: usize, hard_max: usize) -> SharedPool<T> {
         SharedPool {
-            state: Mutex::new(SharedState { classes: Vec::new(), pooled: 0, max, hard_max }),
+            state: Mutex::new(SharedState { classes: Vec::new(), pooled: 0, max, hard_max, credit: 0 }),
         }
     }
 
@@ -59,11 +63,27 @@ impl<T> SharedPool<T> {
         Some(batch)
     }
 
+    /// Records that a thread had to map a fresh item because no pool had
+    /// one.
+    pub(crate) fn note_miss(&self) {
+        let mut s = self.lock();
+        // A quarter of the hard cap at most: a one-off burst must not leave
+        // the process holding most of its mappings in idle stacks.
+        s.credit = s.credit.saturating_add(1).min(s.hard_max / 4);
+    }
+
+    /// Whether more items fit: below the maximum raised by the credit of
+    /// recent misses (QEMU lets one batch overshoot, and so do we), never at
+    /// or above the hard cap.
+    fn admit(s: &SharedState<T>) -> bool {
+        s.pooled < s.hard_max && s.pooled < s.max.saturating_add(s.credit)
+    }
+
     /// Offers a batch. Returns it back when the pool is at its maximum: the
     /// caller frees it outside the lock.
     pub(crate) fn give_batch(&self, class: usize, batch: Vec<T>) -> Option<Vec<T>> {
         let mut s = self.lock();
-        if s.pooled >= s.max.min(s.hard_max) || batch.is_empty() {
+        if batch.is_empty() || !Self::admit(&s) {
             return Some(batch);
         }
         s.pooled += batch.len();
@@ -78,7 +98,7 @@ impl<T> SharedPool<T> {
     /// the pool is full.
     pub(crate) fn give_one(&self, class: usize, item: T) -> Option<T> {
         let mut s = self.lock();
-        if s.pooled >= s.max.min(s.hard_max) {
+        if !Self::admit(&s) {
             return Some(item);
         }
         s.pooled += 1;
@@ -131,6 +151,7 @@ impl<T> SharedPool<T> {
     /// first) and returns them for the caller to free.
     pub(crate) fn trim_to_max(&self) -> Vec<T> {
         let mut s = self.lock();
+        s.credit = 0;
         let limit = s.max.min(s.hard_max);
         let mut out = Vec::new();
         while s.pooled > limit {

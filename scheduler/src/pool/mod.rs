@@ -14,7 +14,7 @@
 
 pub(crate) mod batch;
 
-use std::cell::RefCell;
+use std::cell::UnsafeCell;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -83,7 +83,7 @@ impl Counters {
 }
 
 struct Global {
-    pool: SharedPool<Fiber>,
+    pool: SharedPool<Box<Fiber>>,
     /// Every thread's counters, plus those of exited threads folded into
     /// `retired`.
     threads: Mutex<Vec<Arc<Counters>>>,
@@ -111,21 +111,37 @@ fn hard_max_from_os() -> usize {
     }
 }
 
+/// One thread's half of the pool.
 struct ThreadPool {
-    cache: LocalCache<Fiber>,
-    counters: Arc<Counters>,
+    cache: LocalCache<Box<Fiber>>,
+    /// Registered with the global list on first use.
+    counters: Option<Arc<Counters>>,
 }
 
 impl ThreadPool {
-    fn new() -> ThreadPool {
+    /// This thread's counters, registering them on first use.
+    #[inline]
+    fn counters(&mut self) -> &Counters {
+        if self.counters.is_none() {
+            self.register();
+        }
+        self.counters.as_deref().expect("registered")
+    }
+
+    #[cold]
+    fn register(&mut self) {
         let counters = Arc::new(Counters::default());
         global().threads.lock().unwrap_or_else(|e| e.into_inner()).push(counters.clone());
-        ThreadPool { cache: LocalCache::new(default_class()), counters }
+        self.counters = Some(counters);
+        self.cache = LocalCache::new(default_class());
     }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
+        let Some(counters) = self.counters.take() else {
+            return;
+        };
         let g = global();
         // Unlike QEMU, donate the cache instead of unmapping it: another
         // thread will likely want those stacks.
@@ -136,16 +152,16 @@ impl Drop for ThreadPool {
             drop(r);
             n
         });
-        Counters::bump(&self.counters.freed, freed as u64);
-        self.counters.local_pooled.store(0, Relaxed);
+        Counters::bump(&counters.freed, freed as u64);
+        counters.local_pooled.store(0, Relaxed);
         let mut threads = g.threads.lock().unwrap_or_else(|e| e.into_inner());
-        threads.retain(|c| !Arc::ptr_eq(c, &self.counters));
+        threads.retain(|c| !Arc::ptr_eq(c, &counters));
         for (mine, all) in [
-            (&self.counters.hits, &g.retired.hits),
-            (&self.counters.misses, &g.retired.misses),
-            (&self.counters.allocated, &g.retired.allocated),
-            (&self.counters.freed, &g.retired.freed),
-            (&self.counters.failures, &g.retired.failures),
+            (&counters.hits, &g.retired.hits),
+            (&counters.misses, &g.retired.misses),
+            (&counters.allocated, &g.retired.allocated),
+            (&counters.freed, &g.retired.freed),
+            (&counters.failures, &g.retired.failures),
         ] {
             // Under the `threads` lock, so a plain add is not lost.
             all.store(all.load(Relaxed) + mine.load(Relaxed), Relaxed);
@@ -154,19 +170,25 @@ impl Drop for ThreadPool {
 }
 
 thread_local! {
-    static POOL: RefCell<Option<ThreadPool>> = const { RefCell::new(None) };
+    static POOL: UnsafeCell<ThreadPool> =
+        const { UnsafeCell::new(ThreadPool { cache: LocalCache::new(0), counters: None }) };
 }
 
-/// Runs `f` on this thread's pool, creating it on first use; `None` during
-/// thread teardown, after the pool was destroyed.
-#[inline(never)]
+/// Runs `f` on this thread's pool; `None` during thread teardown, after the
+/// pool was destroyed.
+///
+/// `f` must not call back into the pool (no nested `with_thread_pool`): the
+/// `&mut` it receives is the only access to the thread's pool while it runs.
+/// Every caller below only touches the cache, the counters and the shared
+/// pool's mutex, and frees stacks only after returning.
+#[inline]
 fn with_thread_pool<R>(f: impl FnOnce(&mut ThreadPool) -> R) -> Option<R> {
     POOL.try_with(|p| {
-        let mut p = p.try_borrow_mut().ok()?;
-        Some(f(p.get_or_insert_with(ThreadPool::new)))
+        // SAFETY: thread-local, and never re-entered (see above), so this is
+        // the only reference to the thread's pool.
+        f(unsafe { &mut *p.get() })
     })
     .ok()
-    .flatten()
 }
 
 thread_local! {
@@ -200,29 +222,45 @@ pub(crate) fn class_for(size: usize) -> io::Result<usize> {
 }
 
 /// Takes a fiber of `class` from the pool or maps a new one.
-pub(crate) fn acquire(class: usize) -> io::Result<Fiber> {
-    let g = global();
+#[inline]
+pub(crate) fn acquire(class: usize) -> io::Result<Box<Fiber>> {
     let got = with_thread_pool(|tp| {
-        let fiber = if tp.cache.class() == class {
-            tp.cache.get(&g.pool)
-        } else {
-            g.pool.take_one(class)
-        };
-        match &fiber {
-            Some(_) => Counters::bump(&tp.counters.hits, 1),
-            None => Counters::bump(&tp.counters.misses, 1),
+        let fiber = if tp.cache.class() == class { tp.cache.get(&global().pool) } else { None };
+        if fiber.is_some() {
+            let len = tp.cache.len() as u64;
+            let c = tp.counters();
+            Counters::bump(&c.hits, 1);
+            c.local_pooled.store(len, Relaxed);
         }
-        tp.counters.local_pooled.store(tp.cache.len() as u64, Relaxed);
         fiber
     });
-    if let Some(Some(fiber)) = got {
+    match got {
+        Some(Some(fiber)) => Ok(fiber),
+        _ => acquire_slow(class),
+    }
+}
+
+/// Not in this thread's cache: the shared pool, or a fresh mapping.
+#[cold]
+fn acquire_slow(class: usize) -> io::Result<Box<Fiber>> {
+    let g = global();
+    let shared = g.pool.take_one(class);
+    with_thread_pool(|tp| {
+        let c = tp.counters();
+        match &shared {
+            Some(_) => Counters::bump(&c.hits, 1),
+            None => Counters::bump(&c.misses, 1),
+        }
+    });
+    if let Some(fiber) = shared {
         return Ok(fiber);
     }
+    g.pool.note_miss();
     allocate(class)
 }
 
 #[cold]
-fn allocate(class: usize) -> io::Result<Fiber> {
+fn allocate(class: usize) -> io::Result<Box<Fiber>> {
     let result = fiber::allocate(class).or_else(|e| {
         // At the mapping limit, stacks of other sizes sitting in the shared
         // pool are pure waste: unmap them and try once more.
@@ -236,15 +274,18 @@ fn allocate(class: usize) -> io::Result<Fiber> {
         }
         Err(e)
     });
-    with_thread_pool(|tp| match &result {
-        Ok(_) => Counters::bump(&tp.counters.allocated, 1),
-        Err(_) => Counters::bump(&tp.counters.failures, 1),
+    with_thread_pool(|tp| {
+        let c = tp.counters();
+        match &result {
+            Ok(_) => Counters::bump(&c.allocated, 1),
+            Err(_) => Counters::bump(&c.failures, 1),
+        }
     });
-    result
+    result.map(Box::new)
 }
 
 fn count_freed(n: usize) {
-    if with_thread_pool(|tp| Counters::bump(&tp.counters.freed, n as u64)).is_none() {
+    if with_thread_pool(|tp| Counters::bump(&tp.counters().freed, n as u64)).is_none() {
         let g = global();
         let _guard = g.threads.lock().unwrap_or_else(|e| e.into_inner());
         g.retired.freed.store(g.retired.freed.load(Relaxed) + n as u64, Relaxed);
@@ -252,28 +293,34 @@ fn count_freed(n: usize) {
 }
 
 /// Gives a finished coroutine's fiber back.
-pub(crate) fn release(fiber: Fiber) {
-    let g = global();
+#[inline]
+pub(crate) fn release(fiber: Box<Fiber>) {
     let class = fiber.usable_size();
     let mut slot = Some(fiber);
     let refused = with_thread_pool(|tp| {
-        let fiber = slot.take().expect("fiber given once");
-        let refused: Vec<Fiber> = if tp.cache.class() == class {
-            tp.cache.put(&g.pool, fiber).unwrap_or_default()
-        } else {
-            g.pool.give_one(class, fiber).into_iter().collect()
-        };
-        tp.counters.local_pooled.store(tp.cache.len() as u64, Relaxed);
+        if tp.cache.class() != class {
+            return None;
+        }
+        let refused = tp.cache.put(&global().pool, slot.take().expect("given once"));
+        let len = tp.cache.len() as u64;
+        tp.counters().local_pooled.store(len, Relaxed);
         refused
-    });
-    // During thread teardown the local cache is gone: offer it globally.
-    let refused = match (refused, slot) {
-        (Some(r), _) => r,
-        (None, Some(f)) => g.pool.give_one(class, f).into_iter().collect(),
-        (None, None) => Vec::new(),
-    };
-    if !refused.is_empty() {
-        count_freed(refused.len());
+    })
+    .flatten();
+    if let Some(fiber) = slot {
+        release_slow(class, fiber);
+    }
+    if let Some(batch) = refused {
+        count_freed(batch.len());
+        drop(batch);
+    }
+}
+
+/// A size this thread does not cache, or thread teardown: the shared pool.
+#[cold]
+fn release_slow(class: usize, fiber: Box<Fiber>) {
+    if let Some(refused) = global().pool.give_one(class, fiber) {
+        count_freed(1);
         drop(refused);
     }
 }
@@ -322,7 +369,7 @@ pub fn trim() -> usize {
     let mut spare = global().pool.drain();
     if let Some(local) = with_thread_pool(|tp| {
         let v = tp.cache.drain();
-        tp.counters.local_pooled.store(0, Relaxed);
+        tp.counters().local_pooled.store(0, Relaxed);
         v
     }) {
         spare.extend(local);

@@ -1,0 +1,40 @@
+//! Runs one single-threaded operation N times, for instruction counting:
+//! `valgrind --tool=callgrind target/release/examples/probe lifecycle 100000`.
+//! (cobench's deterministic tier measures the same operations.)
+
+use coscheduler::{AioContext, Coroutine, suspend, yield_now};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "lifecycle".into());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    match what.as_str() {
+        "switch" => {
+            let co = Coroutine::new(|| {
+                loop {
+                    suspend();
+                }
+            });
+            for _ in 0..n {
+                co.enter();
+            }
+        }
+        "lifecycle" => {
+            for _ in 0..n {
+                Coroutine::new(|| {}).enter();
+            }
+        }
+        "yield" => {
+            let ctx = AioContext::current();
+            let _h = ctx.spawn(|| {
+                loop {
+                    yield_now();
+                }
+            });
+            for _ in 0..n {
+                ctx.poll(false);
+            }
+        }
+        other => panic!("unknown probe {other}"),
+    }
+}
