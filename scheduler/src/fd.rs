@@ -97,7 +97,14 @@ impl Registration {
         let mut woken = Vec::new();
         let (slot, generation, reg) = driver_of(&ctx.inner)?.register(raw, &mut woken)?;
         wake_all(&ctx.inner, woken);
-        Ok(Registration { ctx, slot, generation, reg, fd: raw, label: raw.to_string().into() })
+        Ok(Registration {
+            ctx,
+            slot,
+            generation,
+            reg,
+            fd: raw,
+            label: raw.to_string().into(),
+        })
     }
 
     /// The context this registration belongs to.
@@ -118,7 +125,8 @@ impl Registration {
     /// True if the cached readiness says `dir` is ready (false from another
     /// thread).
     pub fn is_ready(&self, dir: Direction) -> bool {
-        self.with_slot(|s| s.ready & dir.bit() != 0).unwrap_or(false)
+        self.with_slot(|s| s.ready & dir.bit() != 0)
+            .unwrap_or(false)
     }
 
     /// Forgets cached readiness for `dir` (call after `WouldBlock`, on the
@@ -183,7 +191,10 @@ impl Registration {
             // A migratable coroutine moved by someone else while it waited:
             // the slot belongs to another thread; withdraw from there.
             self.withdraw_remote(dir, ticket);
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "moved to another context while waiting"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "moved to another context while waiting",
+            ));
         }
         if let Some(t) = timer {
             inner.cancel_timer(t);
@@ -193,12 +204,19 @@ impl Registration {
 
     /// Installs the current coroutine as the waiter; returns its ticket, or
     /// [`NO_WAIT`] when the cache says `dir` is ready.
-    fn enqueue(&self, inner: &ContextInner, dir: Direction, me: *const crate::coroutine::control::CoInner) -> io::Result<u64> {
+    fn enqueue(
+        &self,
+        inner: &ContextInner,
+        dir: Direction,
+        me: *const crate::coroutine::control::CoInner,
+    ) -> io::Result<u64> {
         let driver = driver_of(inner)?;
         let ticket = driver.next_id();
         let since = driver.sweep_epoch;
         let arm_sweep = !driver.sweep_armed;
-        let slot = driver.slot(self.slot, self.generation).ok_or_else(closed_registration)?;
+        let slot = driver
+            .slot(self.slot, self.generation)
+            .ok_or_else(closed_registration)?;
         if slot.closed {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
@@ -209,12 +227,20 @@ impl Registration {
         if waiter.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::ResourceBusy,
-                format!("another coroutine already waits for fd {} to be {dir:?}-ready", self.fd),
+                format!(
+                    "another coroutine already waits for fd {} to be {dir:?}-ready",
+                    self.fd
+                ),
             ));
         }
         // SAFETY: `me` is the running coroutine, alive while it runs.
         let co = unsafe { CoRef::clone_from_ptr(me) };
-        *waiter = Some(Waiter { co, reg: self.reg, ticket, since });
+        *waiter = Some(Waiter {
+            co,
+            reg: self.reg,
+            ticket,
+            since,
+        });
         if arm_sweep {
             driver.sweep_armed = true;
             inner.add_timer(Instant::now() + SWEEP_INTERVAL, Box::new(sweep_timer));
@@ -232,7 +258,10 @@ impl Registration {
         if waiter.as_ref().is_some_and(|w| w.ticket == ticket) {
             // Still registered as the waiter: the fd did not wake us.
             *waiter = None;
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "woken before the fd was ready"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "woken before the fd was ready",
+            ));
         }
         if slot.closed {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
@@ -292,13 +321,18 @@ impl Drop for Registration {
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration").field("fd", &self.fd).field("context", &self.ctx.id()).finish()
+        f.debug_struct("Registration")
+            .field("fd", &self.fd)
+            .field("context", &self.ctx.id())
+            .finish()
     }
 }
 
 /// The owner's driver, or the error that epoll is unavailable.
 fn driver_of(inner: &ContextInner) -> io::Result<&mut IoDriver> {
-    inner.driver().ok_or_else(|| io::Error::other("epoll unavailable"))
+    inner
+        .driver()
+        .ok_or_else(|| io::Error::other("epoll unavailable"))
 }
 
 fn closed_registration() -> io::Error {
@@ -351,7 +385,9 @@ fn sweep_timer() {
 
 /// Live registrations on the calling thread's context (for leak checks).
 pub fn registered_count() -> usize {
-    current_inner().and_then(|inner| inner.driver().map(|d| d.sources)).unwrap_or(0)
+    current_inner()
+        .and_then(|inner| inner.driver().map(|d| d.sources))
+        .unwrap_or(0)
 }
 
 /// QEMU's `yield_until_fd_readable`, one-shot: registers `fd`, waits until it

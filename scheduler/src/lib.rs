@@ -117,4 +117,4 @@ pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend,
 #[cfg(not(loom))]
 pub use join::{JoinError, JoinHandle};
 #[cfg(not(loom))]
-pub use runtime::{Builder, Runtime, RuntimeMetrics, reschedule_self};
+pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, reschedule_self};

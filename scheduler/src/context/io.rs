@@ -116,7 +116,11 @@ pub(crate) struct FdSlot {
 impl FdSlot {
     /// The waiter of `dir` (`READ` or `WRITE`).
     pub(crate) fn waiter(&mut self, dir: u8) -> &mut Option<Waiter> {
-        if dir == READ { &mut self.reader } else { &mut self.writer }
+        if dir == READ {
+            &mut self.reader
+        } else {
+            &mut self.writer
+        }
     }
 
     fn take_waiters(&mut self, woken: &mut Vec<CoRef>) {
@@ -173,7 +177,11 @@ impl IoDriver {
 
     /// Waits for events (up to `timeout`, `None` = forever) and returns the
     /// coroutines they wake.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>, woken: &mut Vec<CoRef>) -> io::Result<()> {
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        woken: &mut Vec<CoRef>,
+    ) -> io::Result<()> {
         let n = match self.epoll_wait(timeout) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
@@ -202,7 +210,9 @@ impl IoDriver {
                 tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
                 tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
             });
-            let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            let ts_ptr = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
             // SAFETY: `ep` is our epoll fd; the buffer has room for `cap`
             // events; `ts_ptr` is null or points to a timespec that lives
             // across the call; a null sigmask means "leave it unchanged".
@@ -239,13 +249,21 @@ impl IoDriver {
         // SAFETY: our epoll fd; `event` lives across the call (ignored for
         // EPOLL_CTL_DEL, where a non-null pointer keeps old kernels happy).
         let rc = unsafe { libc::epoll_ctl(self.poll.as_raw_fd(), op, fd, &mut event) };
-        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// Registers `fd` for both directions, sharing the slot of an earlier
     /// registration of the same open file; returns `(slot, generation,
     /// registration id)` and the waiters of a stale slot to wake.
-    pub(crate) fn register(&mut self, fd: RawFd, woken: &mut Vec<CoRef>) -> io::Result<(usize, u64, u64)> {
+    pub(crate) fn register(
+        &mut self,
+        fd: RawFd,
+        woken: &mut Vec<CoRef>,
+    ) -> io::Result<(usize, u64, u64)> {
         let identity = file_id(fd)?;
         let index = self.free.last().copied().unwrap_or(self.slots.len());
         match self.epoll_ctl(libc::EPOLL_CTL_ADD, fd, index as u64) {
@@ -303,13 +321,19 @@ impl IoDriver {
 
     /// The live slot `index` if it still has `generation`.
     pub(crate) fn slot(&mut self, index: usize, generation: u64) -> Option<&mut FdSlot> {
-        self.slots.get_mut(index).filter(|s| s.live && s.generation == generation)
+        self.slots
+            .get_mut(index)
+            .filter(|s| s.live && s.generation == generation)
     }
 
     /// Drops registration `reg` of a slot; returns the coroutines that were
     /// waiting through it, for the caller to wake (their wait then fails).
     pub(crate) fn deregister(&mut self, index: usize, generation: u64, reg: u64) -> Vec<CoRef> {
-        let Some(slot) = self.slots.get_mut(index).filter(|s| s.live && s.generation == generation) else {
+        let Some(slot) = self
+            .slots
+            .get_mut(index)
+            .filter(|s| s.live && s.generation == generation)
+        else {
             return Vec::new();
         };
         let mut waiters = Vec::new();
@@ -365,7 +389,13 @@ impl IoDriver {
     }
 
     /// A wait's deadline passed: takes its waiter if it is still that wait.
-    pub(crate) fn expire(&mut self, index: usize, generation: u64, dir: u8, ticket: u64) -> Option<CoRef> {
+    pub(crate) fn expire(
+        &mut self,
+        index: usize,
+        generation: u64,
+        dir: u8,
+        ticket: u64,
+    ) -> Option<CoRef> {
         let slot = self.slot(index, generation)?;
         let w = slot.waiter(dir);
         if w.as_ref().is_some_and(|w| w.ticket == ticket) {
@@ -395,7 +425,8 @@ fn apply_event(slot: &mut FdSlot, events: u32, woken: &mut Vec<CoRef>) {
     if !slot.live || slot.closed {
         return;
     }
-    let read = (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+    let read = (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+        as u32;
     let write = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
     if events & read != 0 {
         slot.ready |= READ;

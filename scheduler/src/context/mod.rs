@@ -83,6 +83,7 @@ pub(crate) struct ContextInner {
     pub(crate) counters: Counters,
     closed: AtomicBool,
     poll_max_ns: AtomicU64,
+    pub(crate) stack_size: usize,
 
     // --- owner thread only ---
     ready: UnsafeCell<LocalList>,
@@ -114,6 +115,8 @@ impl Linked for CoInner {
 pub(crate) struct ContextSettings {
     pub(crate) name: String,
     pub(crate) poll_max: Duration,
+    /// Usable stack bytes of coroutines placed here without a size.
+    pub(crate) stack_size: usize,
 }
 
 impl ContextInner {
@@ -132,6 +135,7 @@ impl ContextInner {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             poll_max_ns: AtomicU64::new(duration_ns(settings.poll_max)),
+            stack_size: settings.stack_size,
             ready: UnsafeCell::new(LocalList::new()),
             timers: UnsafeCell::new(Timers::default()),
             registry: UnsafeCell::new(Registry::default()),
@@ -202,6 +206,15 @@ impl ContextInner {
         // Release: pairs with the Acquire load in `run_bhs`.
         self.bh_pending.store(true, Release);
         self.gate.notify(|| self.wake_thread());
+    }
+
+    /// Consumes a pending `aio_notify`. Whoever drives the loop calls this
+    /// once per turn, before `dispatch` (never inside it: a notification
+    /// consumed there could not end the blocking poll it was meant for).
+    pub(crate) fn take_notified(&self) -> bool {
+        // Acquire: pairs with the Release store in `notify`, so whatever the
+        // notifier published before notifying is visible to the poller.
+        self.notified.load(Relaxed) && self.notified.swap(false, Acquire)
     }
 
     /// True if a source other than the ready queue has work.
@@ -323,9 +336,6 @@ impl ContextInner {
         let turn = self.turns.get().wrapping_add(1);
         self.turns.set(turn);
         let mut progress = false;
-        if self.notified.load(Relaxed) {
-            self.notified.store(false, Relaxed);
-        }
         progress |= self.run_bhs();
         progress |= self.take_handoffs();
         progress |= self.run_timers();
@@ -543,9 +553,13 @@ impl ContextInner {
             // SAFETY: owner only, short borrow.
             let snapshot = unsafe { (*self.registry.get()).snapshot() };
             for p in snapshot {
-                // SAFETY: registered blocks are alive until unregistered,
-                // which happens on this thread; take a reference first.
-                let co = unsafe { CoRef::clone_from_ptr(p) };
+                // SAFETY: a registered block is never freed.
+                let Some(co) = (unsafe { CoRef::try_upgrade(p) }) else {
+                    // Its last handle is being dropped: the cancellation is
+                    // on its way through the hand-off queue.
+                    work = true;
+                    continue;
+                };
                 if ptr::eq(co.home.load(Acquire), self) && co.state() == SUSPENDED {
                     work = true;
                     self.cancel_now(&co);
@@ -762,7 +776,11 @@ impl AioContext {
             return unsafe { AioContext::from_ptr(p) };
         }
         let name = std::thread::current().name().unwrap_or("thread").to_owned();
-        let ctx = AioContext::with_settings(ContextSettings { name, poll_max: DEFAULT_POLL_MAX });
+        let ctx = AioContext::with_settings(ContextSettings {
+            name,
+            poll_max: DEFAULT_POLL_MAX,
+            stack_size: crate::pool::thread_default_size(),
+        });
         ctx.install_on_this_thread();
         ctx
     }
@@ -792,8 +810,11 @@ impl AioContext {
     pub fn poll(&self, blocking: bool) -> bool {
         self.inner.assert_owner("poll");
         assert!(!crate::in_coroutine(), "AioContext::poll must not be called inside a coroutine");
+        // An `aio_notify` since the last poll ends a blocking poll even when
+        // nothing else happened (a joiner waiting for a flag relies on it).
+        let notified = self.inner.take_notified();
         let progress = self.inner.dispatch();
-        if progress || !blocking {
+        if progress || !blocking || notified {
             return progress;
         }
         self.inner.wait(None, &NoHooks);

@@ -283,19 +283,11 @@ impl Drop for CoInner {
             unsafe { drop(crate::sync::Arc::from_raw(home)) };
         }
         if let Some(fiber) = self.fiber.get_mut().take() {
-            if *self.state.get_mut() == SUSPENDED {
-                // Unwinding could not run (its home context is gone): the
-                // stack still holds live frames whose destructors we must not
-                // skip silently, so the mapping is leaked rather than reused.
-                eprintln!(
-                    "coscheduler: coroutine {} ({}) could not be unwound; leaking its stack",
-                    self.id,
-                    self.display_name()
-                );
-                std::mem::forget(fiber);
-            } else {
-                crate::pool::release(fiber);
-            }
+            // Only a coroutine that never started (or finished) gets here:
+            // a suspended one is either unwound or leaked by
+            // `last_ref_dropped`, so its fiber is parked and reusable.
+            debug_assert_ne!(*self.state.get_mut(), SUSPENDED);
+            crate::pool::release(fiber);
         }
     }
 }
@@ -351,6 +343,33 @@ impl CoRef {
         CoRef(unsafe { NonNull::new_unchecked(p as *mut CoInner) })
     }
 
+    /// A new counted reference from a non-owning pointer (a context's
+    /// registry entry), unless the count already dropped to zero: then the
+    /// last handle's owner is turning the coroutine over for cancellation
+    /// and will deliver it home itself (`Weak::upgrade`'s rule).
+    ///
+    /// # Safety
+    /// `p` must point to a control block that is not freed, which holds for
+    /// registered blocks: a registered block is never freed (see
+    /// `last_ref_dropped`).
+    pub(crate) unsafe fn try_upgrade(p: *const CoInner) -> Option<CoRef> {
+        // SAFETY: not freed, per the contract.
+        let refs = unsafe { &(*p).refs };
+        let mut n = refs.load(Relaxed);
+        loop {
+            if n == 0 {
+                return None;
+            }
+            // Relaxed, as `clone`: the registry's owner thread already
+            // synchronises with the coroutine's state through `state`.
+            match refs.compare_exchange_weak(n, n + 1, Relaxed, Relaxed) {
+                // SAFETY: non-null, and we now own one count.
+                Ok(_) => return Some(CoRef(unsafe { NonNull::new_unchecked(p as *mut CoInner) })),
+                Err(actual) => n = actual,
+            }
+        }
+    }
+
     /// The raw pointer, still owned by `self`.
     #[inline]
     pub(crate) fn as_ptr(&self) -> *const CoInner {
@@ -398,10 +417,26 @@ impl Drop for CoRef {
 fn last_ref_dropped(p: NonNull<CoInner>) {
     // SAFETY: we held the last reference, so nobody else can reach the block.
     let inner = unsafe { p.as_ref() };
-    if inner.state.load(Acquire) == SUSPENDED && !inner.cancel.load(Relaxed) {
+    let state = inner.state.load(Acquire);
+    if state == SUSPENDED && !inner.cancel.load(Relaxed) {
+        // Resurrect with one count. A registry walk racing with us sees a
+        // zero count and leaves the block to us (`try_upgrade`).
         inner.refs.store(1, Relaxed);
         inner.cancel.store(true, Relaxed);
         crate::context::wake_cancelled(CoRef(p));
+        return;
+    }
+    if state == SUSPENDED {
+        // Its cancellation was dropped without running (its home context
+        // closed while the coroutine had suspended again inside its own
+        // unwinding). The stack holds live frames that must not be skipped
+        // and the home registry may still point here: leak the block and
+        // its stack rather than free memory something can still reach.
+        eprintln!(
+            "coscheduler: coroutine {} ({}) could not be unwound; leaking it",
+            inner.id,
+            inner.display_name()
+        );
         return;
     }
     // SAFETY: initialised by `CoRef::new`, unreachable now, dropped once.

@@ -284,7 +284,10 @@ impl CoroutineBuilder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let class = self.stack_class()?;
+        // Without an explicit size, the target context's default (a Runtime
+        // worker's `stack_size`), not the calling thread's.
+        let size = self.stack_size.unwrap_or(ctx.inner.stack_size);
+        let class = crate::pool::class_for(size)?;
         let fiber = self.acquire(class)?;
         let paint = self.paint;
         let (name, _, migratable) = self.into_parts();

@@ -136,6 +136,7 @@ impl Builder {
                 AioContext::with_settings(ContextSettings {
                     name: format!("{}-{i}", self.thread_name),
                     poll_max: self.poll_max,
+                    stack_size: self.stack_size,
                 })
             })
             .collect();

@@ -86,15 +86,13 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let mut b = CoroutineBuilder::default();
-        if self.shared.migrate_started {
-            // SAFETY: the runtime's creator accepted the migratable contract
-            // for every coroutine it spawns (`Builder::migrate_started`).
-            b = unsafe { b.migratable() };
-        }
-        let (co, handle) = b.build_lazy(f);
-        self.push_stealable(co, Location::caller());
-        handle
+        spawn_on_shared(&self.shared, CoroutineBuilder::default(), f, Location::caller())
+    }
+
+    /// A cheap, clonable handle that can spawn onto this runtime from
+    /// anywhere, including its own coroutines.
+    pub fn handle(&self) -> Handle {
+        Handle { shared: self.shared.clone() }
     }
 
     /// Spawns a named coroutine (shown in dumps and overflow reports).
@@ -104,28 +102,7 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let mut b = CoroutineBuilder::default().name(name);
-        if self.shared.migrate_started {
-            // SAFETY: as in `spawn`.
-            b = unsafe { b.migratable() };
-        }
-        let (co, handle) = b.build_lazy(f);
-        self.push_stealable(co, Location::caller());
-        handle
-    }
-
-    fn push_stealable(&self, co: CoRef, site: &'static Location<'static>) {
-        if let Err(first) = control::try_schedule(&co, site) {
-            control::double_wake(&co, first);
-        }
-        let w = worker::current_worker();
-        // SAFETY: the worker-local block lives for the worker thread's
-        // whole loop, and we are on that thread.
-        match unsafe { w.as_ref() } {
-            Some(local) if Arc::ptr_eq(&local.shared, &self.shared) => local.deque.push(co),
-            _ => self.shared.injector.push(co),
-        }
-        self.shared.wake_idle_worker();
+        spawn_on_shared(&self.shared, CoroutineBuilder::default().name(name), f, Location::caller())
     }
 
     /// Runs `f` as a coroutine on a worker and blocks the calling thread
@@ -284,6 +261,72 @@ impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime").field("workers", &self.shared.contexts.len()).finish()
     }
+}
+
+/// Spawns onto a [`Runtime`] without owning it (see [`Runtime::handle`]).
+/// Spawning after the runtime shut down gives a handle that reports
+/// [`JoinError::Cancelled`].
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Like [`Runtime::spawn`].
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        spawn_on_shared(&self.shared, CoroutineBuilder::default(), f, Location::caller())
+    }
+
+    /// The runtime's worker contexts.
+    pub fn contexts(&self) -> &[AioContext] {
+        &self.shared.contexts
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("workers", &self.shared.contexts.len()).finish()
+    }
+}
+
+/// Builds a lazily-stacked coroutine and makes it stealable.
+fn spawn_on_shared<F, T>(
+    shared: &Arc<Shared>,
+    mut b: CoroutineBuilder,
+    f: F,
+    site: &'static Location<'static>,
+) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if shared.migrate_started {
+        // SAFETY: the runtime's creator accepted the migratable contract for
+        // every coroutine it spawns (`Builder::migrate_started`).
+        b = unsafe { b.migratable() };
+    }
+    let (co, handle) = b.build_lazy(f);
+    if let Err(first) = control::try_schedule(&co, site) {
+        control::double_wake(&co, first);
+    }
+    if shared.shutdown.load(std::sync::atomic::Ordering::Acquire) {
+        co_cancel_unstarted(co);
+        return handle;
+    }
+    let w = worker::current_worker();
+    // SAFETY: the worker-local block lives for the worker thread's whole
+    // loop, and we are on that thread.
+    match unsafe { w.as_ref() } {
+        Some(local) if Arc::ptr_eq(&local.shared, shared) => local.deque.push(co),
+        _ => shared.injector.push(co),
+    }
+    shared.wake_idle_worker();
+    handle
 }
 
 /// A snapshot of a runtime's counters.

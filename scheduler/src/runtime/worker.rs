@@ -86,6 +86,7 @@ pub(crate) fn run(local: WorkerLocal, ctx: AioContext, stack_size: usize, core: 
     let mut rng = XorShift::new(local.index as u64 + 1);
     let hooks = Hooks { local: &local };
     while !local.shared.shutdown.load(Acquire) {
+        ctx.inner.take_notified();
         let mut progress = ctx.inner.dispatch();
         progress |= starved.retry(&ctx);
         for _ in 0..STARTS_PER_TURN {
