@@ -3,11 +3,14 @@
 use std::ffi::OsString;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::thread;
+
+use coscheduler::Runtime;
 
 use crate::cli::{self, Format};
 use crate::exit::Exit;
-use crate::outcome::Outcome;
+use crate::outcome::{ContextSnapshot, Outcome, PoolSnapshot};
 use crate::report::{hgrm, human, json};
 use crate::settings::Settings;
 use crate::workload::{Progress, RunError, Workload, WorkloadEnv};
@@ -81,13 +84,21 @@ fn list() -> String {
         .collect()
 }
 
-/// Runs one workload with the watchdog and the progress line around it.
+/// Runs one workload on a runtime of its own, with the watchdog and the progress line around
+/// it, and adds the runtime's counters to its outcome.
+///
+/// Each workload gets a fresh [`Runtime`] built from `[runtime]`, so its per-context counters
+/// are its own; the pool is process-wide, so its counters are taken as a difference.
 fn run_one(workload: &dyn Workload, settings: &Settings) -> Result<Outcome, RunError> {
-    let progress = Progress::default();
-    // TODO(follow-up): build the Runtime here from `settings.runtime`, hand it to the
-    // workload through WorkloadEnv, and dump it: `let dump = || runtime.dump();`.
-    let dump = || "(no runtime dump: costress does not start a coscheduler Runtime yet)".to_owned();
-    thread::scope(|scope| {
+    let pool_before = coscheduler::pool::stats();
+    let runtime = Runtime::builder()
+        .config(&settings.runtime)
+        .build()
+        .map(Arc::new)
+        .map_err(|err| RunError::failed(format!("cannot start the runtime: {err}")))?;
+    let progress = Arc::new(Progress::default());
+    let dump = || runtime.dump();
+    let result = thread::scope(|scope| {
         let stall_timeout = settings.stress.stall_timeout();
         let watchdog = watchdog::arm(
             scope,
@@ -104,12 +115,30 @@ fn run_one(workload: &dyn Workload, settings: &Settings) -> Result<Outcome, RunE
             settings.stress.duration(),
             &progress,
         );
-        let env = WorkloadEnv::new(settings, &progress);
+        let env = WorkloadEnv::new(settings, &runtime, Arc::clone(&progress));
         let result = panic::catch_unwind(AssertUnwindSafe(|| workload.run(&env)));
         line.finish();
         watchdog.disarm();
         result.unwrap_or_else(|payload| Err(RunError::panicked(payload.as_ref())))
-    })
+    });
+    let outcome = result.map(|mut outcome| {
+        let metrics = runtime.metrics();
+        outcome.contexts = metrics
+            .per_context
+            .iter()
+            .enumerate()
+            .map(|(index, context)| ContextSnapshot::from_metrics(index, context))
+            .collect();
+        outcome.pool = Some(PoolSnapshot::between(&pool_before, &metrics.pool));
+        outcome
+    });
+    // A workload joins every thread it handed the runtime to, so this is the last handle.
+    // Were it not, the runtime would shut down when the last one goes.
+    match Arc::try_unwrap(runtime) {
+        Ok(runtime) => runtime.shutdown(),
+        Err(shared) => drop(shared),
+    }
+    outcome
 }
 
 /// Prints the report, writes the `.hgrm` files, and picks the exit status.

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use coscheduler::ContextMetrics;
+use coscheduler::pool::PoolStats;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -90,7 +92,7 @@ impl fmt::Display for HistogramKind {
 /// A histogram with a name that is unique within its [`Outcome`].
 ///
 /// The name tells apart histograms of the same kind, such as the lock waits of the mutex
-/// and of the rwlock parts of the mixed workload ("mutex lock wait", "rwlock read wait").
+/// and of the rwlock parts of the mixed workload ("mutex: lock wait", "rwlock: lock wait").
 #[derive(Debug, Clone)]
 pub struct NamedHistogram {
     /// Unique within the outcome; used for the `.hgrm` file name.
@@ -172,37 +174,104 @@ impl fmt::Display for Check {
 pub struct ContextSnapshot {
     /// The worker's index, in `Runtime::contexts()` order.
     pub context: usize,
+    /// Coroutines that started on this worker (first entries).
+    pub started: u64,
     /// Coroutine switches: entries into a coroutine.
     pub switches: u64,
-    /// Coroutines this worker stole from another's queue.
+    /// Coroutines this worker stole from another worker's queue or the injector.
     pub steals: u64,
-    /// Wakes this worker delivered to another context.
+    /// Coroutines handed to this worker by another thread (cross-context wakes and
+    /// schedules).
     pub hand_offs: u64,
     /// Times the worker went to sleep for lack of work.
     pub parks: u64,
+    /// Wakes issued on this worker for coroutines of the same context.
+    pub local_wakes: u64,
+    /// Wakes issued on this worker for coroutines of another context.
+    pub remote_wakes: u64,
+    /// Timer callbacks this worker ran.
+    pub timer_fires: u64,
 }
 
-/// The coroutine pool's counters at the end of the run (mirrors `coprimitives::pool::PoolStats`).
+impl ContextSnapshot {
+    /// The report's view of worker `context`'s counters.
+    pub fn from_metrics(context: usize, metrics: &ContextMetrics) -> ContextSnapshot {
+        ContextSnapshot {
+            context,
+            started: metrics.coroutines_started,
+            switches: metrics.switches,
+            steals: metrics.steal_successes,
+            hand_offs: metrics.handoffs_received,
+            parks: metrics.parks,
+            local_wakes: metrics.local_wakes,
+            remote_wakes: metrics.remote_wakes,
+            timer_fires: metrics.timer_fires,
+        }
+    }
+
+    /// Adds `other`'s counters into `self` (for totals; `context` is left alone).
+    pub fn accumulate(&mut self, other: &ContextSnapshot) {
+        self.started += other.started;
+        self.switches += other.switches;
+        self.steals += other.steals;
+        self.hand_offs += other.hand_offs;
+        self.parks += other.parks;
+        self.local_wakes += other.local_wakes;
+        self.remote_wakes += other.remote_wakes;
+        self.timer_fires += other.timer_fires;
+    }
+}
+
+/// The coroutine pool's counters over the run (mirrors `coscheduler::pool::PoolStats`).
+///
+/// The pool is process-wide: the counts are differences between the start and the end of
+/// the workload, the levels (`max_size`, `pooled`) are taken at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct PoolSnapshot {
     /// The most stacks the pool would keep.
     pub max_size: usize,
-    /// Stacks in the pool now.
+    /// Stacks in the pool at the end.
     pub pooled: usize,
     /// Creations served from the pool.
     pub hits: u64,
     /// Creations that had to allocate a stack.
     pub misses: u64,
-    /// Stacks allocated in total.
+    /// Stacks allocated.
     pub allocated: u64,
+    /// Stacks unmapped.
+    pub freed: u64,
+    /// Stack allocations that failed (at the mapping limit, for instance).
+    pub alloc_failures: u64,
 }
 
 impl PoolSnapshot {
+    /// The pool's activity between two snapshots of its counters.
+    pub fn between(before: &PoolStats, after: &PoolStats) -> PoolSnapshot {
+        PoolSnapshot {
+            max_size: after.max_size,
+            pooled: after.pooled,
+            hits: after.hits.saturating_sub(before.hits),
+            misses: after.misses.saturating_sub(before.misses),
+            allocated: after.allocated.saturating_sub(before.allocated),
+            freed: after.freed.saturating_sub(before.freed),
+            alloc_failures: after.alloc_failures.saturating_sub(before.alloc_failures),
+        }
+    }
+
     /// The share of creations served from the pool, from 0 to 1; `None` before any creation.
     pub fn hit_rate(&self) -> Option<f64> {
         let total = self.hits + self.misses;
         (total > 0).then(|| self.hits as f64 / total as f64)
     }
+}
+
+/// The throughput of one part of a workload that runs several at once (`mixed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartThroughput {
+    /// The part's workload name (`mutex`).
+    pub name: String,
+    /// Its operations, over the whole workload's elapsed time.
+    pub throughput: Throughput,
 }
 
 /// Everything one workload run produced.
@@ -212,6 +281,8 @@ pub struct Outcome {
     pub workload: String,
     /// Operations and elapsed time.
     pub throughput: Throughput,
+    /// For a workload made of several running at once, each one's throughput; else empty.
+    pub parts: Vec<PartThroughput>,
     /// The conservation checks; the run passed if all of them did.
     pub checks: Vec<Check>,
     /// Latency histograms, in nanoseconds.
@@ -229,6 +300,7 @@ impl Outcome {
         Outcome {
             workload: workload.into(),
             throughput,
+            parts: Vec::new(),
             checks: Vec::new(),
             histograms: Vec::new(),
             contexts: Vec::new(),

@@ -1,8 +1,11 @@
 //! The workload interface: what a workload is given and what it returns.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use coscheduler::Runtime;
 
 use crate::exit::Exit;
 use crate::outcome::Outcome;
@@ -10,9 +13,11 @@ use crate::settings::Settings;
 
 /// One stress scenario.
 ///
-/// A workload runs until [`WorkloadEnv::expired`], calling [`Progress::add`] as it completes
-/// operations (the watchdog takes a progress counter that stops moving for a deadlock), then
-/// stops its coroutines, joins them and proves by its checks that nothing was lost.
+/// A workload runs on the [`Runtime`] it is given until [`WorkloadEnv::expired`], calling
+/// [`Progress::add`] as it completes operations (the watchdog takes a progress counter that
+/// stops moving for a deadlock), then stops its coroutines, joins them and proves by its
+/// checks that nothing was lost. The caller fills in the runtime's per-context and pool
+/// counters afterwards.
 pub trait Workload: Sync {
     /// The name used on the command line and in reports (`mutex`).
     fn name(&self) -> &'static str;
@@ -50,21 +55,31 @@ impl Progress {
 }
 
 /// What a running workload is given.
+///
+/// The runtime and the progress counter are shared (`Arc`) so that a workload can hand them
+/// to threads and coroutines of its own. The runtime must never be moved into a coroutine:
+/// whoever drops the last handle shuts it down, which a worker of that runtime cannot do.
 #[derive(Debug)]
 pub struct WorkloadEnv<'a> {
     settings: &'a Settings,
-    progress: &'a Progress,
+    runtime: &'a Arc<Runtime>,
+    progress: Arc<Progress>,
     started: Instant,
     deadline: Instant,
 }
 
 impl<'a> WorkloadEnv<'a> {
     /// An environment whose deadline is `stress.duration` from now.
-    pub fn new(settings: &'a Settings, progress: &'a Progress) -> WorkloadEnv<'a> {
+    pub fn new(
+        settings: &'a Settings,
+        runtime: &'a Arc<Runtime>,
+        progress: Arc<Progress>,
+    ) -> WorkloadEnv<'a> {
         let started = Instant::now();
         let deadline = started + settings.stress.duration();
         WorkloadEnv {
             settings,
+            runtime,
             progress,
             started,
             deadline,
@@ -76,9 +91,14 @@ impl<'a> WorkloadEnv<'a> {
         self.settings
     }
 
+    /// The runtime to run on, built from `settings().runtime` for this workload alone.
+    pub fn runtime(&self) -> &'a Arc<Runtime> {
+        self.runtime
+    }
+
     /// The counter to add completed operations to.
-    pub fn progress(&self) -> &'a Progress {
-        self.progress
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 
     /// When the workload should stop issuing new operations.

@@ -51,6 +51,7 @@ impl WithCounters for Outcome {
                 steals: 3,
                 hand_offs: 40,
                 parks: 5,
+                ..ContextSnapshot::default()
             },
             ContextSnapshot {
                 context: 1,
@@ -58,6 +59,7 @@ impl WithCounters for Outcome {
                 steals: 4,
                 hand_offs: 50,
                 parks: 6,
+                ..ContextSnapshot::default()
             },
         ];
         self.pool = Some(PoolSnapshot {
@@ -66,6 +68,7 @@ impl WithCounters for Outcome {
             hits: 990,
             misses: 10,
             allocated: 27,
+            ..PoolSnapshot::default()
         });
         self
     }

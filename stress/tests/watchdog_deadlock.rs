@@ -1,4 +1,5 @@
-//! A deliberately deadlocking scenario trips the watchdog: exit status 3, after a dump.
+//! A deliberately deadlocking scenario trips the watchdog: exit status 3, after a dump of the
+//! suspended coroutines and what each waits on.
 
 mod common;
 
@@ -40,5 +41,19 @@ fn deadlock_trips_the_watchdog() {
         "{stderr}"
     );
     assert!(stderr.contains("runtime dump follows"), "{stderr}");
+    // The dump lists both coroutines, suspended, each waiting on the other's lock.
+    for (coroutine, lock) in [
+        ("deadlock-left", "deadlock-b"),
+        ("deadlock-right", "deadlock-a"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|line| line.contains(&format!("({coroutine})")))
+            .unwrap_or_else(|| panic!("{coroutine} is not in the dump:\n{stderr}"));
+        assert!(
+            line.contains(&format!("waiting on CoMutex {lock}")),
+            "{coroutine} should wait on {lock}: {line}"
+        );
+    }
     assert!(output.stdout.is_empty(), "no report after a stall");
 }

@@ -8,8 +8,8 @@
 //! histogram              count      min      p50      p90      p99    p99.9      max
 //! lock wait              1,000   120 ns  1.20 µs  ...
 //!
-//! context   switches   steals  hand-offs    parks
-//! 0            1,234       12         34        5
+//! context      started     switches       steals    hand-offs        parks
+//! 0                 40        1,234           12           34            5
 //! total        ...
 //!
 //! pool        max 128, pooled 17, hits 1,000, misses 10 (99.0% hits), allocated 27
@@ -86,6 +86,15 @@ fn render_outcome(outcome: &Outcome) -> String {
         format_nanos(u64::try_from(throughput.elapsed.as_nanos()).unwrap_or(u64::MAX)),
         format_count(throughput.per_second().round() as u64),
     );
+    for part in &outcome.parts {
+        let _ = writeln!(
+            out,
+            "  {:<9} {} ops = {} ops/s",
+            part.name,
+            format_count(part.throughput.ops),
+            format_count(part.throughput.per_second().round() as u64),
+        );
+    }
     if outcome.checks.is_empty() {
         let _ = writeln!(out, "checks      FAILED no check ran");
     }
@@ -153,25 +162,20 @@ fn histogram_table(histograms: &[NamedHistogram]) -> String {
 
 fn context_table(contexts: &[ContextSnapshot]) -> String {
     let row = |name: &str, c: &ContextSnapshot| {
+        let cells = [c.started, c.switches, c.steals, c.hand_offs, c.parks].map(format_count);
         format!(
-            "{name:<7} {:>12} {:>12} {:>12} {:>12}\n",
-            format_count(c.switches),
-            format_count(c.steals),
-            format_count(c.hand_offs),
-            format_count(c.parks)
+            "{name:<7} {:>12} {:>12} {:>12} {:>12} {:>12}\n",
+            cells[0], cells[1], cells[2], cells[3], cells[4]
         )
     };
     let mut out = format!(
-        "{:<7} {:>12} {:>12} {:>12} {:>12}\n",
-        "context", "switches", "steals", "hand-offs", "parks"
+        "{:<7} {:>12} {:>12} {:>12} {:>12} {:>12}\n",
+        "context", "started", "switches", "steals", "hand-offs", "parks"
     );
     let mut total = ContextSnapshot::default();
     for context in contexts {
         out.push_str(&row(&context.context.to_string(), context));
-        total.switches += context.switches;
-        total.steals += context.steals;
-        total.hand_offs += context.hand_offs;
-        total.parks += context.parks;
+        total.accumulate(context);
     }
     if contexts.len() > 1 {
         out.push_str(&row("total", &total));

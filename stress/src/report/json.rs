@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::outcome::{
-    Check, ContextSnapshot, HistogramKind, NamedHistogram, Outcome, PoolSnapshot,
+    Check, ContextSnapshot, HistogramKind, NamedHistogram, Outcome, PoolSnapshot, Throughput,
 };
 use crate::settings::{FileConfig, Settings};
 
@@ -29,6 +29,7 @@ struct WorkloadReport<'a> {
     name: &'a str,
     passed: bool,
     throughput: ThroughputReport,
+    parts: Vec<PartReport<'a>>,
     checks: &'a [Check],
     histograms: Vec<HistogramReport<'a>>,
     contexts: &'a [ContextSnapshot],
@@ -40,6 +41,24 @@ struct ThroughputReport {
     ops: u64,
     elapsed_ns: u64,
     ops_per_s: f64,
+}
+
+impl ThroughputReport {
+    fn new(throughput: &Throughput) -> Self {
+        ThroughputReport {
+            ops: throughput.ops,
+            elapsed_ns: u64::try_from(throughput.elapsed.as_nanos()).unwrap_or(u64::MAX),
+            ops_per_s: throughput.per_second(),
+        }
+    }
+}
+
+/// One part of a workload that runs several at once: its name and throughput.
+#[derive(Serialize)]
+struct PartReport<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    throughput: ThroughputReport,
 }
 
 /// A histogram's summary; the statistics are `null` when it is empty.
@@ -82,15 +101,18 @@ impl<'a> HistogramReport<'a> {
 
 impl<'a> WorkloadReport<'a> {
     fn new(outcome: &'a Outcome) -> Self {
-        let throughput = &outcome.throughput;
         WorkloadReport {
             name: &outcome.workload,
             passed: outcome.passed(),
-            throughput: ThroughputReport {
-                ops: throughput.ops,
-                elapsed_ns: u64::try_from(throughput.elapsed.as_nanos()).unwrap_or(u64::MAX),
-                ops_per_s: throughput.per_second(),
-            },
+            throughput: ThroughputReport::new(&outcome.throughput),
+            parts: outcome
+                .parts
+                .iter()
+                .map(|part| PartReport {
+                    name: &part.name,
+                    throughput: ThroughputReport::new(&part.throughput),
+                })
+                .collect(),
             checks: &outcome.checks,
             histograms: outcome
                 .histograms

@@ -1,53 +1,113 @@
 //! The registry of workloads, in `--list` order.
 //!
-//! Each workload will be a module here (`mutex.rs`, `rwlock.rs`, ...). Until the runtime API
-//! they need exists, every entry is a `pending` placeholder that refuses to run.
+//! Each workload is a module with one [part](part::Part): `start` spawns its coroutines,
+//! `finish` joins them and checks that nothing was lost. A registered workload runs its own
+//! part; `mixed` runs every part at once on one runtime.
 
 pub mod deadlock;
-mod pending;
+mod echo;
+mod lifecycle;
+mod mutex;
+mod part;
+mod queue;
+mod rwlock;
+mod sleep;
+mod wake;
 
-use crate::workload::Workload;
-use pending::Pending;
+use crate::outcome::Outcome;
+use crate::workload::{RunError, Workload, WorkloadEnv};
+use part::Start;
 
 /// The workload run when none is named: all the others at once.
 pub const DEFAULT: &str = "mixed";
 
+/// Every part, in `--list` order: what `mixed` runs together.
+const PARTS: [(&str, Start); 7] = [
+    (mutex::NAME, mutex::start),
+    (rwlock::NAME, rwlock::start),
+    (queue::NAME, queue::start),
+    (wake::NAME, wake::start),
+    (lifecycle::NAME, lifecycle::start),
+    (sleep::NAME, sleep::start),
+    (echo::NAME, echo::start),
+];
+
+/// A workload that runs one part alone.
+struct Single {
+    name: &'static str,
+    description: &'static str,
+    start: Start,
+}
+
+impl Workload for Single {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn description(&self) -> &'static str {
+        self.description
+    }
+
+    fn run(&self, env: &WorkloadEnv<'_>) -> Result<Outcome, RunError> {
+        part::run_parts(env, self.name, &[(self.name, self.start)])
+    }
+}
+
+/// Every part at once, on one runtime.
+struct Mixed;
+
+impl Workload for Mixed {
+    fn name(&self) -> &'static str {
+        DEFAULT
+    }
+
+    fn description(&self) -> &'static str {
+        "all of the above at once, on one runtime; all of their checks"
+    }
+
+    fn run(&self, env: &WorkloadEnv<'_>) -> Result<Outcome, RunError> {
+        part::run_parts(env, DEFAULT, &PARTS)
+    }
+}
+
 /// Every workload, in the order `--list` shows them.
 static WORKLOADS: [&dyn Workload; 8] = [
-    &Pending::new(
-        "mutex",
-        "contended CoMutex: coroutines on every context increment one counter (W4); \
-         checks counter == increments",
-    ),
-    &Pending::new(
-        "rwlock",
-        "CoRwLock readers and writers with upgrades and downgrades; checks that readers \
-         never see a torn write and writes == versions",
-    ),
-    &Pending::new(
-        "queue",
-        "producers and consumers over CoQueue and CoMutex; checks every item is consumed \
-         exactly once",
-    ),
-    &Pending::new(
-        "wake",
-        "cross-context ping-pong and wake storms (W3); checks wakes sent == wakes received, \
-         wake latency by source",
-    ),
-    &Pending::new(
-        "lifecycle",
-        "spawn storms and create/enter/finish churn through the pool (W2, W5); checks \
-         spawned == completed",
-    ),
-    &Pending::new(
-        "sleep",
-        "coroutines sleeping on timers (W7); checks sleeps == wake-ups, oversleep histogram",
-    ),
-    &Pending::new(
-        "echo",
-        "loopback TCP echo (W8); checks bytes sent == bytes echoed, request latency",
-    ),
-    &Pending::new(DEFAULT, "all of the above at once"),
+    &Single {
+        name: mutex::NAME,
+        description: mutex::DESCRIPTION,
+        start: mutex::start,
+    },
+    &Single {
+        name: rwlock::NAME,
+        description: rwlock::DESCRIPTION,
+        start: rwlock::start,
+    },
+    &Single {
+        name: queue::NAME,
+        description: queue::DESCRIPTION,
+        start: queue::start,
+    },
+    &Single {
+        name: wake::NAME,
+        description: wake::DESCRIPTION,
+        start: wake::start,
+    },
+    &Single {
+        name: lifecycle::NAME,
+        description: lifecycle::DESCRIPTION,
+        start: lifecycle::start,
+    },
+    &Single {
+        name: sleep::NAME,
+        description: sleep::DESCRIPTION,
+        start: sleep::start,
+    },
+    &Single {
+        name: echo::NAME,
+        description: echo::DESCRIPTION,
+        start: echo::start,
+    },
+    &Mixed,
 ];
 
 /// Every workload, in `--list` order.
@@ -90,5 +150,7 @@ mod tests {
             find("deadlock").is_none(),
             "the deadlock scenario is not a workload"
         );
+        let parts: Vec<&str> = PARTS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(parts, expected[..7], "mixed runs every other workload");
     }
 }

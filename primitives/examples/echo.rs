@@ -1,0 +1,212 @@
+//! A TCP echo server: each connection is served by its own coroutine,
+//! spawned with `Runtime::spawn` so that connections spread over all
+//! workers; plus a client mode that measures requests/s and latency (W8 in
+//! shared/bench/WORKLOADS.md).
+//!
+//! ```text
+//! cargo run --release -p coprimitives --example echo -- [server] [--port 7878] [--threads N] [--duration SECS]
+//! cargo run --release -p coprimitives --example echo -- client [--host 127.0.0.1] [--port 7878]
+//!     [--threads N] [--connections 100] [--size 64] [--duration 5]
+//! ```
+//!
+//! The server runs until killed (or for `--duration` seconds). The client
+//! opens `--connections` connections, each in its own coroutine, and on each
+//! sends a `--size`-byte request and waits for its echo, back to back, for
+//! `--duration` seconds; it then prints requests/s and latency percentiles.
+
+use std::io::{Read, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use coprimitives::io::{TcpListener, TcpStream};
+use coscheduler::Runtime;
+use hdrhistogram::Histogram;
+
+/// The server's runtime, reachable from the acceptor coroutine for
+/// `Runtime::spawn`. A static because it lives as long as the process.
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+struct Options {
+    client: bool,
+    host: String,
+    port: u16,
+    threads: usize,
+    connections: usize,
+    size: usize,
+    duration: Option<Duration>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        client: false,
+        host: "127.0.0.1".into(),
+        port: 7878,
+        threads: 0,
+        connections: 100,
+        size: 64,
+        duration: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "server" => o.client = false,
+            "client" => o.client = true,
+            "--host" => o.host = value("--host")?,
+            "--port" => {
+                o.port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?
+            }
+            "--threads" => {
+                o.threads = value("--threads")?
+                    .parse()
+                    .map_err(|e| format!("--threads: {e}"))?
+            }
+            "--connections" => {
+                o.connections = value("--connections")?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?;
+            }
+            "--size" => {
+                o.size = value("--size")?
+                    .parse()
+                    .map_err(|e| format!("--size: {e}"))?
+            }
+            "--duration" => {
+                let secs: f64 = value("--duration")?
+                    .parse()
+                    .map_err(|e| format!("--duration: {e}"))?;
+                o.duration = Some(Duration::from_secs_f64(secs));
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("echo: {e}");
+            }
+            eprintln!(
+                "usage: echo [server] [--port P] [--threads N] [--duration SECS]\n       \
+                 echo client [--host H] [--port P] [--threads N] [--connections C] [--size B] [--duration SECS]"
+            );
+            std::process::exit(2);
+        }
+    };
+    let mut b = Runtime::builder().pin_threads(false);
+    if o.threads > 0 {
+        b = b.threads(o.threads);
+    }
+    let rt = b
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start the runtime: {e}"));
+    if o.client {
+        client(&rt, &o);
+        rt.shutdown();
+    } else {
+        let _ = RUNTIME.set(rt);
+        server(&o);
+    }
+}
+
+fn server(o: &Options) {
+    let rt = RUNTIME.get().expect("set in main");
+    let listener =
+        TcpListener::bind((o.host.as_str(), o.port)).unwrap_or_else(|e| panic!("bind: {e}"));
+    eprintln!(
+        "echo: listening on {} with {} workers",
+        listener.local_addr().unwrap(),
+        rt.contexts().len()
+    );
+    let _acceptor = rt.spawn(move || {
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let rt = RUNTIME.get().expect("set in main");
+                    rt.spawn(move || serve(stream));
+                }
+                Err(e) => eprintln!("echo: accept: {e}"),
+            }
+        }
+    });
+    match o.duration {
+        Some(d) => std::thread::sleep(d),
+        None => loop {
+            std::thread::park();
+        },
+    }
+}
+
+/// Echoes until EOF or an error.
+fn serve(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn client(rt: &Runtime, o: &Options) {
+    let addr = format!("{}:{}", o.host, o.port);
+    let duration = o.duration.unwrap_or(Duration::from_secs(5));
+    let size = o.size;
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..o.connections)
+        .map(|_| {
+            let addr = addr.clone();
+            rt.spawn(move || -> Result<Histogram<u64>, String> {
+                let mut s = TcpStream::connect(addr.as_str())
+                    .map_err(|e| format!("connect {addr}: {e}"))?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                let request = vec![0x5a; size];
+                let mut reply = vec![0; size];
+                let mut h =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+                while !STOP.load(Relaxed) {
+                    let t = Instant::now();
+                    s.write_all(&request).map_err(|e| format!("write: {e}"))?;
+                    s.read_exact(&mut reply).map_err(|e| format!("read: {e}"))?;
+                    h.record(t.elapsed().as_nanos() as u64).expect("in range");
+                }
+                Ok(h)
+            })
+        })
+        .collect();
+    std::thread::sleep(duration);
+    STOP.store(true, Relaxed);
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    for h in handles {
+        match h.join() {
+            Ok(Ok(h)) => all.add(&h).expect("same bounds"),
+            Ok(Err(e)) => eprintln!("echo client: {e}"),
+            Err(e) => eprintln!("echo client: a connection failed: {e}"),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let us = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{} connections, {size}-byte requests, {:.1} s: {:.0} requests/s, latency p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+        o.connections,
+        secs,
+        all.len() as f64 / secs,
+        us(0.5),
+        us(0.99),
+        us(0.999)
+    );
+}

@@ -1,0 +1,20 @@
+//! QEMU's CoMutex: a lockless mutex whose waiters are coroutines.
+//!
+//! - [`raw`]: the lock-free protocol (lock count, waiter stack, hand-off
+//!   token), generic over how a waiter is suspended, and model-checked under
+//!   `--cfg loom`;
+//! - `park`: the production suspension (coroutine `suspend`/`wake`);
+//! - `mutex`: the public [`CoMutex`] and its guard.
+
+// Under `--cfg loom` only the model tests use this module.
+#![cfg_attr(loom, allow(dead_code))]
+
+pub(crate) mod raw;
+
+#[cfg(not(loom))]
+mod mutex;
+#[cfg(not(loom))]
+mod park;
+
+#[cfg(not(loom))]
+pub use self::mutex::{CoMutex, CoMutexGuard};

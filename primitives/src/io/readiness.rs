@@ -1,0 +1,142 @@
+//! The readiness binding of a coroutine socket: retry on `WouldBlock`,
+//! suspending in between, with the fd registered on whichever context the
+//! calling coroutine runs on.
+//!
+//! # Rebinding
+//!
+//! A socket is `Send`: it may be accepted on one worker and used by a
+//! coroutine on another. Its [`Registration`] is therefore made lazily, on
+//! the first `WouldBlock`, with the context of the coroutine that got it,
+//! and **rebound** when a coroutine of another context gets one: a new
+//! registration replaces the old, whose deregistration is handed to its
+//! context. A coroutine still waiting through the old registration keeps
+//! it alive (it holds an `Arc`) and finishes its wait there. Used from one
+//! context at a time, a socket costs one `EPOLL_CTL_ADD` per move;
+//! alternately from two contexts (a reader here, a writer there) it rebinds
+//! back and forth, which works but costs two `epoll_ctl` per switch.
+//!
+//! Outside a coroutine (a plain thread), a wait is a blocking `poll(2)` on
+//! the fd, so the sockets also work as ordinary blocking sockets.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coscheduler::fd::{Direction, Registration};
+
+/// The lazily made, rebindable registration of one fd.
+#[derive(Default)]
+pub(crate) struct Readiness {
+    reg: Mutex<Option<Arc<Registration>>>,
+}
+
+impl Readiness {
+    /// No registration yet.
+    pub(crate) const fn new() -> Readiness {
+        Readiness {
+            reg: Mutex::new(None),
+        }
+    }
+
+    /// Runs `op` until it returns something other than `WouldBlock`,
+    /// waiting for `dir` readiness of `fd` in between (at most until
+    /// `deadline`: then `ErrorKind::TimedOut`).
+    #[inline]
+    pub(crate) fn io<R>(
+        &self,
+        fd: BorrowedFd<'_>,
+        dir: Direction,
+        deadline: Option<Instant>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+            self.wait(fd, dir, deadline)?;
+        }
+    }
+
+    /// Waits for `dir` after a `WouldBlock`.
+    #[cold]
+    pub(crate) fn wait(
+        &self,
+        fd: BorrowedFd<'_>,
+        dir: Direction,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        if !coscheduler::in_coroutine() {
+            return block_thread(fd, dir, deadline);
+        }
+        let reg = self.bound(fd)?;
+        reg.clear(dir);
+        match deadline {
+            Some(d) => reg.wait_until(dir, d),
+            None => reg.wait(dir),
+        }
+    }
+
+    /// The registration for the calling thread's context, made or rebound.
+    fn bound(&self, fd: BorrowedFd<'_>) -> io::Result<Arc<Registration>> {
+        let mut slot = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(reg) if reg.is_current() => Ok(reg.clone()),
+            _ => {
+                let reg = Arc::new(Registration::new(fd)?);
+                // The old registration, if any, is dropped here or by the
+                // last coroutine still waiting through it.
+                *slot = Some(reg.clone());
+                Ok(reg)
+            }
+        }
+    }
+}
+
+/// A deadline `timeout` from now (`None`: no deadline; a zero timeout is
+/// refused by the socket setters, like std's).
+pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// Plain-thread wait: `poll(2)` until ready or the deadline.
+fn block_thread(fd: BorrowedFd<'_>, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
+    let events = match dir {
+        Direction::Read => libc::POLLIN,
+        Direction::Write => libc::POLLOUT,
+    };
+    loop {
+        let timeout_ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "socket wait timed out",
+                    ));
+                }
+                libc::c_int::try_from(left.as_nanos().div_ceil(1_000_000))
+                    .unwrap_or(libc::c_int::MAX)
+            }
+        };
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, whose fd is borrowed for the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        match n {
+            n if n > 0 => return Ok(()),
+            0 => continue,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `mutex`: a contended `CoMutex` (WORKLOADS.md W4, QEMU's `test_multi_co_mutex`).
+//!
+//! `coroutines` coroutines on every context loop { lock; counter += 1; unlock } until the
+//! stop flag. Each counts its own increments; at the end the counter must equal their sum,
+//! which a lost hand-over, two holders at once or a torn update would break. The lock's
+//! statistics (`CoMutex::with_stats`) give the wait and hold histograms of its contended
+//! acquisitions, and their acquisition count must equal the increments too.
+//!
+//! Unlike W4, each coroutine yields every [`YIELD_EVERY`] increments. A coroutine that wins
+//! the lock without contention never suspends, and the ones it wakes on its own context
+//! run in a chain that never returns to the event loop; without the yield, a context could
+//! spend the whole run in one such chain, starving its timers, its hand-offs from other
+//! threads and, in `mixed`, every other part on that context.
+
+use std::sync::Arc;
+
+use coprimitives::{CoMutex, stats};
+use coscheduler::{JoinHandle, yield_now};
+
+use super::part::{self, Part, PartEnv, PartReport, Tally};
+use crate::outcome::{Check, HistogramKind};
+use crate::workload::RunError;
+
+/// The workload's name.
+pub(super) const NAME: &str = "mutex";
+
+/// The `--list` line.
+pub(super) const DESCRIPTION: &str = "contended CoMutex: coroutines on every context increment one \
+     counter (W4); checks counter == increments";
+
+/// Increments between progress updates.
+const TALLY_EVERY: u64 = 256;
+
+/// Increments between turns given back to the context (see the module docs).
+const YIELD_EVERY: u64 = 64;
+
+struct Running {
+    counter: Arc<CoMutex<u64>>,
+    stats_name: String,
+    workers: Vec<JoinHandle<u64>>,
+}
+
+/// Spawns the incrementing coroutines.
+pub(super) fn start(env: &PartEnv<'_>) -> Result<Box<dyn Part>, RunError> {
+    let stats_name = part::stats_name(NAME, "counter");
+    let counter = Arc::new(CoMutex::with_stats(0u64, &stats_name));
+    let mut workers = Vec::new();
+    for context in 0..env.contexts().len() {
+        for index in 0..env.coroutines() {
+            let counter = Arc::clone(&counter);
+            let stop = env.stop().clone();
+            let mut tally = Tally::new(env.progress(), TALLY_EVERY);
+            let name = format!("mutex-{context}.{index}");
+            workers.push(env.spawn(context, name, move || {
+                while !stop.is_set() {
+                    *counter.lock() += 1;
+                    tally.add();
+                    if tally.total() % YIELD_EVERY == 0 {
+                        yield_now();
+                    }
+                }
+                tally.total()
+            })?);
+        }
+    }
+    Ok(Box::new(Running {
+        counter,
+        stats_name,
+        workers,
+    }))
+}
+
+impl Part for Running {
+    fn finish(self: Box<Self>) -> Result<PartReport, RunError> {
+        let increments: u64 = part::join_all(NAME, self.workers)?.into_iter().sum();
+        let counter = Arc::try_unwrap(self.counter)
+            .map_err(|_| RunError::failed("mutex: the counter is still shared after the join"))?
+            .into_inner();
+        let mut report = PartReport::new(increments).check(Check::equal(
+            "counter == increments",
+            increments,
+            counter,
+        ));
+        if let Some(lock) = stats::snapshot_of(&self.stats_name) {
+            report = report
+                .check(Check::equal(
+                    "lock acquisitions (lock stats) == increments",
+                    increments,
+                    lock.counters.acquisitions(),
+                ))
+                .histogram("lock wait", HistogramKind::LockWait, lock.wait)
+                .histogram("lock hold", HistogramKind::LockHold, lock.hold);
+        }
+        Ok(report)
+    }
+}
