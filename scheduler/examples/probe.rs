@@ -35,6 +35,22 @@ fn main() {
                 ctx.poll(false);
             }
         }
+        "spawn" => {
+            let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+            let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let (c, h) = (count.clone(), rt.handle());
+            rt.block_on(move || {
+                for _ in 0..n {
+                    let c = c.clone();
+                    drop(h.spawn(move || {
+                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }));
+                }
+            });
+            while count.load(std::sync::atomic::Ordering::Relaxed) < n {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
         other => panic!("unknown probe {other}"),
     }
 }

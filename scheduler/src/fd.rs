@@ -31,7 +31,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::context::io::{IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter};
+use crate::context::io::{IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter, ready_mask};
 use crate::context::{AioContext, ContextInner, current_inner};
 use crate::coroutine::control::{self, CoRef};
 use crate::tls;
@@ -125,12 +125,14 @@ impl Registration {
     /// True if the cached readiness says `dir` is ready (false from another
     /// thread).
     pub fn is_ready(&self, dir: Direction) -> bool {
-        self.with_slot(|s| s.ready & dir.bit() != 0)
+        self.with_slot(|s| s.ready & ready_mask(dir.bit()) != 0)
             .unwrap_or(false)
     }
 
-    /// Forgets cached readiness for `dir` (call after `WouldBlock`, on the
-    /// registration's thread; elsewhere it does nothing).
+    /// Forgets cached readiness for `dir` (call after `WouldBlock` or a short
+    /// transfer, on the registration's thread; elsewhere it does nothing).
+    /// A hang-up stays cached: it is permanent, and no new event would
+    /// report it again.
     pub fn clear(&self, dir: Direction) {
         self.with_slot(|s| s.ready &= !dir.bit());
     }
@@ -220,7 +222,7 @@ impl Registration {
         if slot.closed {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        if slot.ready & dir.bit() != 0 {
+        if slot.ready & ready_mask(dir.bit()) != 0 {
             return Ok(NO_WAIT);
         }
         let waiter = slot.waiter(dir.bit());

@@ -136,7 +136,7 @@ fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
             let co = &*input;
             co.attach_yielder(yielder);
             let entry = co.take_entry();
-            match catch_unwind(AssertUnwindSafe(entry)) {
+            match catch_unwind(AssertUnwindSafe(|| entry.run())) {
                 Ok(()) => Outcome::Returned,
                 Err(payload) => Outcome::from_unwind(payload),
             }

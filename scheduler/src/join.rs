@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::context::AioContext;
 use crate::coroutine::Coroutine;
-use crate::coroutine::control::{CoInner, CoRef, Cancelled};
+use crate::coroutine::control::{CoInner, CoRef, Cancelled, Entry, NoStackHook};
 use crate::fiber::Fiber;
 use crate::sync::AtomicBool;
 
@@ -172,14 +172,10 @@ where
             Err(p) => completer.state.complete(Err(JoinError::Panicked(p))),
         }
     };
-    let failer: Box<dyn FnOnce(std::io::Error) + Send> = {
-        let state = state.clone();
-        Box::new(move |e| state.complete(Err(JoinError::NoStack(e))))
-    };
-    let mut inner = CoInner::new(Box::new(entry), name, class, migratable, fiber);
+    let hook: NoStackHook = (fail_join::<T>, Arc::as_ptr(&state).cast());
+    let mut inner = CoInner::new(Entry::new(entry), name, class, migratable, fiber);
     inner.paint = paint;
-    // SAFETY: not shared yet; the failure path is the executing thread's.
-    unsafe { *inner.on_no_stack.get() = Some(failer) };
+    inner.on_no_stack.set(Some(hook));
     let co = CoRef::new(inner);
     let handle = JoinHandle { co: Coroutine { inner: co.clone() }, state };
     (co, handle)
@@ -262,14 +258,26 @@ impl<T> fmt::Debug for JoinHandle<T> {
     }
 }
 
+/// The `NoStackHook` of a spawned coroutine.
+///
+/// # Safety
+/// `state` is the `JoinState<T>` its entry closure holds, still alive.
+unsafe fn fail_join<T>(state: *const (), error: std::io::Error) {
+    // SAFETY: per the contract.
+    let state = unsafe { &*state.cast::<JoinState<T>>() };
+    state.complete(Err(JoinError::NoStack(error)));
+}
+
 /// Fails an unstarted coroutine that can get no stack: its handle reports
 /// the error and its body is dropped unrun.
 pub(crate) fn fail_no_stack(co: &CoInner, error: std::io::Error) {
-    // SAFETY: only the (would-be) executing thread calls this, before start.
-    let (failer, entry) = unsafe { ((*co.on_no_stack.get()).take(), (*co.entry.get()).take()) };
     co.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(fail) = failer {
-        fail(error);
+    // SAFETY: only the (would-be) executing thread calls this, before start.
+    let entry = unsafe { (*co.entry.get()).take() };
+    if let Some((fail, state)) = co.on_no_stack.take() {
+        // SAFETY: the entry (which keeps `state` alive) is dropped below,
+        // after the hook.
+        unsafe { fail(state, error) };
     }
     drop(entry);
 }

@@ -75,6 +75,24 @@ pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 pub(crate) const READ: u8 = 1;
 /// Readiness bit: writable (or write side closed, or error).
 pub(crate) const WRITE: u8 = 2;
+/// Sticky readiness: the peer shut down its writing (`EPOLLRDHUP`) or the
+/// fd hung up (`EPOLLHUP`); every read from now on returns at once (EOF or
+/// an error). Clearing `READ` after a short read leaves it, because no new
+/// edge will announce an EOF that is already there (tokio never clears its
+/// closed readiness either). `EPOLLERR` is not sticky: a datagram socket's
+/// error is consumed by the next call.
+pub(crate) const READ_CLOSED: u8 = 4;
+/// Sticky readiness: `EPOLLHUP`; every write fails at once.
+pub(crate) const WRITE_CLOSED: u8 = 8;
+
+/// The cache bits that make `dir` (`READ` or `WRITE`) ready.
+pub(crate) fn ready_mask(dir: u8) -> u8 {
+    if dir == READ {
+        READ | READ_CLOSED
+    } else {
+        WRITE | WRITE_CLOSED
+    }
+}
 
 /// How often the validity sweep looks at long waits (see the module docs).
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -428,6 +446,12 @@ fn apply_event(slot: &mut FdSlot, events: u32, woken: &mut Vec<CoRef>) {
     let read = (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
         as u32;
     let write = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+    if events & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
+        slot.ready |= READ_CLOSED;
+    }
+    if events & libc::EPOLLHUP as u32 != 0 {
+        slot.ready |= WRITE_CLOSED;
+    }
     if events & read != 0 {
         slot.ready |= READ;
         woken.extend(slot.reader.take().map(|w| w.co));

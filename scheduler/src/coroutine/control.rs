@@ -87,11 +87,12 @@ pub(crate) struct WaitReason {
     pub(crate) detail: Option<std::sync::Arc<str>>,
 }
 
-/// Reports a stack-allocation failure to a spawned coroutine's handle.
-pub(crate) type NoStackHook = Box<dyn FnOnce(std::io::Error) + Send>;
+/// Reports a stack-allocation failure to a spawned coroutine's handle: a
+/// function and the state it completes, which the entry closure keeps alive
+/// (so the hook is called before the entry is dropped).
+pub(crate) type NoStackHook = (unsafe fn(*const (), std::io::Error), *const ());
 
-/// Boxed entry closure.
-pub(crate) type Entry = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) use super::entry::Entry;
 
 /// The control block. See the module documentation for ownership rules.
 pub(crate) struct CoInner {
@@ -131,7 +132,7 @@ pub(crate) struct CoInner {
     pub(crate) locks_held: Cell<u32>,
     /// For spawned coroutines: reports a stack-allocation failure to the
     /// join handle.
-    pub(crate) on_no_stack: UnsafeCell<Option<NoStackHook>>,
+    pub(crate) on_no_stack: Cell<Option<NoStackHook>>,
     /// The attached stack's guard page `(start, end)` and usable size, for
     /// the overflow handler (copied here so a signal handler reads plain
     /// cells, never the fiber itself).
@@ -196,7 +197,7 @@ impl CoInner {
             cancel_injected: Cell::new(false),
             paint: false,
             stack_hwm: AtomicUsize::new(usize::MAX),
-            on_no_stack: UnsafeCell::new(None),
+            on_no_stack: Cell::new(None),
         }
     }
 
@@ -215,7 +216,7 @@ impl CoInner {
         // SAFETY: executing thread only, per the caller's contract; no other
         // reference to `entry` exists while the trampoline runs.
         let entry = unsafe { (*self.entry.get()).take() };
-        entry.unwrap_or_else(|| Box::new(|| {}))
+        entry.unwrap_or_else(|| Entry::new(|| {}))
     }
 
     /// Stores how the body ended.

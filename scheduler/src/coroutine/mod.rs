@@ -2,6 +2,7 @@
 
 pub(crate) mod control;
 pub(crate) mod enter;
+pub(crate) mod entry;
 
 use std::fmt;
 use std::panic::{Location, resume_unwind};
@@ -271,7 +272,7 @@ impl CoroutineBuilder {
         let fiber = self.acquire(class)?;
         let paint = self.paint;
         let (name, _, migratable) = self.into_parts();
-        let mut inner = CoInner::new(Box::new(f), name, class, migratable, Some(fiber));
+        let mut inner = CoInner::new(control::Entry::new(f), name, class, migratable, Some(fiber));
         inner.paint = paint;
         Ok(Coroutine { inner: CoRef::new(inner) })
     }
