@@ -38,19 +38,30 @@ thread_local! {
 /// never keep it across a call that may suspend the current coroutine.
 #[inline(never)]
 pub(crate) fn thread_state() -> *const ThreadState {
-    // `black_box` hides the address from the optimiser, like QEMU's
-    // `asm volatile("" : "+rm"(ptr))` in its CO_TLS accessors.
-    std::hint::black_box(STATE.with(|s| s as *const ThreadState))
+    launder(STATE.with(|s| s as *const ThreadState))
 }
 
 /// The innermost running coroutine on this thread, or null.
 #[inline(never)]
 pub(crate) fn current() -> *const CoInner {
-    std::hint::black_box(STATE.with(|s| s.current.get()))
+    launder(STATE.with(|s| s.current.get()))
 }
 
 /// This thread's context, or null when none has been created yet.
 #[inline(never)]
 pub(crate) fn context() -> *const ContextInner {
-    std::hint::black_box(STATE.with(|s| s.context.get()))
+    launder(STATE.with(|s| s.context.get()))
+}
+
+/// Hides a value's provenance from the optimiser, like QEMU's
+/// `asm volatile("" : "+rm"(ptr))` in its CO_TLS accessors: the compiler
+/// must assume the value may have changed, so it cannot reuse a thread-local
+/// address computed before a switch. Cheaper than `black_box`, which goes
+/// through memory.
+#[inline(always)]
+fn launder<T>(mut p: *const T) -> *const T {
+    // SAFETY: an empty assembly block that only claims to modify a register
+    // holding `p`; it touches no memory, stack or flags.
+    unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(nomem, nostack, preserves_flags)) };
+    p
 }

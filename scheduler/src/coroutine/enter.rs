@@ -43,6 +43,12 @@ pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
     // itself running (never suspended) until the loop returns. `first` is
     // kept alive by the caller.
     unsafe { run_one(ts, ctx, first, &mut pending, &mut panic) };
+    if pending.is_empty() && panic.is_none() {
+        // The common case (nothing woken, no panic): skip the loop's setup
+        // and the list's drop glue.
+        std::mem::forget(pending);
+        return;
+    }
     while let Some(co) = pending.pop_front() {
         control::clear_scheduled(&co);
         match co.state() {
@@ -87,6 +93,7 @@ fn ensure_context(ts: *const ThreadState) -> *const ContextInner {
 /// # Safety
 /// `ts` and `ctx` are this thread's state and context; `co` stays alive for
 /// the call.
+#[inline(always)]
 unsafe fn run_one(
     ts: *const ThreadState,
     ctx: *const ContextInner,
