@@ -15,14 +15,17 @@ use coscheduler::{AioContext, Coroutine, suspend, yield_now};
 fn switch(c: &mut Criterion) {
     let mut g = c.benchmark_group("switch");
     g.bench_function("corosensei", |b| {
-        let mut co = RawCoroutine::new(|y, ()| {
-            loop {
-                y.suspend(());
+        // Input `true` keeps it looping; `false` lets it return, so it can be
+        // dropped (the workspace builds corosensei without its unwinder).
+        let mut co = RawCoroutine::new(|y, mut more: bool| {
+            while more {
+                more = y.suspend(());
             }
         });
         b.iter(|| {
-            let _ = black_box(co.resume(()));
+            let _ = black_box(co.resume(true));
         });
+        let _ = co.resume(false);
     });
     g.bench_function("coscheduler", |b| {
         let co = Coroutine::new(|| {
@@ -32,13 +35,14 @@ fn switch(c: &mut Criterion) {
         });
         b.iter(|| co.enter());
     });
+    // Spawned once: criterion calls the routine several times.
+    let ctx = AioContext::current();
+    let _co = ctx.spawn(|| {
+        loop {
+            yield_now();
+        }
+    });
     g.bench_function("coscheduler_yield_now_via_ready_queue", |b| {
-        let ctx = AioContext::current();
-        let _co = ctx.spawn(|| {
-            loop {
-                yield_now();
-            }
-        });
         b.iter(|| ctx.poll(false));
     });
     g.finish();

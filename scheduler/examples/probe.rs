@@ -24,6 +24,17 @@ fn main() {
                 Coroutine::new(|| {}).enter();
             }
         }
+        "cost" => {
+            #[inline(never)]
+            fn once() {
+                suspend();
+            }
+            for _ in 0..n {
+                let co = Coroutine::new(once);
+                co.enter();
+                co.enter();
+            }
+        }
         "yield" => {
             let ctx = AioContext::current();
             let _h = ctx.spawn(|| {
