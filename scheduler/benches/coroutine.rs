@@ -54,7 +54,10 @@ fn lifecycle(c: &mut Criterion) {
     g.bench_function("corosensei_reused_stack", |b| {
         let mut stack = Some(DefaultStack::new(1 << 20).unwrap());
         b.iter(|| {
-            let mut co = RawCoroutine::with_stack(stack.take().unwrap(), |_: &corosensei::Yielder<(), ()>, ()| {});
+            let mut co = RawCoroutine::with_stack(
+                stack.take().unwrap(),
+                |_: &corosensei::Yielder<(), ()>, ()| {},
+            );
             let r = co.resume(());
             debug_assert!(matches!(r, CoroutineResult::Return(())));
             stack = Some(co.into_stack());

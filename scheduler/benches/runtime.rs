@@ -91,7 +91,11 @@ fn co_pingpong(rt: &Runtime, rounds: u64) -> Duration {
     rx.recv().unwrap();
     let elapsed = start.lock().unwrap().unwrap().elapsed();
     let crossed = rt.metrics().total.handoffs_received - before;
-    assert!(crossed >= 2 * rounds, "every hand-off crossed threads: {crossed} of {}", 2 * rounds);
+    assert!(
+        crossed >= 2 * rounds,
+        "every hand-off crossed threads: {crossed} of {}",
+        2 * rounds
+    );
     a_slot.lock().unwrap().take();
     elapsed
 }
@@ -103,7 +107,10 @@ fn tokio_pingpong(rounds: u64) -> Duration {
     let pong = Arc::new(tokio::sync::Notify::new());
     let (p1, q1) = (ping.clone(), pong.clone());
     let t = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             for _ in 0..rounds {
                 p1.notified().await;
@@ -111,7 +118,10 @@ fn tokio_pingpong(rounds: u64) -> Duration {
             }
         });
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let start = Instant::now();
     rt.block_on(async move {
         for _ in 0..rounds {
@@ -182,12 +192,19 @@ fn w5(c: &mut Criterion) {
     let mut g = c.benchmark_group("w5_spawn_storm_1M");
     g.sample_size(10);
     let rt2 = Runtime::builder().threads(2).build().unwrap();
-    g.bench_function("coscheduler_2_workers", |b| b.iter_custom(|iters| (0..iters).map(|_| co_spawn_storm(&rt2, N)).sum()));
+    g.bench_function("coscheduler_2_workers", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| co_spawn_storm(&rt2, N)).sum())
+    });
     rt2.shutdown();
     let rt1 = Runtime::builder().threads(1).build().unwrap();
-    g.bench_function("coscheduler_1_worker", |b| b.iter_custom(|iters| (0..iters).map(|_| co_spawn_storm(&rt1, N)).sum()));
+    g.bench_function("coscheduler_1_worker", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| co_spawn_storm(&rt1, N)).sum())
+    });
     rt1.shutdown();
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     g.bench_function("tokio_2_workers", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| tokio_spawn_storm(&tokio_rt, N)).sum())
     });
@@ -207,7 +224,9 @@ fn yield_through_scheduler(c: &mut Criterion) {
             yield_now();
         }
     });
-    g.bench_function("coscheduler_poll_ready_queue", |b| b.iter(|| ctx.poll(false)));
+    g.bench_function("coscheduler_poll_ready_queue", |b| {
+        b.iter(|| ctx.poll(false))
+    });
     let co = Coroutine::new(|| {
         loop {
             suspend();

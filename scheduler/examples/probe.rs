@@ -47,8 +47,14 @@ fn main() {
             }
         }
         "spawn" => {
-            let threads = std::env::var("THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-            let rt = coscheduler::Runtime::builder().threads(threads).build().unwrap();
+            let threads = std::env::var("THREADS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            let rt = coscheduler::Runtime::builder()
+                .threads(threads)
+                .build()
+                .unwrap();
             let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let (c, h) = (count.clone(), rt.handle());
             rt.block_on(move || {

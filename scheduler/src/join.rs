@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::context::AioContext;
 use crate::coroutine::Coroutine;
-use crate::coroutine::control::{CoInner, CoRef, Cancelled, Entry, NoStackHook};
+use crate::coroutine::control::{Cancelled, CoInner, CoRef, Entry, NoStackHook};
 use crate::fiber::Fiber;
 use crate::sync::AtomicBool;
 
@@ -48,9 +48,10 @@ impl JoinError {
     /// The panic message, when the payload is a string.
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            JoinError::Panicked(p) => {
-                p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str))
-            }
+            JoinError::Panicked(p) => p
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
             _ => None,
         }
     }
@@ -60,7 +61,11 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JoinError::Panicked(_) => {
-                write!(f, "Panicked({:?})", self.panic_message().unwrap_or("<non-string payload>"))
+                write!(
+                    f,
+                    "Panicked({:?})",
+                    self.panic_message().unwrap_or("<non-string payload>")
+                )
             }
             JoinError::Cancelled => f.write_str("Cancelled"),
             JoinError::NoStack(e) => f.debug_tuple("NoStack").field(e).finish(),
@@ -157,10 +162,15 @@ where
     T: Send + 'static,
 {
     let state = Arc::new(JoinState {
-        slot: Mutex::new(Slot { result: None, waiter: None }),
+        slot: Mutex::new(Slot {
+            result: None,
+            waiter: None,
+        }),
         done: AtomicBool::new(false),
     });
-    let completer = Completer { state: state.clone() };
+    let completer = Completer {
+        state: state.clone(),
+    };
     let entry = move || {
         let completer = completer;
         match catch_unwind(AssertUnwindSafe(f)) {
@@ -177,7 +187,10 @@ where
     inner.paint = paint;
     inner.on_no_stack.set(Some(hook));
     let co = CoRef::new(inner);
-    let handle = JoinHandle { co: Coroutine { inner: co.clone() }, state };
+    let handle = JoinHandle {
+        co: Coroutine { inner: co.clone() },
+        state,
+    };
     (co, handle)
 }
 
@@ -254,7 +267,10 @@ impl<T> JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("coroutine", &self.co).field("finished", &self.is_finished()).finish()
+        f.debug_struct("JoinHandle")
+            .field("coroutine", &self.co)
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }
 

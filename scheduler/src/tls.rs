@@ -59,6 +59,8 @@ pub(crate) fn context() -> *const ContextInner {
 /// address computed before a switch. Cheaper than `black_box`, which goes
 /// through memory.
 #[inline(always)]
+// The pointer only passes through a register; the asm never dereferences it.
+#[allow(clippy::pointers_in_nomem_asm_block)]
 fn launder<T>(mut p: *const T) -> *const T {
     // SAFETY: an empty assembly block that only claims to modify a register
     // holding `p`; it touches no memory, stack or flags.

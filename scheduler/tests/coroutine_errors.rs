@@ -57,7 +57,11 @@ fn wakeups_queued_by_a_panicking_coroutine_still_run() {
     });
     let err = catch_unwind(AssertUnwindSafe(|| waker.enter())).unwrap_err();
     assert_eq!(panic_message(err), "after waking");
-    assert_eq!(ran.load(SeqCst), 1, "the woken coroutine ran before the panic surfaced");
+    assert_eq!(
+        ran.load(SeqCst),
+        1,
+        "the woken coroutine ran before the panic surfaced"
+    );
     assert!(sleeper.is_finished());
 }
 
@@ -71,7 +75,13 @@ fn reentering_a_running_coroutine_panics() {
         *s.lock().unwrap() = panic_message(err);
     });
     co.enter();
-    assert!(seen.lock().unwrap().contains("coroutine re-entered recursively"), "{}", seen.lock().unwrap());
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains("coroutine re-entered recursively"),
+        "{}",
+        seen.lock().unwrap()
+    );
 }
 
 #[test]
@@ -102,7 +112,10 @@ fn a_second_wake_before_the_coroutine_ran_panics_naming_the_first() {
     })
     .enter();
     let msg = outcome.lock().unwrap().clone();
-    assert!(msg.contains("already scheduled at") && msg.contains("coroutine_errors.rs"), "{msg}");
+    assert!(
+        msg.contains("already scheduled at") && msg.contains("coroutine_errors.rs"),
+        "{msg}"
+    );
     assert!(co.is_finished(), "the first wake still ran it");
 }
 
@@ -117,7 +130,10 @@ fn entering_on_a_thread_that_is_not_home_panics() {
     })
     .join()
     .unwrap();
-    assert!(msg.contains("is homed on context") && msg.contains("cannot be entered"), "{msg}");
+    assert!(
+        msg.contains("is homed on context") && msg.contains("cannot be entered"),
+        "{msg}"
+    );
     co.enter();
     assert!(co.is_finished());
 }
@@ -151,10 +167,17 @@ fn dropping_the_last_handle_unwinds_a_suspended_coroutine_on_its_home_thread() {
     assert_eq!(drops.load(SeqCst), 0);
     let before = coscheduler::pool::stats();
     drop(co);
-    assert_eq!(drops.load(SeqCst), 1, "destructors ran when the last handle went");
+    assert_eq!(
+        drops.load(SeqCst),
+        1,
+        "destructors ran when the last handle went"
+    );
     assert_eq!(*dropped_on.lock().unwrap(), Some(home));
     let after = coscheduler::pool::stats();
-    assert!(after.pooled > before.pooled || after.freed > before.freed, "the stack went back");
+    assert!(
+        after.pooled > before.pooled || after.freed > before.freed,
+        "the stack went back"
+    );
 }
 
 #[test]
@@ -178,7 +201,11 @@ fn dropping_the_last_handle_on_another_thread_unwinds_at_home() {
         ctx.poll(false);
     }
     assert_eq!(drops.load(SeqCst), 1);
-    assert_eq!(*dropped_on.lock().unwrap(), None, "the body did not continue past its suspension");
+    assert_eq!(
+        *dropped_on.lock().unwrap(),
+        None,
+        "the body did not continue past its suspension"
+    );
     let _ = home;
 }
 

@@ -24,10 +24,18 @@ fn mapping_exhaustion_is_an_error_not_a_crash() {
             }
             Err(e) => break e,
         }
-        assert!(live.len() < limit, "no error after {} coroutines", live.len());
+        assert!(
+            live.len() < limit,
+            "no error after {} coroutines",
+            live.len()
+        );
     };
     assert_eq!(err.raw_os_error(), Some(libc::ENOMEM), "{err}");
-    assert!(live.len() > limit / 3, "only {} coroutines before {err}", live.len());
+    assert!(
+        live.len() > limit / 3,
+        "only {} coroutines before {err}",
+        live.len()
+    );
     let stats = coscheduler::pool::stats();
     assert!(stats.alloc_failures >= 1);
     // Still healthy: heap allocation and the live coroutines work.
@@ -38,7 +46,10 @@ fn mapping_exhaustion_is_an_error_not_a_crash() {
         co.enter();
         assert!(co.is_finished());
     }
-    let again = Coroutine::builder().stack_size(16 * 1024).create(|| {}).expect("a stack after freeing some");
+    let again = Coroutine::builder()
+        .stack_size(16 * 1024)
+        .create(|| {})
+        .expect("a stack after freeing some");
     again.enter();
     assert!(again.is_finished());
     // Every remaining coroutine still resumes and finishes.

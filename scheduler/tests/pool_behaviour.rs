@@ -23,7 +23,9 @@ fn pool_reuse_counters_and_size_controls() {
     assert_eq!(after.hits - before.hits, 1000);
 
     // Many live coroutines at once: the pool cannot serve them all.
-    let live: Vec<Coroutine> = (0..3 * BATCH_SIZE).map(|_| Coroutine::new(coscheduler::suspend)).collect();
+    let live: Vec<Coroutine> = (0..3 * BATCH_SIZE)
+        .map(|_| Coroutine::new(coscheduler::suspend))
+        .collect();
     live.iter().for_each(Coroutine::enter);
     let mapped = pool::stats();
     assert!(mapped.allocated > after.allocated);
@@ -38,21 +40,35 @@ fn pool_reuse_counters_and_size_controls() {
     live.iter().for_each(Coroutine::enter);
     drop(live);
     let capped = pool::stats();
-    assert!(capped.pooled <= 2 * BATCH_SIZE, "shared pool refuses above max 0: {capped:?}");
-    assert!(capped.freed > mapped.freed, "stacks over the maximum were unmapped");
+    assert!(
+        capped.pooled <= 2 * BATCH_SIZE,
+        "shared pool refuses above max 0: {capped:?}"
+    );
+    assert!(
+        capped.freed > mapped.freed,
+        "stacks over the maximum were unmapped"
+    );
 
     // Raising the maximum lets the shared pool keep them.
     pool::inc_pool_size(4 * BATCH_SIZE);
     assert_eq!(pool::stats().max_size, 4 * BATCH_SIZE);
-    let live: Vec<Coroutine> = (0..4 * BATCH_SIZE).map(|_| Coroutine::new(coscheduler::suspend)).collect();
+    let live: Vec<Coroutine> = (0..4 * BATCH_SIZE)
+        .map(|_| Coroutine::new(coscheduler::suspend))
+        .collect();
     live.iter().for_each(Coroutine::enter);
     let freed = pool::stats().freed;
     live.iter().for_each(Coroutine::enter);
     drop(live);
     let kept = pool::stats();
-    assert_eq!(kept.freed, freed, "nothing unmapped below the raised maximum");
+    assert_eq!(
+        kept.freed, freed,
+        "nothing unmapped below the raised maximum"
+    );
     assert!(kept.pooled >= 4 * BATCH_SIZE, "{kept:?}");
-    assert!(kept.hard_max > 0 && kept.hard_max < usize::MAX, "derived from vm.max_map_count");
+    assert!(
+        kept.hard_max > 0 && kept.hard_max < usize::MAX,
+        "derived from vm.max_map_count"
+    );
     assert_eq!(kept.in_use(), 0, "no live coroutine holds a stack");
 
     // Trimming after lowering the maximum unmaps the excess.
@@ -65,7 +81,9 @@ fn pool_reuse_counters_and_size_controls() {
     // where its pool overflows every time) is served from the pool.
     assert_eq!(pool::stats().max_size, 0);
     let burst = || {
-        let live: Vec<Coroutine> = (0..5 * BATCH_SIZE).map(|_| Coroutine::new(coscheduler::suspend)).collect();
+        let live: Vec<Coroutine> = (0..5 * BATCH_SIZE)
+            .map(|_| Coroutine::new(coscheduler::suspend))
+            .collect();
         live.iter().for_each(Coroutine::enter);
         live.iter().for_each(Coroutine::enter);
     };
@@ -73,7 +91,10 @@ fn pool_reuse_counters_and_size_controls() {
     let first = pool::stats();
     burst();
     let second = pool::stats();
-    assert_eq!(second.allocated, first.allocated, "the second burst mapped nothing: {first:?} -> {second:?}");
+    assert_eq!(
+        second.allocated, first.allocated,
+        "the second burst mapped nothing: {first:?} -> {second:?}"
+    );
     assert_eq!(second.freed, first.freed);
     pool::trim_to_max();
 }

@@ -11,7 +11,11 @@ use coscheduler::{AioContext, Coroutine, Runtime, suspend};
 const NUM_CONTEXTS: usize = 5;
 
 fn five_contexts() -> Runtime {
-    Runtime::builder().threads(NUM_CONTEXTS).pin_threads(false).build().unwrap()
+    Runtime::builder()
+        .threads(NUM_CONTEXTS)
+        .pin_threads(false)
+        .build()
+        .unwrap()
 }
 
 /// Runs `f` on context `i`'s thread and waits for it (QEMU's `ctx_run`).
@@ -21,7 +25,8 @@ fn ctx_run(ctx: &AioContext, f: impl FnOnce() + Send + 'static) {
         f();
         tx.send(()).unwrap();
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("context did not run the callback");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("context did not run the callback");
 }
 
 /// `/aio/multi/lifecycle`: create and join the contexts.
@@ -44,7 +49,10 @@ struct Schedule {
 impl Schedule {
     fn id(&self) -> usize {
         let here = AioContext::current();
-        self.contexts.iter().position(|c| *c == here).expect("runs on a worker")
+        self.contexts
+            .iter()
+            .position(|c| *c == here)
+            .expect("runs on a worker")
     }
 
     fn schedule_next(&self, n: usize) -> bool {
@@ -77,7 +85,9 @@ fn test_multi_co_schedule(seconds: f64) {
     for i in 0..NUM_CONTEXTS {
         let s2 = s.clone();
         let seed = {
-            rng_seed = rng_seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            rng_seed = rng_seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             rng_seed
         };
         // SAFETY: the body holds nothing thread-bound across `suspend`: the
@@ -119,12 +129,21 @@ fn test_multi_co_schedule(seconds: f64) {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !coroutines.iter().all(Coroutine::is_finished) {
-        assert!(std::time::Instant::now() < deadline, "coroutines did not stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "coroutines did not stop"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (here, other, retry) =
-        (s.count_here.load(SeqCst), s.count_other.load(SeqCst), s.count_retry.load(SeqCst));
-    println!("scheduled {other}, queued {here}, retry {retry}, total {}", here + other + retry);
+    let (here, other, retry) = (
+        s.count_here.load(SeqCst),
+        s.count_other.load(SeqCst),
+        s.count_retry.load(SeqCst),
+    );
+    println!(
+        "scheduled {other}, queued {here}, retry {retry}, total {}",
+        here + other + retry
+    );
     // As in QEMU, the asserts that matter are the NULL checks above and the
     // absence of "already scheduled" / "re-entered" panics; each hand-over
     // happens only while a slot is full, so the chain of wakes can die out
@@ -137,7 +156,11 @@ fn test_multi_co_schedule(seconds: f64) {
 /// `AioContext::schedule` for a second (ten with `COSCHEDULER_LONG=1`).
 #[test]
 fn schedule() {
-    let secs = if std::env::var_os("COSCHEDULER_LONG").is_some() { 10.0 } else { 1.0 };
+    let secs = if std::env::var_os("COSCHEDULER_LONG").is_some() {
+        10.0
+    } else {
+        1.0
+    };
     test_multi_co_schedule(secs);
 }
 
@@ -163,7 +186,10 @@ fn migratable_coroutines_bounce_between_contexts() {
                         let target = &contexts[(x % NUM_CONTEXTS as u64) as usize];
                         coscheduler::reschedule_self(target);
                         assert_eq!(AioContext::current(), *target, "runs where it moved");
-                        assert_eq!(coscheduler::current().unwrap().context().as_ref(), Some(target));
+                        assert_eq!(
+                            coscheduler::current().unwrap().context().as_ref(),
+                            Some(target)
+                        );
                         moves.fetch_add(1, SeqCst);
                     }
                 })

@@ -79,7 +79,11 @@ fn nest(data: Arc<Nest>) {
 /// `/basic/nesting`: a chain of 128 coroutines, each entering the next.
 #[test]
 fn nesting_128() {
-    let data = Arc::new(Nest { n_enter: AtomicU32::new(0), n_return: AtomicU32::new(0), max: 128 });
+    let data = Arc::new(Nest {
+        n_enter: AtomicU32::new(0),
+        n_return: AtomicU32::new(0),
+        max: 128,
+    });
     let d = data.clone();
     let root = Coroutine::new(move || nest(d));
     root.enter();
@@ -166,7 +170,10 @@ fn order() {
     co.enter();
     records.lock().unwrap().push((1, 3));
     assert!(!in_coroutine());
-    assert_eq!(*records.lock().unwrap(), vec![(1, 1), (2, 1), (1, 2), (2, 2), (1, 3)]);
+    assert_eq!(
+        *records.lock().unwrap(),
+        vec![(1, 1), (2, 1), (1, 2), (2, 2), (1, 3)]
+    );
 }
 
 struct Chain {
@@ -190,8 +197,16 @@ fn chain(data: Arc<Chain>) {
 /// iteratively without growing the stack.
 #[test]
 fn queue_chaining() {
-    let a = Arc::new(Chain { other: Mutex::new(None), i: AtomicU32::new(0), max: 25_000 });
-    let b = Arc::new(Chain { other: Mutex::new(None), i: AtomicU32::new(0), max: 25_000 });
+    let a = Arc::new(Chain {
+        other: Mutex::new(None),
+        i: AtomicU32::new(0),
+        max: 25_000,
+    });
+    let b = Arc::new(Chain {
+        other: Mutex::new(None),
+        i: AtomicU32::new(0),
+        max: 25_000,
+    });
     let (a2, b2) = (a.clone(), b.clone());
     let b_other = Coroutine::new(move || chain(a2));
     let a_other = Coroutine::new(move || chain(b2));

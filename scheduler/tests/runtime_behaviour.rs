@@ -11,7 +11,10 @@ use coscheduler::{AioContext, Config, Coroutine, JoinError, Runtime, suspend, yi
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -55,7 +58,11 @@ fn plain_threads_wake_coroutines_on_workers() {
 #[test]
 fn wake_across_contexts_and_back() {
     const N: usize = 20_000;
-    let rt = Runtime::builder().threads(2).pin_threads(false).build().unwrap();
+    let rt = Runtime::builder()
+        .threads(2)
+        .pin_threads(false)
+        .build()
+        .unwrap();
     let ctxs = rt.contexts().to_vec();
     let a_slot: Arc<Mutex<Option<Coroutine>>> = Arc::default();
     let slot = a_slot.clone();
@@ -79,17 +86,26 @@ fn wake_across_contexts_and_back() {
     // Publish A before it can wake B (B wakes A back through the slot).
     *a_slot.lock().unwrap() = Some(a.clone());
     ctxs[0].schedule(&a);
-    rx.recv_timeout(Duration::from_secs(60)).expect("ping-pong finished");
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("ping-pong finished");
     wait_until("b to finish", || b.is_finished());
     let m = rt.metrics();
-    assert!(m.per_context[0].handoffs_received >= N as u64 && m.per_context[1].handoffs_received >= N as u64, "{m:?}");
+    assert!(
+        m.per_context[0].handoffs_received >= N as u64
+            && m.per_context[1].handoffs_received >= N as u64,
+        "{m:?}"
+    );
     a_slot.lock().unwrap().take();
     rt.shutdown();
 }
 
 #[test]
 fn idle_workers_steal_unstarted_coroutines() {
-    let rt = Runtime::builder().threads(2).pin_threads(false).build().unwrap();
+    let rt = Runtime::builder()
+        .threads(2)
+        .pin_threads(false)
+        .build()
+        .unwrap();
     let handle = rt.handle();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
@@ -115,7 +131,11 @@ fn idle_workers_steal_unstarted_coroutines() {
     let m = rt.metrics();
     let steals: u64 = m.per_context.iter().map(|c| c.steal_successes).sum();
     assert!(steals > 0, "no steal happened: {m:?}");
-    assert_eq!(threads.lock().unwrap().len(), 2, "both workers ran spawned coroutines");
+    assert_eq!(
+        threads.lock().unwrap().len(),
+        2,
+        "both workers ran spawned coroutines"
+    );
     rt.shutdown();
 }
 
@@ -142,7 +162,10 @@ fn oversubscribed_runtime_completes_everything() {
 #[test]
 fn a_panicking_coroutine_reports_through_its_handle_and_the_worker_survives() {
     let rt = Runtime::builder().threads(1).build().unwrap();
-    let err = rt.spawn(|| -> u32 { panic!("worker-side boom") }).join().unwrap_err();
+    let err = rt
+        .spawn(|| -> u32 { panic!("worker-side boom") })
+        .join()
+        .unwrap_err();
     assert!(err.is_panic());
     assert_eq!(err.panic_message(), Some("worker-side boom"));
     assert!(err.to_string().contains("worker-side boom"));
@@ -158,13 +181,20 @@ struct CountDrop(Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>);
 impl Drop for CountDrop {
     fn drop(&mut self) {
         self.0.fetch_add(1, SeqCst);
-        self.1.lock().unwrap().push(std::thread::current().name().unwrap_or("?").to_owned());
+        self.1
+            .lock()
+            .unwrap()
+            .push(std::thread::current().name().unwrap_or("?").to_owned());
     }
 }
 
 #[test]
 fn shutdown_unwinds_suspended_coroutines_on_their_workers_and_cancels_unstarted_ones() {
-    let rt = Runtime::builder().threads(2).thread_name("shut").build().unwrap();
+    let rt = Runtime::builder()
+        .threads(2)
+        .thread_name("shut")
+        .build()
+        .unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
     let where_ = Arc::new(Mutex::new(Vec::new()));
     let started = Arc::new(AtomicUsize::new(0));
@@ -202,7 +232,10 @@ fn shutdown_unwinds_suspended_coroutines_on_their_workers_and_cancels_unstarted_
     assert_eq!(drops.load(SeqCst), 150, "every destructor ran");
     let names = where_.lock().unwrap();
     let on_workers = names.iter().filter(|n| n.starts_with("shut-")).count();
-    assert!(on_workers >= 100, "suspended coroutines unwound on their workers: {names:?}");
+    assert!(
+        on_workers >= 100,
+        "suspended coroutines unwound on their workers: {names:?}"
+    );
     for h in handles {
         assert!(matches!(h.join(), Err(JoinError::Cancelled)));
     }
@@ -219,7 +252,10 @@ fn thread_count() -> usize {
 }
 
 fn mapping_count() -> usize {
-    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
 }
 
 #[test]
@@ -271,7 +307,10 @@ fn dump_lists_suspended_coroutines_and_what_they_wait_on() {
         d.contains("never-finishes") && d.contains("joiner")
     });
     let dump = rt.dump();
-    assert!(dump.contains("joiner") && dump.contains("waiting on join"), "{dump}");
+    assert!(
+        dump.contains("joiner") && dump.contains("waiting on join"),
+        "{dump}"
+    );
     assert!(dump.contains("2 workers"), "{dump}");
     drop(co);
     drop(waiter);
@@ -282,7 +321,10 @@ fn dump_lists_suspended_coroutines_and_what_they_wait_on() {
 fn moving_a_started_coroutine_to_another_context_panics_unless_migratable() {
     let rt = Runtime::builder().threads(2).build().unwrap();
     let ctxs = rt.contexts().to_vec();
-    let h = coscheduler::CoroutineBuilder::default().name("pinned").spawn_on(&ctxs[0], suspend).unwrap();
+    let h = coscheduler::CoroutineBuilder::default()
+        .name("pinned")
+        .spawn_on(&ctxs[0], suspend)
+        .unwrap();
     let co = h.coroutine().clone();
     wait_until("it to suspend", || co.context().is_some() && !co.entered());
     let err = catch_unwind(AssertUnwindSafe(|| ctxs[1].schedule(&co))).unwrap_err();
@@ -301,7 +343,12 @@ fn moving_a_started_coroutine_to_another_context_panics_unless_migratable() {
         .join();
     // Either it was already on the target (no-op) or the move was refused.
     if let Err(e) = err {
-        assert!(e.panic_message().unwrap_or("").contains("only coroutines created migratable"), "{e}");
+        assert!(
+            e.panic_message()
+                .unwrap_or("")
+                .contains("only coroutines created migratable"),
+            "{e}"
+        );
     }
     co.wake();
     h.join().unwrap();
@@ -311,11 +358,19 @@ fn moving_a_started_coroutine_to_another_context_panics_unless_migratable() {
 #[test]
 fn a_coroutine_that_can_get_no_stack_fails_through_its_handle() {
     // Stacks so large that the address space holds only a couple of them.
-    let rt = Runtime::builder().threads(1).stack_size(1 << 45).build().unwrap();
+    let rt = Runtime::builder()
+        .threads(1)
+        .stack_size(1 << 45)
+        .build()
+        .unwrap();
     let holders: Vec<_> = (0..8).map(|_| rt.spawn(suspend)).collect();
     let victim = rt.spawn(|| 1);
     match victim.join() {
-        Err(JoinError::NoStack(e)) => assert!(e.to_string().contains("memory") || e.raw_os_error().is_some() || !e.to_string().is_empty()),
+        Err(JoinError::NoStack(e)) => assert!(
+            e.to_string().contains("memory")
+                || e.raw_os_error().is_some()
+                || !e.to_string().is_empty()
+        ),
         Ok(_) => eprintln!("this machine mapped 9 stacks of 32 TiB; nothing to check"),
         Err(e) => panic!("unexpected {e}"),
     }

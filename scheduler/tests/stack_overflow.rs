@@ -13,7 +13,11 @@ const CHILD_ENV: &str = "COSCHEDULER_OVERFLOW_CHILD";
 fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64];
     std::hint::black_box(&frame);
-    if depth == u64::MAX { 0 } else { recurse(depth + 1) + std::hint::black_box(frame[3]) }
+    if depth == u64::MAX {
+        0
+    } else {
+        recurse(depth + 1) + std::hint::black_box(frame[3])
+    }
 }
 
 fn child() {
@@ -37,7 +41,12 @@ fn overflow_is_reported_with_the_coroutine_name_then_aborts() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "overflow_is_reported_with_the_coroutine_name_then_aborts", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "overflow_is_reported_with_the_coroutine_name_then_aborts",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .unwrap();
@@ -48,26 +57,40 @@ fn overflow_is_reported_with_the_coroutine_name_then_aborts() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("child did not report its coroutine id; stderr:\n{stderr}"));
     let expected = format!("coroutine {id} (deep-recursion) overflowed its 64 KiB stack");
-    assert!(stderr.contains(&expected), "missing {expected:?} in stderr:\n{stderr}");
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "status {:?}", out.status);
+    assert!(
+        stderr.contains(&expected),
+        "missing {expected:?} in stderr:\n{stderr}"
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "status {:?}",
+        out.status
+    );
 }
 
 #[test]
 fn painted_stack_reports_its_high_water_mark() {
-    let shallow = Coroutine::builder().paint_stack().stack_size(256 * 1024).create(|| {
-        std::hint::black_box([0u8; 1024]);
-    });
-    let deep = Coroutine::builder().paint_stack().stack_size(256 * 1024).create(|| {
-        std::hint::black_box([0u8; 96 * 1024]);
-    });
+    let shallow = Coroutine::builder()
+        .paint_stack()
+        .stack_size(256 * 1024)
+        .create(|| {
+            std::hint::black_box([0u8; 1024]);
+        });
+    let deep = Coroutine::builder()
+        .paint_stack()
+        .stack_size(256 * 1024)
+        .create(|| {
+            std::hint::black_box([0u8; 96 * 1024]);
+        });
     let (shallow, deep) = (shallow.unwrap(), deep.unwrap());
     assert_eq!(shallow.stack_high_water_mark(), None, "known once finished");
     shallow.enter();
     deep.enter();
     let s = shallow.stack_high_water_mark().unwrap();
     let d = deep.stack_high_water_mark().unwrap();
-    assert!(s >= 1024 && s < 32 * 1024, "shallow used {s} bytes");
-    assert!(d >= 96 * 1024 && d < 200 * 1024, "deep used {d} bytes");
+    assert!((1024..32 * 1024).contains(&s), "shallow used {s} bytes");
+    assert!((96 * 1024..200 * 1024).contains(&d), "deep used {d} bytes");
     let plain = Coroutine::new(|| {});
     plain.enter();
     assert_eq!(plain.stack_high_water_mark(), None);

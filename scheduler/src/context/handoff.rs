@@ -69,7 +69,10 @@ unsafe impl<T: Linked + Send> Sync for HandoffQueue<T> {}
 impl<T: Linked> HandoffQueue<T> {
     /// An empty queue.
     pub(crate) fn new() -> HandoffQueue<T> {
-        HandoffQueue { head: AtomicPtr::new(ptr::null_mut()), _owns: PhantomData }
+        HandoffQueue {
+            head: AtomicPtr::new(ptr::null_mut()),
+            _owns: PhantomData,
+        }
     }
 
     /// Pushes a node. The caller must call the gate's `notify` afterwards.
@@ -85,7 +88,10 @@ impl<T: Linked> HandoffQueue<T> {
             unsafe { (*node).link().store(head, Relaxed) };
             // Release: publishes the node's contents and link to the
             // consumer's Acquire swap in `take_all`.
-            match self.head.compare_exchange_weak(head, node, Release, Relaxed) {
+            match self
+                .head
+                .compare_exchange_weak(head, node, Release, Relaxed)
+            {
                 Ok(_) => return,
                 Err(actual) => head = actual,
             }
@@ -102,7 +108,9 @@ impl<T: Linked> HandoffQueue<T> {
     /// Takes everything queued, oldest first.
     pub(crate) fn take_all(&self) -> Taken<T> {
         if self.head.load(Relaxed).is_null() {
-            return Taken { next: ptr::null_mut() };
+            return Taken {
+                next: ptr::null_mut(),
+            };
         }
         // Acquire: pairs with the Release CAS in `push`.
         let mut node = self.head.swap(ptr::null_mut(), Acquire);
@@ -153,7 +161,9 @@ pub(crate) struct SleepGate {
 impl SleepGate {
     /// A gate for a running owner.
     pub(crate) fn new() -> SleepGate {
-        SleepGate { state: AtomicU8::new(AWAKE) }
+        SleepGate {
+            state: AtomicU8::new(AWAKE),
+        }
     }
 
     /// Owner: commit to sleeping. After this returns, re-check every source
@@ -177,7 +187,10 @@ impl SleepGate {
         // Pairs with the fence in `prepare_sleep`.
         fence(SeqCst);
         if self.state.load(Relaxed) == SLEEPING
-            && self.state.compare_exchange(SLEEPING, NOTIFIED, Relaxed, Relaxed).is_ok()
+            && self
+                .state
+                .compare_exchange(SLEEPING, NOTIFIED, Relaxed, Relaxed)
+                .is_ok()
         {
             wake();
         }

@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use self::handoff::{HandoffQueue, Linked, SleepGate};
 use self::io::IoDriver;
+pub use self::metrics::ContextMetrics;
 use self::metrics::{Counters, bump};
 use self::registry::Registry;
-use self::timers::{TimerFn, Timers};
-pub use self::metrics::ContextMetrics;
 pub use self::timers::TimerId;
+use self::timers::{TimerFn, Timers};
 use crate::coroutine::control::{
     self, CoInner, CoRef, FINISHED, LocalList, NEW, SUSPENDED, WaitReason,
 };
@@ -233,9 +233,7 @@ impl ContextInner {
 
     /// True if a source other than the ready queue has work.
     fn has_incoming(&self) -> bool {
-        !self.handoff.is_empty()
-            || self.bh_pending.load(Relaxed)
-            || self.notified.load(Relaxed)
+        !self.handoff.is_empty() || self.bh_pending.load(Relaxed) || self.notified.load(Relaxed)
     }
 
     /// Owner: takes the hand-off queue into the ready queue.
@@ -371,7 +369,10 @@ impl ContextInner {
         bump(&self.counters.epoll_waits, 1);
         let mut woken = Vec::new();
         if let Err(e) = driver.wait(timeout, &mut woken) {
-            panic!("epoll_wait on context {} ({}) failed: {e}", self.id, self.name);
+            panic!(
+                "epoll_wait on context {} ({}) failed: {e}",
+                self.id, self.name
+            );
         }
         let any = !woken.is_empty();
         for co in woken {
@@ -503,7 +504,8 @@ impl ContextInner {
         } else if slept > max {
             cur / 2
         } else {
-            cur.saturating_mul(2).clamp(POLL_GROW_START_NS.min(max), max)
+            cur.saturating_mul(2)
+                .clamp(POLL_GROW_START_NS.min(max), max)
         };
         self.poll_ns.set(next);
     }
@@ -513,7 +515,8 @@ impl ContextInner {
         // SAFETY: owner only, short borrow.
         let slot = unsafe { (*self.registry.get()).insert(co) };
         co.registry_slot.set(slot);
-        co.registry_ctx.store(self as *const ContextInner as *mut ContextInner, Relaxed);
+        co.registry_ctx
+            .store(self as *const ContextInner as *mut ContextInner, Relaxed);
     }
 
     /// Owner: removes a finished coroutine.
@@ -740,7 +743,9 @@ thread_local! {
 
 impl AioContext {
     pub(crate) fn with_settings(settings: ContextSettings) -> AioContext {
-        AioContext { inner: Arc::new(ContextInner::new(settings)) }
+        AioContext {
+            inner: Arc::new(ContextInner::new(settings)),
+        }
     }
 
     /// Makes `self` this thread's context; panics if the thread has one.
@@ -783,7 +788,8 @@ impl AioContext {
         // SAFETY: live Arc allocation per the contract.
         unsafe { Arc::increment_strong_count(p) };
         // SAFETY: we just took the count this Arc will own.
-        AioContext { inner: unsafe { Arc::from_raw(p) } }
+        let inner = unsafe { Arc::from_raw(p) };
+        AioContext { inner }
     }
 
     /// This thread's context, created on first use (QEMU's
@@ -834,7 +840,10 @@ impl AioContext {
     #[track_caller]
     pub fn poll(&self, blocking: bool) -> bool {
         self.inner.assert_owner("poll");
-        assert!(!crate::in_coroutine(), "AioContext::poll must not be called inside a coroutine");
+        assert!(
+            !crate::in_coroutine(),
+            "AioContext::poll must not be called inside a coroutine"
+        );
         // An `aio_notify` since the last poll ends a blocking poll even when
         // nothing else happened (a joiner waiting for a flag relies on it).
         let notified = self.inner.take_notified();
@@ -997,7 +1006,10 @@ impl std::hash::Hash for AioContext {
 
 impl fmt::Debug for AioContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AioContext").field("id", &self.inner.id).field("name", &self.name()).finish()
+        f.debug_struct("AioContext")
+            .field("id", &self.inner.id)
+            .field("name", &self.name())
+            .finish()
     }
 }
 

@@ -48,6 +48,10 @@ impl Registry {
     /// A copy of every entry (callers must check each is still live and
     /// homed here before touching it: the copy is taken, then coroutines run).
     pub(crate) fn snapshot(&self) -> Vec<*const CoInner> {
-        self.slots.iter().copied().filter(|p| !p.is_null()).collect()
+        self.slots
+            .iter()
+            .copied()
+            .filter(|p| !p.is_null())
+            .collect()
     }
 }

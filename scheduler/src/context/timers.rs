@@ -43,13 +43,17 @@ impl Timers {
                 i
             }
             None => {
-                self.slots.push(Slot { generation: 0, callback: Some(callback) });
+                self.slots.push(Slot {
+                    generation: 0,
+                    callback: Some(callback),
+                });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 timers")
             }
         };
         let generation = self.slots[slot as usize].generation;
         self.seq += 1;
-        self.heap.push(Reverse((deadline, self.seq, slot, generation)));
+        self.heap
+            .push(Reverse((deadline, self.seq, slot, generation)));
         self.armed += 1;
         TimerId { slot, generation }
     }

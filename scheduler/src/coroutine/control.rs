@@ -269,7 +269,10 @@ impl CoInner {
 
     /// Detaches this coroutine's wakeup list.
     pub(crate) fn take_wakeups(&self) -> LocalList {
-        let list = LocalList { head: self.wakeup_head.get(), tail: self.wakeup_tail.get() };
+        let list = LocalList {
+            head: self.wakeup_head.get(),
+            tail: self.wakeup_tail.get(),
+        };
         self.wakeup_head.set(ptr::null());
         self.wakeup_tail.set(ptr::null());
         list
@@ -561,7 +564,10 @@ pub(crate) struct LocalList {
 impl LocalList {
     /// The empty list.
     pub(crate) const fn new() -> LocalList {
-        LocalList { head: ptr::null(), tail: ptr::null() }
+        LocalList {
+            head: ptr::null(),
+            tail: ptr::null(),
+        }
     }
 
     /// True when empty.

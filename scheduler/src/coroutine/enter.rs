@@ -12,8 +12,8 @@ use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::control::{self, CoInner, CoRef, FINISHED, LocalList, NEW, Outcome, RUNNING, SUSPENDED};
-use crate::context::{AioContext, ContextInner};
 use crate::context::metrics::bump;
+use crate::context::{AioContext, ContextInner};
 use crate::fiber::Suspend;
 use crate::sync::Arc;
 use crate::tls::{self, ThreadState};
@@ -148,7 +148,11 @@ fn claim(co: &CoInner, ctx: &ContextInner) {
         // A migratable coroutine can be reached from several threads; the
         // CAS makes a racing second enter fail instead of resuming a stack
         // that is in use.
-        if co.state.compare_exchange(state, RUNNING, AcqRel, Acquire).is_err() {
+        if co
+            .state
+            .compare_exchange(state, RUNNING, AcqRel, Acquire)
+            .is_err()
+        {
             reentered(co);
         }
     } else {
@@ -167,7 +171,10 @@ fn start(co: &CoInner, ctx: &ContextInner) {
         // the count we take is owned by `co.home` from here on.
         unsafe { Arc::increment_strong_count(ctx) };
         let mine = ctx as *const ContextInner as *mut ContextInner;
-        if let Err(other) = co.home.compare_exchange(ptr::null_mut(), mine, AcqRel, Acquire) {
+        if let Err(other) = co
+            .home
+            .compare_exchange(ptr::null_mut(), mine, AcqRel, Acquire)
+        {
             // SAFETY: giving back the count taken above.
             unsafe { Arc::decrement_strong_count(ctx) };
             if !ptr::eq(other, ctx) {
@@ -198,9 +205,17 @@ pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
     // thread's default (the Runtime's `stack_size`), not the 16 KiB minimum
     // that `class_for(0)` would round up to. (Fix by the io/sleep engineer:
     // a panic in a `Runtime::spawn`ed coroutine overflowed its 16 KiB.)
-    let size = if co.stack_size == 0 { crate::pool::thread_default_size() } else { co.stack_size };
+    let size = if co.stack_size == 0 {
+        crate::pool::thread_default_size()
+    } else {
+        co.stack_size
+    };
     let class = crate::pool::class_for(size)?;
-    let fiber = if co.paint { Box::new(crate::fiber::allocate_painted(class)?) } else { crate::pool::acquire(class)? };
+    let fiber = if co.paint {
+        Box::new(crate::fiber::allocate_painted(class)?)
+    } else {
+        crate::pool::acquire(class)?
+    };
     co.note_stack(&fiber);
     // SAFETY: called by the (future) executing thread before the first
     // entry; nobody else touches the fiber slot of an unstarted coroutine.
@@ -254,7 +269,8 @@ fn move_registration(co: &CoInner, ctx: &ContextInner) {
     if !old.is_null() {
         // SAFETY: the registry pointer of a migrated coroutine owns one count
         // on its old context (transferred from `home` by `rehome`).
-        let old_ctx = AioContext { inner: unsafe { Arc::from_raw(old) } };
+        let inner = unsafe { Arc::from_raw(old) };
+        let old_ctx = AioContext { inner };
         // SAFETY: `co` is alive (the caller holds it) and is a CoRef block.
         let keep = unsafe { CoRef::clone_from_ptr(co) };
         let target = old_ctx.clone();
@@ -273,7 +289,9 @@ pub(crate) fn rehome(co: &CoInner, new: &ContextInner) {
     // SAFETY: `new` is a live context in an Arc; the count taken is owned by
     // `co.home`.
     unsafe { Arc::increment_strong_count(new) };
-    let old = co.home.swap(new as *const ContextInner as *mut ContextInner, AcqRel);
+    let old = co
+        .home
+        .swap(new as *const ContextInner as *mut ContextInner, AcqRel);
     if !old.is_null() && !ptr::eq(co.registry_ctx.load(Acquire), old) {
         // SAFETY: dropping the count `home` held on the old context.
         unsafe { Arc::decrement_strong_count(old) };
@@ -296,12 +314,20 @@ fn already_scheduled(co: &CoInner, site: &'static Location<'static>) -> ! {
 
 #[cold]
 fn reentered(co: &CoInner) -> ! {
-    panic!("coroutine re-entered recursively: coroutine {} ({}) is already running", co.id, co.display_name())
+    panic!(
+        "coroutine re-entered recursively: coroutine {} ({}) is already running",
+        co.id,
+        co.display_name()
+    )
 }
 
 #[cold]
 fn finished(co: &CoInner) -> ! {
-    panic!("coroutine {} ({}) was entered after it finished", co.id, co.display_name())
+    panic!(
+        "coroutine {} ({}) was entered after it finished",
+        co.id,
+        co.display_name()
+    )
 }
 
 #[cold]

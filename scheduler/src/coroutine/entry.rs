@@ -54,7 +54,11 @@ impl Entry {
             // SAFETY: the buffer is large and aligned enough for `F`
             // (checked above) and nothing else is in it.
             unsafe { (&raw mut buf).cast::<F>().write(f) };
-            Entry(Repr::Inline { buf, call: call_inline::<F>, drop: drop_inline::<F> })
+            Entry(Repr::Inline {
+                buf,
+                call: call_inline::<F>,
+                drop: drop_inline::<F>,
+            })
         } else {
             Entry(Repr::Boxed(Box::new(f)))
         }
@@ -70,7 +74,9 @@ impl Entry {
             Repr::Inline { buf, call, .. } => unsafe { call(buf) },
             Repr::Boxed(_) => {
                 // SAFETY: `me` is never used again after this read.
-                let Repr::Boxed(f) = (unsafe { std::ptr::read(&me.0) }) else { unreachable!() };
+                let Repr::Boxed(f) = (unsafe { std::ptr::read(&me.0) }) else {
+                    unreachable!()
+                };
                 f();
             }
         }
@@ -111,6 +117,10 @@ mod tests {
         assert_eq!(hits.load(SeqCst), 8);
         let h = hits.clone();
         drop(Entry::new(move || drop(h)));
-        assert_eq!(Arc::strong_count(&hits), 1, "an unrun closure drops its captures");
+        assert_eq!(
+            Arc::strong_count(&hits),
+            1,
+            "an unrun closure drops its captures"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::panic::{Location, resume_unwind};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-use self::control::{CoInner, CoRef, Cancelled, FINISHED, RUNNING};
+use self::control::{Cancelled, CoInner, CoRef, FINISHED, RUNNING};
 use crate::context::{self, AioContext};
 use crate::fiber::Suspend;
 use crate::join::JoinHandle;
@@ -254,15 +254,26 @@ impl CoroutineBuilder {
     }
 
     fn acquire(&self, class: usize) -> std::io::Result<Box<crate::fiber::Fiber>> {
-        if self.paint { crate::fiber::allocate_painted(class).map(Box::new) } else { crate::pool::acquire(class) }
+        if self.paint {
+            crate::fiber::allocate_painted(class).map(Box::new)
+        } else {
+            crate::pool::acquire(class)
+        }
     }
 
     fn stack_class(&self) -> std::io::Result<usize> {
-        crate::pool::class_for(self.stack_size.unwrap_or_else(crate::pool::thread_default_size))
+        crate::pool::class_for(
+            self.stack_size
+                .unwrap_or_else(crate::pool::thread_default_size),
+        )
     }
 
     fn into_parts(self) -> (Option<Box<str>>, Option<usize>, bool) {
-        (self.name.map(String::into_boxed_str), self.stack_size, self.migratable)
+        (
+            self.name.map(String::into_boxed_str),
+            self.stack_size,
+            self.migratable,
+        )
     }
 
     /// QEMU's `qemu_coroutine_create`, fallible: takes a stack from the pool
@@ -274,7 +285,9 @@ impl CoroutineBuilder {
         let (name, _, migratable) = self.into_parts();
         let mut inner = CoInner::new(control::Entry::new(f), name, class, migratable, Some(fiber));
         inner.paint = paint;
-        Ok(Coroutine { inner: CoRef::new(inner) })
+        Ok(Coroutine {
+            inner: CoRef::new(inner),
+        })
     }
 
     /// Creates a coroutine running `f`, with its stack taken now, and
@@ -305,7 +318,9 @@ impl CoroutineBuilder {
         T: Send + 'static,
     {
         let (name, size, migratable) = self.into_parts();
-        let class = size.and_then(|s| crate::pool::class_for(s).ok()).unwrap_or(0);
+        let class = size
+            .and_then(|s| crate::pool::class_for(s).ok())
+            .unwrap_or(0);
         crate::join::joinable(f, name, class, migratable, None, false)
     }
 }
@@ -314,9 +329,13 @@ impl CoroutineBuilder {
 /// thread's own stack.
 pub fn current() -> Option<Coroutine> {
     let p = tls::current();
+    if p.is_null() {
+        return None;
+    }
     // SAFETY: the running coroutine is alive: whoever entered it holds a
     // reference until it suspends.
-    (!p.is_null()).then(|| Coroutine { inner: unsafe { CoRef::clone_from_ptr(p) } })
+    let inner = unsafe { CoRef::clone_from_ptr(p) };
+    Some(Coroutine { inner })
 }
 
 /// QEMU's `qemu_in_coroutine`.

@@ -44,7 +44,13 @@ impl<T> SharedPool<T> {
     /// An empty pool with the given soft and hard maxima.
     pub(crate) fn new(max: usize, hard_max: usize) -> SharedPool<T> {
         SharedPool {
-            state: Mutex::new(SharedState { classes: Vec::new(), pooled: 0, max, hard_max, credit: 0 }),
+            state: Mutex::new(SharedState {
+                classes: Vec::new(),
+                pooled: 0,
+                max,
+                hard_max,
+                credit: 0,
+            }),
         }
     }
 
@@ -184,7 +190,11 @@ pub(crate) struct LocalCache<T> {
 impl<T> LocalCache<T> {
     /// An empty cache for items of `class`.
     pub(crate) const fn new(class: usize) -> LocalCache<T> {
-        LocalCache { class, current: Vec::new(), reserve: None }
+        LocalCache {
+            class,
+            current: Vec::new(),
+            reserve: None,
+        }
     }
 
     /// The size class this cache holds.
@@ -349,11 +359,15 @@ mod loom_tests {
                     })
                 })
                 .collect();
-            let mut all: Vec<usize> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+            let mut all: Vec<usize> = handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect();
             all.extend(shared.drain());
             all.sort_unstable();
-            let mut expected: Vec<usize> =
-                (0..2).flat_map(|t| (0..2 * BATCH + N).map(move |i| t * 10_000 + i)).collect();
+            let mut expected: Vec<usize> = (0..2)
+                .flat_map(|t| (0..2 * BATCH + N).map(move |i| t * 10_000 + i))
+                .collect();
             expected.sort_unstable();
             assert_eq!(all, expected, "every token exactly once");
         });

@@ -131,7 +131,11 @@ impl ThreadPool {
     #[cold]
     fn register(&mut self) {
         let counters = Arc::new(Counters::default());
-        global().threads.lock().unwrap_or_else(|e| e.into_inner()).push(counters.clone());
+        global()
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(counters.clone());
         self.counters = Some(counters);
         self.cache = LocalCache::new(default_class());
     }
@@ -217,7 +221,10 @@ pub(crate) fn default_class() -> usize {
 /// The size class for a requested usable size.
 pub(crate) fn class_for(size: usize) -> io::Result<usize> {
     usable_size_for(size).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("stack size {size} is too large"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("stack size {size} is too large"),
+        )
     })
 }
 
@@ -225,7 +232,11 @@ pub(crate) fn class_for(size: usize) -> io::Result<usize> {
 #[inline]
 pub(crate) fn acquire(class: usize) -> io::Result<Box<Fiber>> {
     let got = with_thread_pool(|tp| {
-        let fiber = if tp.cache.class() == class { tp.cache.get(&global().pool) } else { None };
+        let fiber = if tp.cache.class() == class {
+            tp.cache.get(&global().pool)
+        } else {
+            None
+        };
         if fiber.is_some() {
             let len = tp.cache.len() as u64;
             let c = tp.counters();
@@ -288,7 +299,9 @@ fn count_freed(n: usize) {
     if with_thread_pool(|tp| Counters::bump(&tp.counters().freed, n as u64)).is_none() {
         let g = global();
         let _guard = g.threads.lock().unwrap_or_else(|e| e.into_inner());
-        g.retired.freed.store(g.retired.freed.load(Relaxed) + n as u64, Relaxed);
+        g.retired
+            .freed
+            .store(g.retired.freed.load(Relaxed) + n as u64, Relaxed);
     }
 }
 
@@ -301,7 +314,9 @@ pub(crate) fn release(fiber: Box<Fiber>) {
         if tp.cache.class() != class {
             return None;
         }
-        let refused = tp.cache.put(&global().pool, slot.take().expect("given once"));
+        let refused = tp
+            .cache
+            .put(&global().pool, slot.take().expect("given once"));
         let len = tp.cache.len() as u64;
         tp.counters().local_pooled.store(len, Relaxed);
         refused

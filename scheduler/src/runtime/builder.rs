@@ -60,7 +60,8 @@ impl Builder {
     /// If `n` is zero.
     #[track_caller]
     pub fn threads(mut self, n: usize) -> Self {
-        self.threads = Some(NonZeroUsize::new(n).expect("a Runtime needs at least one worker thread"));
+        self.threads =
+            Some(NonZeroUsize::new(n).expect("a Runtime needs at least one worker thread"));
         self
     }
 
@@ -130,7 +131,8 @@ impl Builder {
             .threads
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get);
-        let deques: Vec<Worker<crate::coroutine::control::CoRef>> = (0..n).map(|_| Worker::new_fifo()).collect();
+        let deques: Vec<Worker<crate::coroutine::control::CoRef>> =
+            (0..n).map(|_| Worker::new_fifo()).collect();
         let contexts: Vec<AioContext> = (0..n)
             .map(|i| {
                 AioContext::with_settings(ContextSettings {
@@ -148,11 +150,23 @@ impl Builder {
             shutdown: AtomicBool::new(false),
             migrate_started: self.migrate_started,
         });
-        let cores = if self.pin_threads { core_affinity::get_core_ids().filter(|c| !c.is_empty()) } else { None };
+        let cores = if self.pin_threads {
+            core_affinity::get_core_ids().filter(|c| !c.is_empty())
+        } else {
+            None
+        };
         crate::pool::inc_pool_size(self.pool_max);
-        let mut rt = Runtime { shared: shared.clone(), threads: Vec::with_capacity(n), pool_added: self.pool_max };
+        let mut rt = Runtime {
+            shared: shared.clone(),
+            threads: Vec::with_capacity(n),
+            pool_added: self.pool_max,
+        };
         for (i, (deque, ctx)) in deques.into_iter().zip(contexts).enumerate() {
-            let local = WorkerLocal { shared: shared.clone(), index: i, deque };
+            let local = WorkerLocal {
+                shared: shared.clone(),
+                index: i,
+                deque,
+            };
             let core = cores.as_ref().map(|c| c[i % c.len()]);
             let stack_size = self.stack_size;
             let spawned = std::thread::Builder::new()

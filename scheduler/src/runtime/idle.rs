@@ -38,7 +38,11 @@ pub(crate) struct IdleSet {
 impl IdleSet {
     /// A set for `workers` workers, all awake.
     pub(crate) fn new(workers: usize) -> IdleSet {
-        IdleSet { words: (0..workers.div_ceil(64).max(1)).map(|_| AtomicU64::new(0)).collect() }
+        IdleSet {
+            words: (0..workers.div_ceil(64).max(1))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
     }
 
     /// Worker `i` is about to sleep. The caller re-checks every work source
@@ -77,7 +81,10 @@ impl IdleSet {
 
     /// Sleeping workers right now (for metrics and tests).
     pub(crate) fn count(&self) -> u32 {
-        self.words.iter().map(|w| w.load(Relaxed).count_ones()).sum()
+        self.words
+            .iter()
+            .map(|w| w.load(Relaxed).count_ones())
+            .sum()
     }
 }
 
@@ -197,7 +204,11 @@ mod loom_tests {
             for w in workers {
                 w.join().unwrap();
             }
-            assert_eq!(pool.taken.load(Relaxed), 1, "the item was taken exactly once");
+            assert_eq!(
+                pool.taken.load(Relaxed),
+                1,
+                "the item was taken exactly once"
+            );
             assert_eq!(pool.queued.load(Relaxed), 0);
         });
     }

@@ -86,13 +86,20 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_on_shared(&self.shared, CoroutineBuilder::default(), f, Location::caller())
+        spawn_on_shared(
+            &self.shared,
+            CoroutineBuilder::default(),
+            f,
+            Location::caller(),
+        )
     }
 
     /// A cheap, clonable handle that can spawn onto this runtime from
     /// anywhere, including its own coroutines.
     pub fn handle(&self) -> Handle {
-        Handle { shared: self.shared.clone() }
+        Handle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Spawns a named coroutine (shown in dumps and overflow reports).
@@ -102,7 +109,12 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_on_shared(&self.shared, CoroutineBuilder::default().name(name), f, Location::caller())
+        spawn_on_shared(
+            &self.shared,
+            CoroutineBuilder::default().name(name),
+            f,
+            Location::caller(),
+        )
     }
 
     /// Runs `f` as a coroutine on a worker and blocks the calling thread
@@ -131,7 +143,12 @@ impl Runtime {
 
     /// Counters of every worker context, and their sum.
     pub fn metrics(&self) -> RuntimeMetrics {
-        let per_context: Vec<ContextMetrics> = self.shared.contexts.iter().map(AioContext::metrics).collect();
+        let per_context: Vec<ContextMetrics> = self
+            .shared
+            .contexts
+            .iter()
+            .map(AioContext::metrics)
+            .collect();
         let mut total = ContextMetrics::default();
         per_context.iter().for_each(|m| total.accumulate(m));
         RuntimeMetrics {
@@ -259,7 +276,9 @@ impl Drop for Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("workers", &self.shared.contexts.len()).finish()
+        f.debug_struct("Runtime")
+            .field("workers", &self.shared.contexts.len())
+            .finish()
     }
 }
 
@@ -279,7 +298,12 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_on_shared(&self.shared, CoroutineBuilder::default(), f, Location::caller())
+        spawn_on_shared(
+            &self.shared,
+            CoroutineBuilder::default(),
+            f,
+            Location::caller(),
+        )
     }
 
     /// The runtime's worker contexts.
@@ -290,7 +314,9 @@ impl Handle {
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle").field("workers", &self.shared.contexts.len()).finish()
+        f.debug_struct("Handle")
+            .field("workers", &self.shared.contexts.len())
+            .finish()
     }
 }
 

@@ -61,7 +61,11 @@ impl IdleHooks for Hooks<'_> {
         let shared = &self.local.shared;
         !self.local.deque.is_empty()
             || !shared.injector.is_empty()
-            || shared.stealers.iter().enumerate().any(|(i, s)| i != self.local.index && !s.is_empty())
+            || shared
+                .stealers
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i != self.local.index && !s.is_empty())
             || shared.shutdown.load(Relaxed)
     }
     fn before_sleep(&self) {
@@ -73,7 +77,12 @@ impl IdleHooks for Hooks<'_> {
 }
 
 /// The worker thread's body.
-pub(crate) fn run(local: WorkerLocal, ctx: AioContext, stack_size: usize, core: Option<core_affinity::CoreId>) {
+pub(crate) fn run(
+    local: WorkerLocal,
+    ctx: AioContext,
+    stack_size: usize,
+    core: Option<core_affinity::CoreId>,
+) {
     if let Some(core) = core {
         // Pinning is an optimisation; where the OS refuses, run unpinned.
         let _ = core_affinity::set_for_current(core);
@@ -223,9 +232,18 @@ impl Starved {
                 }
             }
         }
-        if self.since.is_some_and(|t| t.elapsed() >= super::worker::STARVATION_LIMIT) {
-            let kind = self.last_error.as_ref().map_or(std::io::ErrorKind::OutOfMemory, |e| e.kind());
-            let msg = self.last_error.as_ref().map_or_else(String::new, ToString::to_string);
+        if self
+            .since
+            .is_some_and(|t| t.elapsed() >= super::worker::STARVATION_LIMIT)
+        {
+            let kind = self
+                .last_error
+                .as_ref()
+                .map_or(std::io::ErrorKind::OutOfMemory, |e| e.kind());
+            let msg = self
+                .last_error
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string);
             for co in self.queue.drain(..) {
                 crate::coroutine::control::clear_scheduled(&co);
                 crate::join::fail_no_stack(&co, std::io::Error::new(kind, msg.clone()));

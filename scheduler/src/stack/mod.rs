@@ -181,7 +181,8 @@ impl GuardedStack {
         valgrind::make_mem_defined(start, len);
         // SAFETY: per the contract, the range is mapped, initialised and not
         // written concurrently.
-        let words = unsafe { std::slice::from_raw_parts(start as *const usize, len / size_of::<usize>()) };
+        let words =
+            unsafe { std::slice::from_raw_parts(start as *const usize, len / size_of::<usize>()) };
         paint::used_bytes(words)
     }
 
