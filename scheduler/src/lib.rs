@@ -44,6 +44,27 @@
 //! own thread-locals are read through `#[inline(never)]` accessors, never
 //! cached across a switch (QEMU's `coroutine-tls.h` problem).
 //!
+//! The compiler enforces the first half: a coroutine body must be `Send`, so
+//! it cannot capture thread-bound values.
+//!
+//! ```compile_fail
+//! let rc = std::rc::Rc::new(1);
+//! let co = coscheduler::Coroutine::new(move || drop(rc)); // Rc is not Send
+//! ```
+//!
+//! Inside the body, `!Send` values are fine: the coroutine never leaves its
+//! home thread once started.
+//!
+//! ```
+//! let co = coscheduler::Coroutine::new(|| {
+//!     let rc = std::rc::Rc::new(1);
+//!     coscheduler::suspend();
+//!     assert_eq!(*rc, 1);
+//! });
+//! co.enter();
+//! co.enter();
+//! ```
+//!
 //! # QEMU names
 //!
 //! | QEMU | coscheduler |
