@@ -710,3 +710,14 @@ pub(crate) fn double_wake(co: &CoInner, first: &'static Location<'static>) -> ! 
         first.column()
     )
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// A queued, unstarted coroutine costs its control block (W5 queues a
+    /// million of them): keep it within five cache lines.
+    #[test]
+    fn control_block_stays_small() {
+        let size = std::mem::size_of::<super::CoInner>();
+        assert!(size <= 320, "CoInner grew to {size} bytes");
+    }
+}
