@@ -8,6 +8,9 @@
 //! repeatable.
 
 mod corosensei;
+mod coroutine;
+mod event_loop;
+mod locks;
 
 use crate::error::Error;
 
@@ -42,17 +45,12 @@ pub struct Probe {
     pub run: fn(iters: u64) -> Result<(), Error>,
 }
 
-/// Every probe, in the order `run` measures them.
+/// Every probe, in the order `run` measures them: each coscheduler row next to the raw
+/// corosensei row it is judged against (WORKLOADS.md, "raw floor"), then the paths through
+/// the event loop and coprimitives.
 ///
-/// EXTENSION POINT: the coscheduler rows go here, one entry each, with their bodies in a
-/// module of their own under `src/probe/` (like `corosensei.rs`):
-/// `switch` (W1), `switch_via_scheduler` (W1, `yield_now` through the ready queue),
-/// `lifecycle_pooled` (W2), `nesting` (W2, per coroutine of a depth-1000 chain),
-/// `cost` (W2: create + enter + yield + re-enter + finish), `comutex_uncontended`
-/// (lock + unlock), `coqueue_wait_next` (one wait/next pair) and `co_sleep_zero` (one
-/// `co_sleep(0)` round trip). Their unit should name the operation
-/// (`instructions/round-trip`, `instructions/coroutine`, ...), and each should sit next to
-/// the raw row it is judged against.
+/// Unit names say what one iteration is. `nesting` counts coroutines, not chains, so its
+/// N must be a multiple of the chain depth (1000).
 pub const PROBES: &[Probe] = &[
     Probe {
         name: "raw_corosensei_switch",
@@ -65,6 +63,27 @@ pub const PROBES: &[Probe] = &[
         run: corosensei::switch,
     },
     Probe {
+        name: "switch",
+        what: "enter a Coroutine that suspends straight back (W1, QEMU /perf/yield)",
+        unit: "instructions/round-trip",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: coroutine::switch,
+    },
+    Probe {
+        name: "switch_via_scheduler",
+        what: "yield_now in a spawned coroutine, re-entered by AioContext::poll(false) \
+               through the ready queue (W1 through the scheduler)",
+        unit: "instructions/round-trip",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: event_loop::switch_via_scheduler,
+    },
+    Probe {
         name: "raw_corosensei_lifecycle_reused_stack",
         what: "create an empty corosensei coroutine on a reused stack, run it to the end, \
                take the stack back (W2 floor)",
@@ -74,6 +93,70 @@ pub const PROBES: &[Probe] = &[
             full: 100_000,
         },
         run: corosensei::lifecycle_reused_stack,
+    },
+    Probe {
+        name: "lifecycle_pooled",
+        what: "Coroutine::new(|| {}).enter() with a warm stack pool (W2, QEMU \
+               /perf/lifecycle)",
+        unit: "instructions/coroutine",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: coroutine::lifecycle_pooled,
+    },
+    Probe {
+        name: "nesting",
+        what: "chains of depth 1000, each coroutine creating and entering the next; per \
+               coroutine (QEMU /perf/nesting)",
+        unit: "instructions/coroutine",
+        iters: Sizes {
+            quick: 10 * coroutine::NESTING_DEPTH,
+            full: 100 * coroutine::NESTING_DEPTH,
+        },
+        run: coroutine::nesting,
+    },
+    Probe {
+        name: "cost",
+        what: "create + enter + suspend + enter + finish (QEMU /perf/cost)",
+        unit: "instructions/coroutine",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: coroutine::cost,
+    },
+    Probe {
+        name: "comutex_uncontended",
+        what: "lock + unlock of a free CoMutex in one coroutine",
+        unit: "instructions/lock-unlock",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: locks::comutex_uncontended,
+    },
+    Probe {
+        name: "coqueue_wait_next",
+        what: "a waker coroutine locks, CoQueue::next, unlocks, suspends; the waiter \
+               re-locks and waits again (one wait/next pair under a CoMutex)",
+        unit: "instructions/wait-next",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: locks::coqueue_wait_next,
+    },
+    Probe {
+        name: "co_sleep_zero",
+        what: "co_sleep(Duration::ZERO) in a coroutine driven by AioContext::poll(false): \
+               arms a due timer, suspends, the next poll fires it and re-enters",
+        unit: "instructions/round-trip",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: event_loop::co_sleep_zero,
     },
 ];
 

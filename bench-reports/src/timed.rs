@@ -75,6 +75,15 @@ impl Latencies {
         }
     }
 
+    /// Adds every latency recorded in `other` (one filled on another thread, say).
+    pub fn merge(&mut self, other: &Latencies) {
+        // `add` only fails when the sum does not fit and the histogram may not grow; both
+        // of ours resize themselves.
+        self.0
+            .add(&other.0)
+            .expect("auto-resizing histograms of equal precision add");
+    }
+
     /// How many latencies were recorded.
     pub fn len(&self) -> u64 {
         self.0.len()

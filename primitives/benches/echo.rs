@@ -25,13 +25,26 @@ use mio::{Events, Interest, Poll, Token};
 // ----------------------------------------------------------------------
 // Servers.
 
+/// Round-robin placement counter.
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Connections served per context id (mod 8), for the metrics printout.
 static SERVED: [std::sync::atomic::AtomicUsize; 8] =
     [const { std::sync::atomic::AtomicUsize::new(0) }; 8];
 
-fn start_coscheduler_server(poll_max: Option<Duration>) -> (Arc<coscheduler::Runtime>, SocketAddr) {
+/// `round_robin`: place each connection's coroutine on the workers in turn
+/// (`AioContext::spawn`) instead of `Runtime::spawn` (work stealing of
+/// unstarted coroutines decides where it lands, and a started coroutine
+/// stays there).
+fn start_coscheduler_server(
+    poll_max: Option<Duration>,
+    round_robin: bool,
+) -> (Arc<coscheduler::Runtime>, SocketAddr) {
     use coprimitives::io::{TcpListener, TcpStream};
-    let mut b = coscheduler::Runtime::builder().threads(2);
+    // Unpinned, like tokio's workers: the client thread shares the cores,
+    // and a pinned worker cannot dodge it.
+    let pin = std::env::var_os("W8_PIN").is_some();
+    let mut b = coscheduler::Runtime::builder().threads(2).pin_threads(pin);
     if let Some(p) = poll_max {
         b = b.poll_max(p);
     }
@@ -58,7 +71,13 @@ fn start_coscheduler_server(poll_max: Option<Duration>) -> (Arc<coscheduler::Run
     let _acceptor = rt.spawn(move || {
         while let Ok((stream, _)) = listener.accept() {
             let Some(rt) = weak.upgrade() else { return };
-            rt.spawn(move || serve(stream));
+            if round_robin {
+                let ctxs = rt.contexts();
+                let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctxs[i % ctxs.len()].spawn(move || serve(stream));
+            } else {
+                rt.spawn(move || serve(stream));
+            }
         }
     });
     (rt, addr)
@@ -108,7 +127,20 @@ struct Conn {
 struct Load {
     requests: u64,
     secs: f64,
+    /// Process CPU time (user + system) during the measurement: the client
+    /// thread plus the server under test (the other server is idle).
+    cpu: Duration,
     latency: Histogram<u64>,
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: all-zero is a valid rusage, and getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Drives `n` connections to `addr` for `secs` (after a 0.5 s warm-up).
@@ -147,6 +179,7 @@ fn client(addr: SocketAddr, n: usize, size: usize, secs: f64) -> Load {
     let end = warm + Duration::from_secs_f64(secs);
     let mut requests = 0u64;
     let mut measuring = false;
+    let mut cpu_start = process_cpu();
     while Instant::now() < end {
         poll.poll(&mut events, Some(Duration::from_millis(100)))
             .expect("poll");
@@ -154,6 +187,7 @@ fn client(addr: SocketAddr, n: usize, size: usize, secs: f64) -> Load {
             measuring = true;
             latency.reset();
             requests = 0;
+            cpu_start = process_cpu();
         }
         for ev in events.iter() {
             let c = &mut conns[ev.token().0];
@@ -180,6 +214,7 @@ fn client(addr: SocketAddr, n: usize, size: usize, secs: f64) -> Load {
     Load {
         requests,
         secs,
+        cpu: process_cpu() - cpu_start,
         latency,
     }
 }
@@ -196,6 +231,8 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 
 struct Figures {
     rps: f64,
+    /// Process CPU µs per request (client + server).
+    cpu_us: f64,
     p50: f64,
     p99: f64,
     p999: f64,
@@ -205,6 +242,7 @@ fn figures(l: &Load) -> Figures {
     let us = |q: f64| l.latency.value_at_quantile(q) as f64 / 1000.0;
     Figures {
         rps: l.requests as f64 / l.secs,
+        cpu_us: l.cpu.as_secs_f64() * 1e6 / l.requests.max(1) as f64,
         p50: us(0.5),
         p99: us(0.99),
         p999: us(0.999),
@@ -226,13 +264,20 @@ fn main() {
     let rounds: usize = arg(&args, "--rounds", 2);
     let n: usize = arg(&args, "--connections", 100);
     let size: usize = arg(&args, "--size", 64);
+    // `--only coscheduler|tokio`: measure one side (for profiling).
+    let only: Option<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let poll_max = args
         .iter()
         .position(|a| a == "--poll-max-us")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .map(Duration::from_micros);
-    let (ours_rt, ours_addr) = start_coscheduler_server(poll_max);
+    let round_robin = args.iter().any(|a| a == "--round-robin");
+    let (ours_rt, ours_addr) = start_coscheduler_server(poll_max, round_robin);
     let (tokio_rt, tokio_addr) = start_tokio_server();
     println!(
         "W8 echo: {n} connections × {size}-byte requests, {secs} s per measurement, {rounds} rounds"
@@ -243,31 +288,44 @@ fn main() {
             ("coscheduler", ours_addr, &mut a),
             ("tokio", tokio_addr, &mut b),
         ] {
+            if only.as_deref().is_some_and(|o| o != label) {
+                let skipped = Figures {
+                    rps: 1.0,
+                    cpu_us: 1.0,
+                    p50: 1.0,
+                    p99: 1.0,
+                    p999: 1.0,
+                };
+                out.push(skipped);
+                continue;
+            }
             let f = figures(&client(addr, n, size, secs));
             println!(
-                "  round {round} {label:<12} {:>9.0} req/s  p50 {:>7.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs",
-                f.rps, f.p50, f.p99, f.p999
+                "  round {round} {label:<12} {:>9.0} req/s  CPU {:>5.1} µs/req  p50 {:>7.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs",
+                f.rps, f.cpu_us, f.p50, f.p99, f.p999
             );
             out.push(f);
         }
     }
     let med = |v: &[Figures], f: fn(&Figures) -> f64| median(v.iter().map(f).collect());
     println!(
-        "  {:<12} {:>9} {:>10} {:>10} {:>10}",
-        "median", "req/s", "p50 µs", "p99 µs", "p99.9 µs"
+        "  {:<12} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "median", "req/s", "CPU µs/req", "p50 µs", "p99 µs", "p99.9 µs"
     );
     for (label, v) in [("coscheduler", &a), ("tokio", &b)] {
         println!(
-            "  {label:<12} {:>9.0} {:>10.1} {:>10.1} {:>10.1}",
+            "  {label:<12} {:>9.0} {:>10.2} {:>10.1} {:>10.1} {:>10.1}",
             med(v, |f| f.rps),
+            med(v, |f| f.cpu_us),
             med(v, |f| f.p50),
             med(v, |f| f.p99),
             med(v, |f| f.p999)
         );
     }
     println!(
-        "  ratio coscheduler/tokio: req/s {:.2}, p50 {:.2}, p99 {:.2}",
+        "  ratio coscheduler/tokio: req/s {:.2}, CPU/req {:.2}, p50 {:.2}, p99 {:.2}",
         med(&a, |f| f.rps) / med(&b, |f| f.rps),
+        med(&a, |f| f.cpu_us) / med(&b, |f| f.cpu_us),
         med(&a, |f| f.p50) / med(&b, |f| f.p50),
         med(&a, |f| f.p99) / med(&b, |f| f.p99)
     );

@@ -8,11 +8,15 @@
 //!   (CoMutex, with and without statistics) or on one thread
 //!   (`parking_lot::Mutex`, `std::sync::Mutex`), or in one tokio task
 //!   (`tokio::sync::Mutex`). Target: CoMutex within 1.5× parking_lot.
+//! - `contended_1ctx/*`: the contended path on one thread (every
+//!   acquisition queues and is handed over), with and without statistics:
+//!   the cost of statistics without cross-thread noise (target ≤ 10 %).
 //! - `w4/<impl>/C`: 2 contexts (workers, threads) × C coroutines (tasks)
 //!   each incrementing a counter under the lock, `TOTAL` increments per
 //!   iteration; the counter is checked exact. Reported as elements/s =
-//!   ops/s. Targets: CoMutex ≥ 1.5× tokio and ≥ may at every C; statistics
-//!   cost ≤ 10 %.
+//!   ops/s. Targets: CoMutex ≥ 1.5× tokio and ≥ may at every C. For C ≥ 2
+//!   CoMutex iterations are bimodal (see `examples/comutex_w4.rs`, which
+//!   also runs W4 interleaved and with a stop flag).
 
 use std::cell::UnsafeCell;
 use std::hint::black_box;
@@ -35,6 +39,12 @@ struct Counter(UnsafeCell<u64>);
 // SAFETY: only touched under the benchmarked lock, or after all workers
 // joined.
 unsafe impl Sync for Counter {}
+
+/// The mutex and its counter, on cache lines of their own: where an
+/// allocation happens to fall decides which lines bounce between the
+/// threads, which an A/A run (`W4_AA=1`) shows is worth several percent.
+#[repr(align(128))]
+struct Shared(CoMutex<()>, Counter);
 
 fn uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("uncontended");
@@ -90,7 +100,7 @@ fn uncontended(c: &mut Criterion) {
 }
 
 /// W4 on coscheduler: 2 contexts × `c` coroutines.
-fn w4_comutex(rt: &Runtime, m: &Arc<(CoMutex<()>, Counter)>, c: u64) -> Duration {
+fn w4_comutex(rt: &Runtime, m: &Arc<Shared>, c: u64) -> Duration {
     let per = TOTAL / (2 * c);
     // SAFETY: no coroutine of a previous iteration is running.
     let before = unsafe { *m.1.0.get() };
@@ -191,8 +201,8 @@ fn w4(c: &mut Criterion) {
     g.sample_size(10);
 
     let rt = Runtime::builder().threads(2).build().unwrap();
-    let plain = Arc::new((CoMutex::new(()), Counter(UnsafeCell::new(0))));
-    let named = Arc::new((
+    let plain = Arc::new(Shared(CoMutex::new(()), Counter(UnsafeCell::new(0))));
+    let named = Arc::new(Shared(
         CoMutex::with_stats((), "bench/w4"),
         Counter(UnsafeCell::new(0)),
     ));
@@ -237,5 +247,55 @@ fn w4(c: &mut Criterion) {
     rt.shutdown();
 }
 
-criterion_group!(benches, uncontended, w4);
+/// The contended path without cross-thread noise: one context, 8
+/// coroutines, each holding the lock across a `yield_now`, so every
+/// acquisition queues and is handed over on the same thread (lock slow
+/// path, suspend, grant, wake, plus the yield). The statistics variant
+/// shows what recording costs on this path.
+fn contended_local(c: &mut Criterion) {
+    const COROUTINES: u64 = 8;
+    let mut g = c.benchmark_group("contended_1ctx");
+    g.throughput(Throughput::Elements(1));
+    let rt = Runtime::builder().threads(1).build().unwrap();
+    let ctx = rt.contexts()[0].clone();
+    for (label, m) in [
+        ("comutex", CoMutex::new(0u64)),
+        (
+            "comutex_stats",
+            CoMutex::with_stats(0u64, "bench/contended_1ctx"),
+        ),
+    ] {
+        let m = Arc::new(m);
+        g.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(COROUTINES);
+                let start = Instant::now();
+                let hs: Vec<_> = (0..COROUTINES)
+                    .map(|_| {
+                        let m = m.clone();
+                        ctx.spawn(move || {
+                            for _ in 0..per {
+                                let mut g = m.lock();
+                                *g += 1;
+                                coscheduler::yield_now();
+                                drop(g);
+                            }
+                        })
+                    })
+                    .collect();
+                hs.into_iter().for_each(|h| h.join().unwrap());
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * COROUTINES) as f64)
+            });
+        });
+    }
+    g.finish();
+    if let Some(s) = coprimitives::stats::snapshot_of("bench/contended_1ctx") {
+        eprintln!("{s}");
+    }
+    rt.shutdown();
+}
+
+criterion_group!(benches, uncontended, contended_local, w4);
 criterion_main!(benches);

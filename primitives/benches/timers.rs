@@ -17,7 +17,21 @@ const ROUNDS: usize = 10;
 
 struct Run {
     total: Duration,
+    /// CPU time of the whole process during the run (user + system). Only
+    /// one side runs at a time, so this is that side's cost; unlike wall
+    /// time it does not depend on how much of the (shared) machine we got.
+    cpu: Duration,
     oversleep: Histogram<u64>,
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: all-zero is a valid rusage, and getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn record(h: &mut Histogram<u64>, samples: &[u64]) {
@@ -42,6 +56,7 @@ fn coroutine_body() -> Vec<u64> {
 }
 
 fn ours(rt: &coscheduler::Runtime, n: usize) -> Run {
+    let c = process_cpu();
     let t = Instant::now();
     let hs: Vec<_> = (0..n).map(|_| rt.spawn(coroutine_body)).collect();
     let mut oversleep = new_hist();
@@ -50,12 +65,14 @@ fn ours(rt: &coscheduler::Runtime, n: usize) -> Run {
     }
     Run {
         total: t.elapsed(),
+        cpu: process_cpu() - c,
         oversleep,
     }
 }
 
 fn tokio_run(rt: &tokio::runtime::Runtime, n: usize) -> Run {
     rt.block_on(async {
+        let c = process_cpu();
         let t = Instant::now();
         let hs: Vec<_> = (0..n)
             .map(|_| {
@@ -76,6 +93,7 @@ fn tokio_run(rt: &tokio::runtime::Runtime, n: usize) -> Run {
         }
         Run {
             total: t.elapsed(),
+            cpu: process_cpu() - c,
             oversleep,
         }
     })
@@ -83,11 +101,14 @@ fn tokio_run(rt: &tokio::runtime::Runtime, n: usize) -> Run {
 
 struct Summary {
     total: Duration,
+    cpu: Duration,
     p50: Duration,
     p99: Duration,
 }
 
 fn summarize(mut runs: Vec<Run>) -> Summary {
+    let mut cpus: Vec<Duration> = runs.iter().map(|r| r.cpu).collect();
+    cpus.sort();
     runs.sort_by_key(|r| r.total);
     let mid = &runs[runs.len() / 2];
     let mut all = new_hist();
@@ -96,17 +117,21 @@ fn summarize(mut runs: Vec<Run>) -> Summary {
     }
     Summary {
         total: mid.total,
+        cpu: cpus[cpus.len() / 2],
         p50: Duration::from_nanos(all.value_at_quantile(0.5)),
         p99: Duration::from_nanos(all.value_at_quantile(0.99)),
     }
 }
 
-fn measure(n: usize, runs: usize, pool_max: Option<usize>) -> (Summary, Summary) {
-    let mut b = coscheduler::Runtime::builder().threads(2);
-    if let Some(p) = pool_max {
-        b = b.pool_max(p);
-    }
-    let ours_rt = b.build().expect("runtime");
+/// `pool`: extra stacks the coroutine pool may keep (QEMU's
+/// `qemu_coroutine_inc_pool_size`, which QEMU's block layer calls with its
+/// queue depth); with 0, the default pool.
+fn measure(n: usize, runs: usize, pool: usize) -> (Summary, Summary) {
+    coscheduler::pool::inc_pool_size(pool);
+    let ours_rt = coscheduler::Runtime::builder()
+        .threads(2)
+        .build()
+        .expect("runtime");
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
@@ -144,26 +169,26 @@ fn measure(n: usize, runs: usize, pool_max: Option<usize>) -> (Summary, Summary)
         );
     }
     ours_rt.shutdown();
+    coscheduler::pool::dec_pool_size(pool);
     (summarize(a), summarize(b))
 }
 
 fn print(name: &str, n: usize, ours: &Summary, tokio: &Summary) {
+    println!("{name}: {n} × {ROUNDS} × {SLEEP:?} on 2 workers (medians; oversleep over all runs)");
     println!(
-        "{name}: {n} × {ROUNDS} × {SLEEP:?} on 2 workers (median total; oversleep percentiles over all runs)"
-    );
-    println!(
-        "  {:<12} {:>12} {:>14} {:>14}",
-        "", "total", "oversleep p50", "oversleep p99"
+        "  {:<12} {:>10} {:>10} {:>14} {:>14}",
+        "", "total", "CPU", "oversleep p50", "oversleep p99"
     );
     for (label, s) in [("coscheduler", ours), ("tokio", tokio)] {
         println!(
-            "  {label:<12} {:>12.2?} {:>14.1?} {:>14.1?}",
-            s.total, s.p50, s.p99
+            "  {label:<12} {:>10.2?} {:>10.2?} {:>14.1?} {:>14.1?}",
+            s.total, s.cpu, s.p50, s.p99
         );
     }
     println!(
-        "  ratio coscheduler/tokio: total {:.2}, p50 {:.2}",
+        "  ratio coscheduler/tokio: total {:.2}, CPU {:.2}, p50 {:.2}",
         ours.total.as_secs_f64() / tokio.total.as_secs_f64(),
+        ours.cpu.as_secs_f64() / tokio.cpu.as_secs_f64().max(1e-9),
         ours.p50.as_secs_f64() / tokio.p50.as_secs_f64().max(1e-9)
     );
 }
@@ -180,14 +205,16 @@ fn main() {
         println!("w7_timers: bench");
         return;
     }
-    let pool_max = args
-        .iter()
-        .position(|a| a == "--pool-max")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok());
-    let (a, b) = measure(10_000, runs, pool_max);
-    print("W7 timers", 10_000, &a, &b);
-    let (a, b) = measure(100, runs, pool_max);
+    let (a, b) = measure(10_000, runs, 0);
+    print("W7 timers, default pool", 10_000, &a, &b);
+    let (a, b) = measure(10_000, runs, 10_000);
+    print(
+        "W7 timers, pool sized with inc_pool_size(10_000)",
+        10_000,
+        &a,
+        &b,
+    );
+    let (a, b) = measure(100, runs, 0);
     print("W7 precision", 100, &a, &b);
     println!(
         "  target p50 oversleep <= 200us: {}",

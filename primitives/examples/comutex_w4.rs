@@ -1,143 +1,198 @@
-//! W4 (WORKLOADS.md) with the implementations *interleaved*: each round
-//! runs one batch of every implementation in turn (in an order rotated from
-//! round to round), and the medians over the rounds are reported. On a shared, noisy machine this compares like with
-//! like far better than running each configuration for seconds in a row
-//! (as criterion does in `benches/mutex.rs`).
+//! W4 (WORKLOADS.md) as defined there — 2 contexts (workers) × C coroutines
+//! (tasks) incrementing a counter under the lock until a stop flag — with
+//! the implementations *interleaved*: each repetition runs every
+//! implementation once, in an order rotated from one repetition to the next,
+//! and every run is printed. On a shared, noisy machine this compares like
+//! with like far better than running each configuration for seconds in a
+//! row.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/tmp/target-prims cargo run -p coprimitives --release --example comutex_w4 [rounds]
+//! CARGO_TARGET_DIR=/tmp/target-prims cargo run -p coprimitives --release --example comutex_w4 [secs] [reps] [impls]
 //! ```
 //!
-//! Each batch: 2 contexts (workers) × C coroutines (tasks), `TOTAL`
-//! increments of a counter under the lock, checked exact.
+//! `secs` per run (default 1), `reps` repetitions (default 3), `impls` a
+//! subset of `cstmpl` (c = CoMutex, s = CoMutex with statistics, t = tokio,
+//! m = may, p = std::sync::Mutex with 2 threads, l = CoMutex with
+//! local-first hand-over). The counter is checked
+//! exact after every run. `W4_AA=1` makes `s` a second unnamed mutex (an A/A
+//! run: the noise floor).
+//!
+//! For C ≥ 2 CoMutex runs are bimodal. FIFO hand-over with immediate
+//! re-locking has two stable queue orders: runs of waiters from one context
+//! (one cross-thread hand-over per C operations) or strict alternation
+//! between the contexts (every hand-over crosses threads: remote wakes ≈
+//! operations / 2, printed per run). Which one forms depends on how the two
+//! contexts start; QEMU's CoMutex has the same dynamics.
 
 use std::cell::UnsafeCell;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use coprimitives::CoMutex;
 use coscheduler::Runtime;
-
-const TOTAL: u64 = 196_608;
 
 struct Counter(UnsafeCell<u64>);
 // SAFETY: only touched under the benchmarked lock, or after all workers
 // joined.
 unsafe impl Sync for Counter {}
 
-fn comutex(rt: &Runtime, m: &Arc<(CoMutex<()>, Counter)>, c: u64) -> Duration {
-    let per = TOTAL / (2 * c);
-    // SAFETY: nothing runs between batches.
-    let before = unsafe { *m.1.0.get() };
+/// The mutex and its counter, on cache lines of their own: where an
+/// allocation happens to fall decides which lines bounce between the
+/// threads, worth several percent.
+#[repr(align(128))]
+struct Shared(CoMutex<()>, Counter);
+
+/// Runs `dur`, then raises `stop`; returns the elapsed time.
+fn timed(stop: &AtomicBool, dur: Duration) -> Instant {
     let start = Instant::now();
+    std::thread::sleep(dur);
+    stop.store(true, SeqCst);
+    start
+}
+
+fn comutex(rt: &Runtime, m: &Arc<Shared>, c: u64, dur: Duration) -> (f64, u64) {
+    // SAFETY: nothing runs between runs.
+    let before = unsafe { *m.1.0.get() };
+    let wakes = rt.metrics().total.remote_wakes;
+    let stop = Arc::new(AtomicBool::new(false));
     let hs: Vec<_> = rt
         .contexts()
         .iter()
         .flat_map(|ctx| {
+            let stop = stop.clone();
             (0..c).map(move |_| {
-                let m = m.clone();
+                let (m, stop) = (m.clone(), stop.clone());
                 ctx.spawn(move || {
-                    for _ in 0..per {
+                    let mut n = 0u64;
+                    while !stop.load(Relaxed) {
                         let g = m.0.lock();
                         // SAFETY: we hold the lock.
                         unsafe { *m.1.0.get() += 1 };
                         drop(g);
+                        n += 1;
                     }
+                    n
                 })
             })
         })
         .collect();
-    hs.into_iter().for_each(|h| h.join().unwrap());
-    let d = start.elapsed();
+    let start = timed(&stop, dur);
+    let ops: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let secs = start.elapsed().as_secs_f64();
     // SAFETY: all joined.
-    assert_eq!(unsafe { *m.1.0.get() } - before, TOTAL);
-    d
+    assert_eq!(unsafe { *m.1.0.get() } - before, ops, "lost increments");
+    (
+        ops as f64 / secs / 1e6,
+        rt.metrics().total.remote_wakes - wakes,
+    )
 }
 
-fn tokio_mutex(rt: &tokio::runtime::Runtime, m: &Arc<tokio::sync::Mutex<u64>>, c: u64) -> Duration {
-    let per = TOTAL / (2 * c);
-    rt.block_on(async {
-        let before = *m.lock().await;
-        let start = Instant::now();
-        let ts: Vec<_> = (0..2 * c)
-            .map(|_| {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per {
-                        *m.lock().await += 1;
-                    }
-                })
+fn tokio_mutex(
+    rt: &tokio::runtime::Runtime,
+    m: &Arc<tokio::sync::Mutex<u64>>,
+    c: u64,
+    dur: Duration,
+) -> f64 {
+    let before = *m.blocking_lock();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ts: Vec<_> = (0..2 * c)
+        .map(|_| {
+            let (m, stop) = (m.clone(), stop.clone());
+            rt.spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    *m.lock().await += 1;
+                    n += 1;
+                }
+                n
             })
-            .collect();
+        })
+        .collect();
+    let start = timed(&stop, dur);
+    let ops: u64 = rt.block_on(async {
+        let mut sum = 0;
         for t in ts {
-            t.await.unwrap();
+            sum += t.await.unwrap();
         }
-        let d = start.elapsed();
-        assert_eq!(*m.lock().await - before, TOTAL);
-        d
-    })
+        sum
+    });
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(*m.blocking_lock() - before, ops);
+    ops as f64 / secs / 1e6
 }
 
-fn may_mutex(m: &Arc<may::sync::Mutex<u64>>, c: u64) -> Duration {
-    let per = TOTAL / (2 * c);
+fn may_mutex(m: &Arc<may::sync::Mutex<u64>>, c: u64, dur: Duration) -> f64 {
     let before = *m.lock().unwrap();
-    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
     let hs: Vec<_> = (0..2 * c)
         .map(|_| {
-            let m = m.clone();
+            let (m, stop) = (m.clone(), stop.clone());
             may::go!(move || {
-                for _ in 0..per {
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
                     *m.lock().unwrap() += 1;
+                    n += 1;
                 }
+                n
             })
         })
         .collect();
-    hs.into_iter().for_each(|h| h.join().unwrap());
-    let d = start.elapsed();
-    assert_eq!(*m.lock().unwrap() - before, TOTAL);
-    d
+    let start = timed(&stop, dur);
+    let ops: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(*m.lock().unwrap() - before, ops);
+    ops as f64 / secs / 1e6
 }
 
-fn std_threads(m: &Arc<std::sync::Mutex<u64>>) -> Duration {
-    let start = Instant::now();
+fn std_threads(m: &Arc<std::sync::Mutex<u64>>, dur: Duration) -> f64 {
+    let before = *m.lock().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
     let ts: Vec<_> = (0..2)
         .map(|_| {
-            let m = m.clone();
-            std::thread::spawn(move || (0..TOTAL / 2).for_each(|_| *m.lock().unwrap() += 1))
+            let (m, stop, done) = (m.clone(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    *m.lock().unwrap() += 1;
+                    n += 1;
+                }
+                done.fetch_add(n, SeqCst);
+            })
         })
         .collect();
+    let start = timed(&stop, dur);
     ts.into_iter().for_each(|t| t.join().unwrap());
-    start.elapsed()
-}
-
-fn mops(d: Duration) -> f64 {
-    TOTAL as f64 / d.as_secs_f64() / 1e6
+    let secs = start.elapsed().as_secs_f64();
+    let ops = done.load(SeqCst);
+    assert_eq!(*m.lock().unwrap() - before, ops);
+    ops as f64 / secs / 1e6
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(21);
-    // Optional second argument: which implementations to run, e.g. "ct" for
-    // comutex and tokio only (c = comutex, s = +stats, t = tokio, m = may,
-    // p = std threads). Skipped ones print as 0.
-    let only = std::env::args().nth(2).unwrap_or_else(|| "cstmp".into());
-    let on = |k: char| only.contains(k);
+    let mut args = std::env::args().skip(1);
+    let secs: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let reps: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let only = args.next().unwrap_or_else(|| "cstmpl".into());
+    let dur = Duration::from_secs_f64(secs);
     let rt = Runtime::builder().threads(2).build().unwrap();
-    let plain = Arc::new((CoMutex::new(()), Counter(UnsafeCell::new(0))));
-    // `W4_AA=1`: the "+stats" column uses a second unnamed mutex, which
-    // shows the noise floor of the comparison.
+    let plain = Arc::new(Shared(CoMutex::new(()), Counter(UnsafeCell::new(0))));
     let named = match std::env::var_os("W4_AA") {
         Some(_) => CoMutex::new(()),
-        None => CoMutex::with_stats((), "w4-ab"),
+        None => CoMutex::with_stats((), "w4"),
     };
-    let named = Arc::new((named, Counter(UnsafeCell::new(0))));
+    let named = Arc::new(Shared(named, Counter(UnsafeCell::new(0))));
+    let local = Arc::new(Shared(
+        CoMutex::new_local_first(()),
+        Counter(UnsafeCell::new(0)),
+    ));
     let trt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -146,44 +201,50 @@ fn main() {
     may::config().set_workers(2);
     let mm = Arc::new(may::sync::Mutex::new(0u64));
     let sm = Arc::new(std::sync::Mutex::new(0u64));
+    const NAMES: [&str; 6] = ["comutex", "+stats", "tokio", "may", "std 2thr", "local1st"];
 
-    println!("W4, {TOTAL} increments per batch, median of {rounds} interleaved rounds (M ops/s)");
-    println!(
-        "{:>3} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>10}",
-        "C", "comutex", "+stats", "tokio", "may", "std 2thr", "vs tokio", "vs may", "stats cost"
-    );
+    println!("W4, 2 contexts x C, {secs} s per run, {reps} interleaved repetitions (M ops/s)");
     for c in [1u64, 4, 32] {
-        let mut r: [Vec<f64>; 5] = Default::default();
-        for round in 0..rounds {
-            // Rotate the order each round: whichever runs right after
-            // another runtime's batch pays for it (an A/A run with
-            // `W4_AA=1` shows up to 30% for a fixed order).
-            for k in (0..5).map(|i| (i + round) % 5) {
-                let ops = match k {
-                    0 if on('c') => mops(comutex(&rt, &plain, c)),
-                    1 if on('s') => mops(comutex(&rt, &named, c)),
-                    2 if on('t') => mops(tokio_mutex(&trt, &tm, c)),
-                    3 if on('m') => mops(may_mutex(&mm, c)),
-                    4 if on('p') => mops(std_threads(&sm)),
-                    _ => 0.0,
+        let mut r: [Vec<f64>; 6] = Default::default();
+        for rep in 0..reps {
+            for k in (0..6).map(|i| (i + rep) % 6) {
+                let key = ['c', 's', 't', 'm', 'p', 'l'][k];
+                if !only.contains(key) {
+                    continue;
+                }
+                let (ops, note) = match k {
+                    0 => comutex(&rt, &plain, c, dur),
+                    1 => comutex(&rt, &named, c, dur),
+                    2 => (tokio_mutex(&trt, &tm, c, dur), 0),
+                    3 => (may_mutex(&mm, c, dur), 0),
+                    4 => (std_threads(&sm, dur), 0),
+                    _ => comutex(&rt, &local, c, dur),
                 };
+                let note = if k < 2 || k == 5 {
+                    format!(" (remote wakes {note})")
+                } else {
+                    String::new()
+                };
+                println!("  C={c:<2} {:<8} {ops:7.2}{note}", NAMES[k]);
                 r[k].push(ops);
             }
         }
         let m: Vec<f64> = r.into_iter().map(median).collect();
         println!(
-            "{c:>3} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} | {:>8.2}x {:>8.2}x {:>9.1}%",
+            "C={c:<2} median: comutex {:.2}, +stats {:.2}, local-first {:.2}, tokio {:.2}, may {:.2}, std {:.2}; \
+             comutex/tokio {:.2}x, comutex/may {:.2}x, local-first/tokio {:.2}x",
             m[0],
             m[1],
+            m[5],
             m[2],
             m[3],
             m[4],
             m[0] / m[2],
             m[0] / m[3],
-            (1.0 - m[1] / m[0]) * 100.0
+            m[5] / m[2]
         );
     }
-    if let Some(s) = coprimitives::stats::snapshot_of("w4-ab") {
+    if let Some(s) = coprimitives::stats::snapshot_of("w4") {
         println!("{s}");
     }
     rt.shutdown();

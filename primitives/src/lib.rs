@@ -25,7 +25,7 @@ pub mod pool;
 pub mod stats;
 mod sync;
 #[cfg(not(loom))]
-pub use co_mutex::{CoMutex, CoMutexGuard};
+pub use co_mutex::{CoMutex, CoMutexGuard, LOCAL_FIRST_LIMIT};
 #[cfg(not(loom))]
 pub use co_queue::CoQueue;
 #[cfg(not(loom))]

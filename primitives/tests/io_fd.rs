@@ -90,8 +90,8 @@ fn repeated_waits_do_not_leak_registrations() {
         while got < 200 {
             match a.read(&mut buf) {
                 Ok(n) => got += n,
-                // SAFETY: `a` is alive here.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // SAFETY: `a` is alive here.
                     wait_readable(unsafe { borrow(fd) }).unwrap()
                 }
                 Err(e) => panic!("{e}"),

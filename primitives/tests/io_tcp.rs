@@ -423,3 +423,39 @@ fn shutdown_while_coroutines_wait_on_sockets() {
         assert!(h.join().is_err(), "unwound by the shutdown");
     }
 }
+
+/// After a short read the next read waits for readiness instead of trying
+/// the socket (one syscall per request saved); data and EOF arriving later,
+/// or already there, must still be seen.
+#[test]
+fn short_reads_then_late_data_then_eof() {
+    let _w = watchdog(
+        "short_reads_then_late_data_then_eof",
+        Duration::from_secs(20),
+    );
+    let rt = runtime(1);
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = Arc::new(a);
+    let a2 = a.clone();
+    let reader = rt.spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match (&*a2).read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.push(n),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    (&b).write_all(&[1; 10]).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    (&b).write_all(&[2; 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    // Data and EOF together: one edge announces both.
+    (&b).write_all(&[3; 30]).unwrap();
+    b.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(reader.join().unwrap(), vec![10, 20, 30]);
+    drop(b);
+    rt.shutdown();
+}

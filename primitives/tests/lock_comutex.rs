@@ -210,7 +210,34 @@ fn finishing_with_a_lock_held_is_reported() {
 /// Waiters get the lock in arrival order, each directly from the unlocker.
 #[test]
 fn waiters_are_served_fifo() {
-    let m = Arc::new(CoMutex::new(Vec::new()));
+    fifo_on_one_context(CoMutex::new(Vec::new()));
+}
+
+/// Local-first hand-over is plain FIFO within one context, and passes the
+/// QEMU choreography unchanged.
+#[test]
+fn local_first_is_fifo_within_a_context() {
+    fifo_on_one_context(CoMutex::new_local_first(Vec::new()));
+    let m = Arc::new(CoMutex::new_local_first(()));
+    let m1 = m.clone();
+    let c1 = Coroutine::new(move || {
+        let g = m1.lock();
+        suspend();
+        drop(g);
+    });
+    let m2 = m.clone();
+    let c2 = Coroutine::new(move || drop(m2.lock()));
+    c1.enter();
+    c2.enter();
+    c1.enter();
+    assert!(
+        c1.is_finished() && c2.is_finished(),
+        "c2 ran in c1's enter, as with FIFO"
+    );
+}
+
+fn fifo_on_one_context(m: CoMutex<Vec<i32>>) {
+    let m = Arc::new(m);
     let m0 = m.clone();
     let holder = Coroutine::new(move || {
         let g = m0.lock();

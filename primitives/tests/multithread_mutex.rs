@@ -9,6 +9,7 @@
 //! | `/aio/multi/mutex/handoff` | `mutex_handoff_two_contexts` | 1 s | 30 s |
 //! | `/aio/multi/mutex/pthread` | `std_mutex_five_threads` | 1 s | 10 s |
 //! | (W4 shape) | `mutex_two_contexts_many_coroutines` | 1 s | 10 s |
+//! | (local-first hand-over) | `local_first_mutex_*` | 1 s | 10 s |
 //!
 //! Each prints its iterations per second (`--nocapture`).
 
@@ -48,13 +49,23 @@ unsafe impl Sync for Shared {}
 /// `test_multi_co_mutex(threads, seconds)` with `per_context` coroutines
 /// on each of the runtime's `contexts` contexts.
 fn multi_co_mutex(contexts: usize, per_context: usize, run: Duration, label: &str) {
+    multi_co_mutex_with(CoMutex::new(()), contexts, per_context, run, label);
+}
+
+fn multi_co_mutex_with(
+    mutex: CoMutex<()>,
+    contexts: usize,
+    per_context: usize,
+    run: Duration,
+    label: &str,
+) {
     let rt = Runtime::builder()
         .threads(contexts)
         .pin_threads(false)
         .build()
         .unwrap();
     let s = Arc::new(Shared {
-        mutex: CoMutex::new(()),
+        mutex,
         counter: UnsafeCell::new(0),
         atomic_counter: AtomicU64::new(0),
         now_stopping: AtomicBool::new(false),
@@ -120,6 +131,30 @@ fn mutex_handoff_two_contexts() {
 #[test]
 fn mutex_two_contexts_many_coroutines() {
     multi_co_mutex(2, 32, seconds(10), "2 contexts x 32 coroutines");
+}
+
+/// W4's shape with local-first hand-over (not QEMU's order).
+#[test]
+fn local_first_mutex_two_contexts_many_coroutines() {
+    multi_co_mutex_with(
+        CoMutex::new_local_first(()),
+        2,
+        32,
+        seconds(10),
+        "local-first, 2 contexts x 32 coroutines",
+    );
+}
+
+/// `/aio/multi/mutex/contended` with local-first hand-over.
+#[test]
+fn local_first_mutex_contended_five_contexts() {
+    multi_co_mutex_with(
+        CoMutex::new_local_first(()),
+        5,
+        2,
+        seconds(10),
+        "local-first, 5 contexts x 2 coroutines",
+    );
 }
 
 /// `/aio/multi/mutex/pthread`: the same with a thread mutex (blocking the

@@ -1,11 +1,14 @@
 //! Reference workloads on plain threads: the floors the coscheduler rows are divided by.
+//! Each does what its coscheduler row does, with std threads in place of coroutines.
 
+use std::collections::VecDeque;
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::support::{Countdown, nanos, pin, workload_error};
 use crate::error::Error;
 use crate::timed::Latencies;
 
@@ -87,6 +90,108 @@ pub(super) fn std_mutex_2threads(ops: u64, _latencies: &mut Latencies) -> Result
     Ok(total as f64 / elapsed.as_secs_f64())
 }
 
+/// A job of [`std_spawn_2threads`]: what a thread pool without coroutines runs.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// W5 floor: two pinned threads run `ops` boxed closures, each adding 1 to a counter, that
+/// one of them creates. Returns ns per closure, from the start until the last one ran.
+///
+/// This is the W5 workload with the coroutine replaced by the cheapest thing that can carry
+/// the same closure to a thread: one heap allocation (the box, as a coroutine's control
+/// block is one) and one queue. Thread 0 is the spawner, as the spawner coroutine occupies
+/// one worker: it deals the closures alternately to its own `VecDeque` and to thread 1's
+/// `mpsc` channel, then runs its own share. A static half-and-half split is the best case
+/// work stealing can reach, and the channel is std's (a lock-free list since Rust 1.67),
+/// with no rayon or tokio in the binary.
+pub(super) fn std_spawn_2threads(ops: u64, _latencies: &mut Latencies) -> Result<f64, Error> {
+    let done = Arc::new(Countdown::new(ops));
+    let start = Barrier::new(3);
+    let (tx, rx) = mpsc::channel::<Job>();
+    let elapsed = thread::scope(|s| {
+        s.spawn(|| {
+            pin(1);
+            start.wait();
+            for job in rx {
+                job();
+            }
+        });
+        let done = &done;
+        let start = &start;
+        s.spawn(move || {
+            pin(0);
+            start.wait();
+            let mut own: VecDeque<Job> = VecDeque::new();
+            for i in 0..ops {
+                let d = done.clone();
+                let job: Job = Box::new(move || d.count_one());
+                if i % 2 == 0 {
+                    own.push_back(job);
+                } else if let Err(mpsc::SendError(job)) = tx.send(job) {
+                    // Thread 1 is gone (it panicked): run its share here so the count
+                    // still completes and the failure shows as a slow sample, not a hang.
+                    own.push_back(job);
+                }
+            }
+            // Closing the channel lets thread 1 finish once it has drained it.
+            drop(tx);
+            while let Some(job) = own.pop_front() {
+                job();
+            }
+        });
+        start.wait();
+        let begin = Instant::now();
+        done.wait("std_spawn_2threads").map(|()| begin.elapsed())
+    })?;
+    Ok(elapsed.as_nanos() as f64 / ops as f64)
+}
+
+/// Sleeps per thread (or coroutine) in the W7 workloads.
+pub(super) const SLEEPS: u32 = 10;
+
+/// Each sleep of the W7 workloads.
+pub(super) const SLEEP: Duration = Duration::from_millis(1);
+
+/// W7 floor: `ops` threads each sleep [`SLEEPS`] × [`SLEEP`] with `std::thread::sleep`.
+/// Returns the wall time from the start until the last thread finished, in ms, and records
+/// each sleep's oversleep in ns.
+///
+/// The kernel's timer slack and wake-up latency decide how long a 1 ms sleep really takes
+/// on a given machine (50 µs of default slack, more on a busy VM); this row measures them in
+/// the same run, so the W7 rows' ratios say how far coroutine sleeps are from what the OS
+/// gives a plain thread, not from an ideal 10 ms no machine reaches.
+pub(super) fn std_sleep_threads(ops: u64, latencies: &mut Latencies) -> Result<f64, Error> {
+    let threads = usize::try_from(ops).map_err(|_| {
+        workload_error("std_sleep_threads", &format!("{ops} threads do not fit a usize"))
+    })?;
+    let start = Barrier::new(threads + 1);
+    let (elapsed, per_thread) = thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let start = &start;
+                s.spawn(move || {
+                    let mut mine = Latencies::new();
+                    start.wait();
+                    for _ in 0..SLEEPS {
+                        let t = Instant::now();
+                        thread::sleep(SLEEP);
+                        mine.record(nanos(t.elapsed().saturating_sub(SLEEP)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        start.wait();
+        let begin = Instant::now();
+        let per_thread: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (begin.elapsed(), per_thread)
+    });
+    for mine in per_thread {
+        let mine = mine.map_err(|_| workload_error("std_sleep_threads", "a thread panicked"))?;
+        latencies.merge(&mine);
+    }
+    Ok(elapsed.as_secs_f64() * 1e3)
+}
+
 /// Spins until `turn` holds `value`.
 #[inline]
 fn wait_for(turn: &AtomicU64, value: u64) {
@@ -100,25 +205,5 @@ fn wait_for(turn: &AtomicU64, value: u64) {
             spins = 0;
             thread::yield_now();
         }
-    }
-}
-
-/// Pins the calling thread to the `index`-th usable core, if there is one. Pinning keeps the
-/// two sides on distinct cores, as W3 and W4 prescribe; without it (one core, or affinity
-/// unavailable) the workload still runs, only noisier.
-fn pin(index: usize) {
-    if let Some(core) = core_affinity::get_core_ids().and_then(|ids| ids.get(index).copied()) {
-        core_affinity::set_for_current(core);
-    }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn workload_error(name: &str, detail: &str) -> Error {
-    Error::Workload {
-        name: name.to_owned(),
-        detail: detail.to_owned(),
     }
 }

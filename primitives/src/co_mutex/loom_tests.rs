@@ -32,10 +32,17 @@ struct Slot {
     thread: thread::Thread,
     /// The pending wake (QEMU's "scheduled" mark).
     token: AtomicBool,
+    /// The context this "coroutine" runs in. Touched by its own thread
+    /// only, so a plain std atomic (not a loom one: nothing to explore).
+    ctx: std::sync::atomic::AtomicUsize,
 }
 
 loom::thread_local! {
-    static ME: Arc<Slot> = Arc::new(Slot { thread: thread::current(), token: AtomicBool::new(false) });
+    static ME: Arc<Slot> = Arc::new(Slot {
+        thread: thread::current(),
+        token: AtomicBool::new(false),
+        ctx: std::sync::atomic::AtomicUsize::new(0),
+    });
 }
 
 struct LoomParker;
@@ -70,6 +77,10 @@ impl Parker for LoomParker {
     fn stamp() -> u64 {
         STAMP
     }
+
+    fn context() -> usize {
+        ME.with(|me| me.ctx.load(Relaxed))
+    }
 }
 
 type Mutex = RawCoMutex<LoomParker>;
@@ -84,14 +95,19 @@ struct Shared {
 
 impl Shared {
     fn new() -> Arc<Shared> {
+        Shared::with_limit(0)
+    }
+
+    fn with_limit(local_limit: u32) -> Arc<Shared> {
         Arc::new(Shared {
-            mutex: Mutex::new(),
+            mutex: Mutex::new(local_limit),
             counter: UnsafeCell::new(0),
         })
     }
 
     /// lock; counter += 1; unlock — from a "coroutine" of context `ctx`.
     fn critical_section(&self, ctx: usize) {
+        ME.with(|me| me.ctx.store(ctx, Relaxed));
         // Odd contexts ask for a stamp, even ones do not.
         let want = ctx % 2 == 1;
         if let Err(waiters) = self.mutex.try_lock_fast(ctx) {
@@ -217,5 +233,31 @@ fn loom_mutex_repeated_sections() {
         s.critical_section(2);
         t.join().unwrap();
         s.assert_idle(4);
+    });
+}
+
+/// Local-first hand-over (lock cohorting): a holder of context 1 and two
+/// lockers, one of each context, queued behind it; the unlocker may pick
+/// the younger local waiter over the older remote one. Same guarantees.
+#[test]
+fn loom_mutex_local_first() {
+    loom::model(|| {
+        let s = Shared::with_limit(1);
+        ME.with(|me| me.ctx.store(1, Relaxed));
+        s.mutex.try_lock_fast(1).expect("uncontended");
+        let lockers: Vec<_> = [2, 1]
+            .into_iter()
+            .map(|ctx| {
+                let s = s.clone();
+                thread::spawn(move || s.critical_section(ctx))
+            })
+            .collect();
+        // SAFETY: we hold the mutex.
+        s.counter.with_mut(|c| unsafe { *c += 1 });
+        let _ = s.mutex.unlock();
+        for t in lockers {
+            t.join().unwrap();
+        }
+        s.assert_idle(3);
     });
 }

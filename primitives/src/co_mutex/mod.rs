@@ -17,4 +17,4 @@ mod mutex;
 mod park;
 
 #[cfg(not(loom))]
-pub use self::mutex::{CoMutex, CoMutexGuard};
+pub use self::mutex::{CoMutex, CoMutexGuard, LOCAL_FIRST_LIMIT};

@@ -38,4 +38,9 @@ impl Parker for CoroutineParker {
     fn stamp() -> u64 {
         crate::stats::now()
     }
+
+    #[inline]
+    fn context() -> usize {
+        coscheduler::raw::current_context_id()
+    }
 }

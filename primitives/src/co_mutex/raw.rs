@@ -17,6 +17,8 @@
 //! | `to_pop` | FIFO of records, refilled by reversing `from_push` | the responsible party only |
 //! | `handoff` | 0, or the sequence number of an offered hand-off | the offering unlocker (swap in, CAS out); a locker (swap out = steal) |
 //! | `sequence` | last hand-off number, never 0 | the responsible party only |
+//! | `streak` | consecutive local-first hand-overs that overtook an older waiter | the responsible party only |
+//! | `local_limit` | 0 (strict FIFO, QEMU) or the local-first bound | construction only |
 //!
 //! **Responsibility.** Exactly one party at a time may consume the waiter
 //! queue (`pop_waiter`) and so decide who gets the lock next:
@@ -30,8 +32,8 @@
 //!
 //! A new responsible party can only appear after the current one has granted
 //! the lock (case 1 needs a holder to unlock) or offered it (case 2), so
-//! `pop_waiter` never runs concurrently with itself, and `to_pop`/`sequence`
-//! are plain cells. Each transfer of responsibility carries a happens-before
+//! `pop_waiter` never runs concurrently with itself, and `to_pop`/`sequence`/
+//! `streak` are plain cells. Each transfer of responsibility carries a happens-before
 //! edge: grant → `granted` Release/Acquire; offer → steal through the
 //! `handoff` RMWs; fast-path acquisition → the `locked` Release/Acquire chain.
 //!
@@ -83,6 +85,23 @@
 //! responsible party's `sequence`, which skips 0 and cannot wrap within one
 //! round (QEMU's `m->sequence`).
 //!
+//! # Hand-over order
+//!
+//! By default an unlocker hands the lock to the oldest waiter (QEMU: strict
+//! FIFO). A mutex built with a `local_limit` (`CoMutex::new_local_first`)
+//! instead hands it to the oldest waiter *of the unlocker's own context*
+//! among the first [`LOCAL_SCAN`] queued, if any, at most `local_limit`
+//! times in a row while an older waiter of another context waits; then the
+//! oldest waiter is served. This is lock cohorting (Dice, Marathe and Shavit,
+//! "Lock Cohorting", PPoPP 2012) applied to contexts: with several busy
+//! coroutines per context, strict FIFO settles into alternating between
+//! contexts, so every hand-over is a cross-thread wake; local-first batches
+//! them. It changes only which record the responsible party unlinks from
+//! `to_pop`, so the protocol and its invariants are untouched; the
+//! unfairness is bounded (a waiter is overtaken at most `local_limit` times
+//! before it is at the head and served). The lock side (a stealer granting
+//! the oldest) stays FIFO.
+//!
 //! # `has_waiters` quirk (SEMANTICS.md §3.5)
 //!
 //! QEMU's helper reads `to_pop empty || from_push empty`, which is true in
@@ -113,6 +132,11 @@ pub(crate) const SPIN_LIMIT: u32 = 1000;
 #[cfg(loom)]
 pub(crate) const SPIN_LIMIT: u32 = 3;
 
+/// How many queued records a local-first unlocker examines for one of its
+/// own context: each may be on another thread's stack (a cache miss), which
+/// must stay cheaper than the cross-thread wake it avoids.
+pub(crate) const LOCAL_SCAN: usize = 8;
+
 /// How the protocol suspends "the current waiter" and resumes another one:
 /// the testing seam between the lock-free protocol and the coroutine switch.
 pub(crate) trait Parker {
@@ -137,6 +161,9 @@ pub(crate) trait Parker {
     /// (statistics: the moment the lock passed to it). Opaque to the
     /// protocol.
     fn stamp() -> u64;
+
+    /// The caller's context id (for local-first hand-over).
+    fn context() -> usize;
 }
 
 /// A waiting locker, on the waiter's own stack (QEMU's `CoWaitRecord`).
@@ -178,18 +205,18 @@ impl<P: Parker> WaitRecord<P> {
 pub(crate) enum Acquired {
     /// Won the fast-path CAS while spinning on a holder of another context.
     Spun {
-        /// Spin iterations used.
+        /// Busy-wait pauses taken.
         spins: u32,
     },
     /// Counted itself in and found the lock free meanwhile (`fetch_add`
     /// returned 0).
     Raced {
-        /// Spin iterations used before counting in.
+        /// Busy-wait pauses taken before counting in.
         spins: u32,
     },
     /// Queued a wait record and got the lock from the queue.
     Queued {
-        /// Spin iterations used before counting in.
+        /// Busy-wait pauses taken before counting in.
         spins: u32,
         /// This locker picked up an unlocker's hand-off offer.
         took_handoff: bool,
@@ -223,6 +250,8 @@ pub(crate) struct RawCoMutex<P: Parker> {
     to_pop: UnsafeCell<*const WaitRecord<P>>,
     handoff: AtomicUsize,
     sequence: UnsafeCell<usize>,
+    streak: UnsafeCell<u32>,
+    local_limit: u32,
     _parker: PhantomData<fn() -> P>,
 }
 
@@ -235,9 +264,11 @@ unsafe impl<P: Parker> Send for RawCoMutex<P> {}
 unsafe impl<P: Parker> Sync for RawCoMutex<P> {}
 
 impl<P: Parker> RawCoMutex<P> {
-    /// A free mutex (QEMU's `qemu_co_mutex_init`: all zero).
+    /// A free mutex (QEMU's `qemu_co_mutex_init`: all zero) handing over in
+    /// strict FIFO order (`local_limit` 0) or local-first (see "Hand-over
+    /// order").
     #[cfg(not(loom))]
-    pub(crate) const fn new() -> RawCoMutex<P> {
+    pub(crate) const fn new(local_limit: u32) -> RawCoMutex<P> {
         RawCoMutex {
             locked: AtomicUsize::new(0),
             ctx: AtomicUsize::new(0),
@@ -245,13 +276,15 @@ impl<P: Parker> RawCoMutex<P> {
             to_pop: UnsafeCell::new(ptr::null()),
             handoff: AtomicUsize::new(0),
             sequence: UnsafeCell::new(0),
+            streak: UnsafeCell::new(0),
+            local_limit,
             _parker: PhantomData,
         }
     }
 
-    /// A free mutex (loom's atomics have no `const fn new`).
+    /// As above (loom's atomics have no `const fn new`).
     #[cfg(loom)]
-    pub(crate) fn new() -> RawCoMutex<P> {
+    pub(crate) fn new(local_limit: u32) -> RawCoMutex<P> {
         RawCoMutex {
             locked: AtomicUsize::new(0),
             ctx: AtomicUsize::new(0),
@@ -259,6 +292,8 @@ impl<P: Parker> RawCoMutex<P> {
             to_pop: UnsafeCell::new(ptr::null()),
             handoff: AtomicUsize::new(0),
             sequence: UnsafeCell::new(0),
+            streak: UnsafeCell::new(0),
+            local_limit,
             _parker: PhantomData,
         }
     }
@@ -298,11 +333,12 @@ impl<P: Parker> RawCoMutex<P> {
         // Step 1: bounded spinning, only while exactly one locker (the
         // holder) exists. If the holder runs on our context it cannot make
         // progress while we spin, so stop at once; `spins` is never reset,
-        // as in QEMU (at most SPIN_LIMIT − 1 turns per call).
-        let mut spins = 0u32;
+        // as in QEMU (at most SPIN_LIMIT − 1 turns per call). `spins`
+        // counts the busy-wait pauses actually taken, for statistics.
+        let (mut turn, mut spins) = (0u32, 0u32);
         'spin: while waiters == 1 {
-            spins += 1;
-            if spins >= SPIN_LIMIT {
+            turn += 1;
+            if turn >= SPIN_LIMIT {
                 break;
             }
             // Relaxed: a stale holder context only makes the heuristic guess
@@ -324,6 +360,7 @@ impl<P: Parker> RawCoMutex<P> {
                 }
             }
             spin_loop();
+            spins += 1;
         }
 
         // Step 2: count ourselves in. From here an unlocker knows someone is
@@ -366,7 +403,7 @@ impl<P: Parker> RawCoMutex<P> {
         if took_handoff {
             // SAFETY: we hold responsibility (we stole the only outstanding
             // offer); nobody else pops until we grant the lock.
-            let oldest = unsafe { self.pop_waiter() };
+            let oldest = unsafe { self.pop_waiter(None) };
             protocol_assert!(!oldest.is_null(), "a stolen hand-off with an empty queue");
             if ptr::eq(oldest, me) {
                 // We are first in line: the lock is ours without a switch.
@@ -429,10 +466,11 @@ impl<P: Parker> RawCoMutex<P> {
     #[cold]
     #[inline(never)]
     fn unlock_slow(&self) -> Released {
+        let here = (self.local_limit != 0).then(P::context);
         loop {
             // SAFETY: responsible party: our `fetch_sub` saw others arrive,
             // or we reclaimed our own offer on the previous turn.
-            let next = unsafe { self.pop_waiter() };
+            let next = unsafe { self.pop_waiter(here) };
             if !next.is_null() {
                 // SAFETY: popped by us while responsible; its waiter waits
                 // for the grant.
@@ -442,6 +480,11 @@ impl<P: Parker> RawCoMutex<P> {
 
             // Nobody queued yet: a locker is between its `fetch_add` and its
             // push. Offer the hand-off under a fresh, non-zero number.
+            self.to_pop.with(|p| {
+                // SAFETY: responsible party only (module docs).
+                let empty = unsafe { (*p).is_null() };
+                protocol_assert!(empty, "to_pop refilled by someone else");
+            });
             // SAFETY: responsible party only (module docs).
             let seq = self.sequence.with_mut(|s| unsafe {
                 *s = (*s).wrapping_add(1).max(1);
@@ -480,15 +523,19 @@ impl<P: Parker> RawCoMutex<P> {
         }
     }
 
-    /// Pops the oldest waiter: from `to_pop`, refilled by reversing the whole
-    /// `from_push` stack (so waiters are served in arrival order).
+    /// Pops the next waiter: from `to_pop`, refilled by reversing the whole
+    /// `from_push` stack (so waiters are served in arrival order). With
+    /// `prefer` (a local-first unlocker's context), the oldest waiter of that
+    /// context among the first [`LOCAL_SCAN`] may be taken instead of the
+    /// head (see "Hand-over order").
     ///
     /// # Safety
     /// The caller is the responsible party (module docs).
-    unsafe fn pop_waiter(&self) -> *const WaitRecord<P> {
+    unsafe fn pop_waiter(&self, prefer: Option<usize>) -> *const WaitRecord<P> {
         self.to_pop.with_mut(|to_pop| {
-            // SAFETY: responsible party: exclusive access to `to_pop` and to
-            // the links of every record on it or taken below.
+            // SAFETY: responsible party: exclusive access to `to_pop`,
+            // `streak` and the links of every record on `to_pop` or taken
+            // below.
             unsafe {
                 if (*to_pop).is_null() {
                     // Acquire: pairs with the pushers' Release CAS, so their
@@ -502,9 +549,32 @@ impl<P: Parker> RawCoMutex<P> {
                     }
                 }
                 let head = *to_pop;
-                if !head.is_null() {
-                    *to_pop = (*head).next.with(|n| *n);
+                if head.is_null() {
+                    return head;
                 }
+                let streak = self.streak.with(|s| *s);
+                let overtake =
+                    prefer.filter(|&here| streak < self.local_limit && (*head).ctx != here);
+                if let Some(here) = overtake {
+                    // Local-first: the oldest record of our context among
+                    // the first LOCAL_SCAN, overtaking the head.
+                    let (mut prev, mut cur) = (head, (*head).next.with(|n| *n));
+                    for _ in 1..LOCAL_SCAN {
+                        if cur.is_null() {
+                            break;
+                        }
+                        if (*cur).ctx == here {
+                            let after = (*cur).next.with(|n| *n);
+                            (*prev).next.with_mut(|n| *n = after);
+                            self.streak.with_mut(|s| *s += 1);
+                            return cur;
+                        }
+                        prev = cur;
+                        cur = (*cur).next.with(|n| *n);
+                    }
+                }
+                self.streak.with_mut(|s| *s = 0);
+                *to_pop = (*head).next.with(|n| *n);
                 head
             }
         })
@@ -602,6 +672,7 @@ mod thread_tests {
 
     thread_local! {
         static ME: Arc<Slot> = Arc::new(Slot { thread: thread::current(), token: AtomicBool::new(false) });
+        static CTX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     struct ThreadParker;
@@ -627,6 +698,9 @@ mod thread_tests {
         fn stamp() -> u64 {
             7
         }
+        fn context() -> usize {
+            CTX.with(std::cell::Cell::get)
+        }
     }
 
     struct Shared {
@@ -636,14 +710,11 @@ mod thread_tests {
     // SAFETY: `counter` is only touched under `mutex`.
     unsafe impl Sync for Shared {}
 
-    /// Four threads (two "contexts") hammer the lock; the count is exact and
-    /// the mutex ends idle. Exercises spinning, queuing and hand-offs.
-    #[test]
-    fn threads_increment_exactly() {
+    fn hammer(local_limit: u32) {
         const THREADS: u64 = 4;
         const ITERS: u64 = 20_000;
         let s = Arc::new(Shared {
-            mutex: RawCoMutex::new(),
+            mutex: RawCoMutex::new(local_limit),
             counter: UnsafeCell::new(0),
         });
         let handles: Vec<_> = (0..THREADS)
@@ -651,6 +722,7 @@ mod thread_tests {
                 let s = s.clone();
                 thread::spawn(move || {
                     let ctx = (i % 2 + 1) as usize;
+                    CTX.with(|c| c.set(ctx));
                     for _ in 0..ITERS {
                         if let Err(w) = s.mutex.try_lock_fast(ctx) {
                             if let Acquired::Queued {
@@ -676,5 +748,18 @@ mod thread_tests {
         assert_eq!(s.counter.with(|c| unsafe { *c }), THREADS * ITERS);
         assert!(!s.mutex.is_locked());
         assert_eq!(s.mutex.handoff.load(Relaxed), 0);
+    }
+
+    /// Four threads (two "contexts") hammer the lock; the count is exact and
+    /// the mutex ends idle. Exercises spinning, queuing and hand-offs.
+    #[test]
+    fn threads_increment_exactly() {
+        hammer(0);
+    }
+
+    /// The same with local-first hand-over.
+    #[test]
+    fn threads_increment_exactly_local_first() {
+        hammer(4);
     }
 }

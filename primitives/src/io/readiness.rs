@@ -17,9 +17,24 @@
 //!
 //! Outside a coroutine (a plain thread), a wait is a blocking `poll(2)` on
 //! the fd, so the sockets also work as ordinary blocking sockets.
+//!
+//! # Short transfers
+//!
+//! A read that returns less than asked has drained the socket, and a write
+//! that sends less than asked has filled it (tokio makes the same
+//! inference). [`Readiness::transfer`] then clears the direction's cached
+//! readiness at once and remembers it in `drained`; the next transfer in
+//! that direction first waits on the registration, which returns at once if
+//! an epoll event has set the cache again since. An echo server thus makes
+//! one `recv` per request instead of two (the second only to learn
+//! `EAGAIN`). No edge can be lost: events are applied on the owner thread
+//! between coroutine runs, so any data that arrived after the short read is
+//! reported by an event applied after the clear.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +44,18 @@ use coscheduler::fd::{Direction, Registration};
 #[derive(Default)]
 pub(crate) struct Readiness {
     reg: Mutex<Option<Arc<Registration>>>,
+    /// Per direction ([`dir_bit`]): the last transfer was short and cleared
+    /// the registration's cache (see "Short transfers"). A hint only: a
+    /// stale bit costs a wait that returns at once, a missing one a
+    /// syscall, so Relaxed is enough.
+    drained: AtomicU8,
+}
+
+fn dir_bit(dir: Direction) -> u8 {
+    match dir {
+        Direction::Read => 1,
+        Direction::Write => 2,
+    }
 }
 
 impl Readiness {
@@ -36,6 +63,62 @@ impl Readiness {
     pub(crate) const fn new() -> Readiness {
         Readiness {
             reg: Mutex::new(None),
+            drained: AtomicU8::new(0),
+        }
+    }
+
+    /// [`io`](Readiness::io) for a transfer of `want` bytes that returns
+    /// the bytes moved, with the short-transfer rule of the module docs.
+    #[inline]
+    pub(crate) fn transfer(
+        &self,
+        fd: BorrowedFd<'_>,
+        dir: Direction,
+        deadline: Option<Instant>,
+        want: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let bit = dir_bit(dir);
+        if self.drained.load(Relaxed) & bit != 0 {
+            self.drained.fetch_and(!bit, Relaxed);
+            match self.wait_cached(dir, deadline) {
+                // A stray wake: the transfer below finds out.
+                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                _ => {}
+            }
+        }
+        let n = self.io(fd, dir, deadline, op)?;
+        if n > 0 && n < want {
+            self.note_short(dir);
+        }
+        Ok(n)
+    }
+
+    /// After a short transfer: clear the cached readiness now.
+    fn note_short(&self, dir: Direction) {
+        if !coscheduler::in_coroutine() {
+            return;
+        }
+        let slot = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reg) = slot.as_ref().filter(|r| r.is_current()) {
+            reg.clear(dir);
+            self.drained.fetch_or(dir_bit(dir), Relaxed);
+        }
+    }
+
+    /// Waits on the current registration without clearing its cache (it
+    /// returns at once if an event came since the short transfer).
+    fn wait_cached(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
+        let reg = {
+            let slot = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(reg) if coscheduler::in_coroutine() && reg.is_current() => reg.clone(),
+                _ => return Ok(()),
+            }
+        };
+        match deadline {
+            Some(d) => reg.wait_until(dir, d),
+            None => reg.wait(dir),
         }
     }
 

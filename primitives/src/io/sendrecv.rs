@@ -160,8 +160,9 @@ unsafe fn send_recv_once(
         }
         let take = (len - offset).min(left);
         // SAFETY: `offset < len`, so the pointer stays inside the buffer.
+        let base = unsafe { ptr.add(offset) };
         iov[n] = libc::iovec {
-            iov_base: unsafe { ptr.add(offset) }.cast(),
+            iov_base: base.cast(),
             iov_len: take,
         };
         offset = 0;

@@ -99,12 +99,14 @@ where
     #[inline]
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let deadline = self.deadline(&self.read_timeout);
-        self.io(Direction::Read, deadline, || (&self.inner).read(buf))
+        let want = buf.len();
+        self.transfer(Direction::Read, deadline, want, || (&self.inner).read(buf))
     }
 
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let deadline = self.deadline(&self.read_timeout);
-        self.io(Direction::Read, deadline, || {
+        let want = bufs.iter().map(|b| b.len()).sum();
+        self.transfer(Direction::Read, deadline, want, || {
             (&self.inner).read_vectored(bufs)
         })
     }
@@ -112,14 +114,30 @@ where
     #[inline]
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         let deadline = self.deadline(&self.write_timeout);
-        self.io(Direction::Write, deadline, || (&self.inner).write(buf))
+        self.transfer(Direction::Write, deadline, buf.len(), || {
+            (&self.inner).write(buf)
+        })
     }
 
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let deadline = self.deadline(&self.write_timeout);
-        self.io(Direction::Write, deadline, || {
+        let want = bufs.iter().map(|b| b.len()).sum();
+        self.transfer(Direction::Write, deadline, want, || {
             (&self.inner).write_vectored(bufs)
         })
+    }
+
+    /// A transfer with the short-transfer rule (`io/readiness.rs`).
+    #[inline]
+    fn transfer(
+        &self,
+        dir: Direction,
+        deadline: Option<Instant>,
+        want: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.readiness
+            .transfer(self.inner.as_fd(), dir, deadline, want, op)
     }
 }
 

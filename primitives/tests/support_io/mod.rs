@@ -16,7 +16,9 @@ pub fn watchdog(name: &'static str, limit: Duration) -> Watchdog {
     let (tx, rx) = mpsc::channel::<()>();
     std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            eprintln!("watchdog: test `{name}` still running after {limit:?}; aborting");
+            // Straight to fd 2: the harness's output capture dies with us.
+            let msg = format!("watchdog: test `{name}` still running after {limit:?}; aborting\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
             std::process::abort();
         }
     });
