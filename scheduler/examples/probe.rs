@@ -57,6 +57,7 @@ fn main() {
                 .unwrap();
             let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let (c, h) = (count.clone(), rt.handle());
+            let t0 = std::time::Instant::now();
             rt.block_on(move || {
                 for _ in 0..n {
                     let c = c.clone();
@@ -65,8 +66,12 @@ fn main() {
                     }));
                 }
             });
+            let t1 = t0.elapsed();
             while count.load(std::sync::atomic::Ordering::Relaxed) < n {
                 std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if std::env::var_os("VERBOSE").is_some() {
+                eprintln!("spawned in {t1:?}, all ran in {:?}", t0.elapsed());
             }
         }
         other => panic!("unknown probe {other}"),

@@ -1,20 +1,28 @@
 //! Join handles: the result of a spawned coroutine, delivered once.
 //!
-//! A spawned body is wrapped so that it records its result (or its panic)
-//! in a shared slot and wakes whoever waits: a coroutine (woken with
-//! `aio_co_wake`) or a thread driving its own context (notified with
-//! `aio_notify`). If the body never runs (its runtime shut down first) or
-//! is unwound, the slot says so when the wrapper is dropped.
+//! A spawned coroutine's control block carries a join slot ([`JoinSlot`]):
+//! its body's value, its panic, or why it never ran, plus whoever waits for
+//! it — a coroutine (woken with `aio_co_wake`) or a thread driving its own
+//! context (notified with `aio_notify`). Keeping the slot in the control
+//! block instead of a separate shared allocation saves an allocation and
+//! the cache lines a thief would otherwise pull across cores per spawn (W5).
+//!
+//! Who completes the slot, exactly once:
+//! - the body's wrapper, with the value, when it returns;
+//! - `finish`, with the panic or the cancellation, when the body unwound
+//!   (panics of spawned coroutines never reach the worker that ran them);
+//! - whoever drops an unstarted coroutine's entry (shutdown, cancellation)
+//!   or fails it for lack of a stack.
 
 use std::any::Any;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::marker::PhantomData;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering::{Acquire, Release};
-use std::sync::{Arc, Mutex};
 
 use crate::context::AioContext;
 use crate::coroutine::Coroutine;
-use crate::coroutine::control::{Cancelled, CoInner, CoRef, Entry, NoStackHook};
+use crate::coroutine::control::{CoInner, CoRef, Entry};
 use crate::fiber::Fiber;
 use crate::sync::AtomicBool;
 
@@ -95,39 +103,52 @@ impl std::error::Error for JoinError {
     }
 }
 
-enum Waiter {
+/// Who waits for a join slot.
+pub(crate) enum Waiter {
     Coroutine(Coroutine),
     Context(AioContext),
 }
 
-struct Slot<T> {
-    result: Option<Result<T, JoinError>>,
-    waiter: Option<Waiter>,
+/// How a spawned coroutine ended, type-erased (the handle downcasts).
+pub(crate) enum Completion {
+    Value(Box<dyn Any + Send>),
+    Failed(JoinError),
 }
 
-/// Shared between the wrapper and the handle.
-struct JoinState<T> {
-    slot: Mutex<Slot<T>>,
+/// The join state of a spawned coroutine, in its control block.
+#[derive(Default)]
+pub(crate) struct JoinSlot {
+    state: Mutex<SlotState>,
     done: AtomicBool,
 }
 
-impl<T> JoinState<T> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
-        // The slot is only assigned under the lock; a poisoned lock cannot
+#[derive(Default)]
+struct SlotState {
+    result: Option<Completion>,
+    waiter: Option<Waiter>,
+    /// Completed once; later completions are ignored.
+    completed: bool,
+}
+
+impl JoinSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // The state is only assigned under the lock; a poisoned lock cannot
         // hold a half-written value.
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn complete(&self, result: Result<T, JoinError>) {
+    /// Records the outcome (first call wins) and wakes the waiter.
+    pub(crate) fn complete(&self, completion: Completion) {
         let waiter = {
-            let mut slot = self.lock();
-            if slot.result.is_some() || self.done.load(Acquire) {
+            let mut st = self.lock();
+            if st.completed {
                 return;
             }
-            slot.result = Some(result);
-            // Release: pairs with the Acquire in `is_finished`/`join`.
+            st.completed = true;
+            st.result = Some(completion);
+            // Release: pairs with the Acquire in `is_finished`/`take`.
             self.done.store(true, Release);
-            slot.waiter.take()
+            st.waiter.take()
         };
         match waiter {
             Some(Waiter::Coroutine(co)) => co.wake(),
@@ -135,16 +156,10 @@ impl<T> JoinState<T> {
             None => {}
         }
     }
-}
 
-/// Completes the state when the body is dropped without finishing.
-struct Completer<T> {
-    state: Arc<JoinState<T>>,
-}
-
-impl<T> Drop for Completer<T> {
-    fn drop(&mut self) {
-        self.state.complete(Err(JoinError::Cancelled));
+    /// True once completed.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Acquire)
     }
 }
 
@@ -161,35 +176,21 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let state = Arc::new(JoinState {
-        slot: Mutex::new(Slot {
-            result: None,
-            waiter: None,
-        }),
-        done: AtomicBool::new(false),
-    });
-    let completer = Completer {
-        state: state.clone(),
-    };
     let entry = move || {
-        let completer = completer;
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(v) => completer.state.complete(Ok(v)),
-            Err(p) if p.is::<Cancelled>() => {
-                completer.state.complete(Err(JoinError::Cancelled));
-                resume_unwind(p);
-            }
-            Err(p) => completer.state.complete(Err(JoinError::Panicked(p))),
-        }
+        let value = f();
+        let me = crate::tls::current();
+        // SAFETY: the body runs inside its own coroutine, which is alive
+        // while it runs.
+        let me = unsafe { &*me };
+        me.join.complete(Completion::Value(Box::new(value)));
     };
-    let hook: NoStackHook = (fail_join::<T>, Arc::as_ptr(&state).cast());
     let mut inner = CoInner::new(Entry::new(entry), name, class, migratable, fiber);
     inner.paint = paint;
-    inner.on_no_stack.set(Some(hook));
+    inner.joinable = true;
     let co = CoRef::new(inner);
     let handle = JoinHandle {
         co: Coroutine { inner: co.clone() },
-        state,
+        _value: PhantomData,
     };
     (co, handle)
 }
@@ -199,7 +200,7 @@ where
 /// Dropping it detaches the coroutine, which keeps running.
 pub struct JoinHandle<T> {
     co: Coroutine,
-    state: Arc<JoinState<T>>,
+    _value: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
@@ -207,29 +208,34 @@ impl<T> JoinHandle<T> {
     /// suspends; outside, it blocks the thread while driving the thread's own
     /// context (so joining a coroutine homed on this thread cannot deadlock).
     pub fn join(self) -> Result<T, JoinError> {
-        if crate::in_coroutine() {
+        let completion = if crate::in_coroutine() {
             self.join_in_coroutine()
         } else {
             self.join_blocking()
+        };
+        match completion {
+            Completion::Value(v) => {
+                // SAFETY: only `joinable::<F, T>`'s wrapper stores a value in
+                // this slot, and it boxes a `T`: the same `T` as this handle's.
+                Ok(*unsafe { Box::from_raw(Box::into_raw(v).cast::<T>()) })
+            }
+            Completion::Failed(e) => Err(e),
         }
     }
 
-    fn take(&self) -> Option<Result<T, JoinError>> {
-        if !self.state.done.load(Acquire) {
-            return None;
-        }
-        self.state.lock().result.take()
+    fn slot(&self) -> &JoinSlot {
+        &self.co.inner.join
     }
 
-    fn join_in_coroutine(self) -> Result<T, JoinError> {
+    fn join_in_coroutine(&self) -> Completion {
         let me = crate::current().expect("in a coroutine");
         loop {
             {
-                let mut slot = self.state.lock();
-                if let Some(r) = slot.result.take() {
+                let mut st = self.slot().lock();
+                if let Some(r) = st.result.take() {
                     return r;
                 }
-                slot.waiter = Some(Waiter::Coroutine(me.clone()));
+                st.waiter = Some(Waiter::Coroutine(me.clone()));
             }
             crate::raw::set_wait_reason("join", None);
             crate::suspend();
@@ -237,26 +243,30 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    fn join_blocking(self) -> Result<T, JoinError> {
+    fn join_blocking(&self) -> Completion {
         let ctx = AioContext::current();
         {
-            let mut slot = self.state.lock();
-            if let Some(r) = slot.result.take() {
+            let mut st = self.slot().lock();
+            if let Some(r) = st.result.take() {
                 return r;
             }
-            slot.waiter = Some(Waiter::Context(ctx.clone()));
+            st.waiter = Some(Waiter::Context(ctx.clone()));
         }
         loop {
-            if let Some(r) = self.take() {
-                return r;
+            if self.slot().is_done() {
+                if let Some(r) = self.slot().lock().result.take() {
+                    return r;
+                }
             }
             ctx.poll(true);
         }
     }
+}
 
+impl<T> JoinHandle<T> {
     /// True once the coroutine has finished (or will never run).
     pub fn is_finished(&self) -> bool {
-        self.state.done.load(Acquire)
+        self.co.inner.join.is_done()
     }
 
     /// The coroutine.
@@ -274,26 +284,26 @@ impl<T> fmt::Debug for JoinHandle<T> {
     }
 }
 
-/// The `NoStackHook` of a spawned coroutine.
-///
-/// # Safety
-/// `state` is the `JoinState<T>` its entry closure holds, still alive.
-unsafe fn fail_join<T>(state: *const (), error: std::io::Error) {
-    // SAFETY: per the contract.
-    let state = unsafe { &*state.cast::<JoinState<T>>() };
-    state.complete(Err(JoinError::NoStack(error)));
+/// Completes the join slot of a coroutine whose body will never return a
+/// value (it panicked, was unwound, or never ran).
+pub(crate) fn complete_failed(co: &CoInner, error: JoinError) {
+    if co.joinable {
+        co.join.complete(Completion::Failed(error));
+    }
 }
 
-/// Fails an unstarted coroutine that can get no stack: its handle reports
-/// the error and its body is dropped unrun.
-pub(crate) fn fail_no_stack(co: &CoInner, error: std::io::Error) {
+/// Drops an unstarted coroutine's body without running it and reports why
+/// through its handle.
+pub(crate) fn cancel_unstarted(co: &CoInner, error: JoinError) {
     co.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: only the (would-be) executing thread calls this, before start.
+    // SAFETY: an unstarted coroutine's entry is touched only by whoever
+    // starts or cancels it, and that is us (we hold it from a queue).
     let entry = unsafe { (*co.entry.get()).take() };
-    if let Some((fail, state)) = co.on_no_stack.take() {
-        // SAFETY: the entry (which keeps `state` alive) is dropped below,
-        // after the hook.
-        unsafe { fail(state, error) };
-    }
     drop(entry);
+    complete_failed(co, error);
+}
+
+/// Fails an unstarted coroutine that can get no stack.
+pub(crate) fn fail_no_stack(co: &CoInner, error: std::io::Error) {
+    cancel_unstarted(co, JoinError::NoStack(error));
 }

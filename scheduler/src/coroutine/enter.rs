@@ -244,11 +244,19 @@ fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Sen
             crate::pool::release(f);
         }
     }
-    if let Some(Outcome::Panicked(p)) = outcome {
-        if panic.is_none() {
-            *panic = Some(p);
+    match outcome {
+        // A spawned coroutine's panic belongs to its JoinHandle, never to
+        // the worker (or whoever) that happened to run it.
+        Some(Outcome::Panicked(p)) if co.joinable => {
+            crate::join::complete_failed(co, crate::join::JoinError::Panicked(p));
         }
-    } else if locks != 0 && panic.is_none() {
+        Some(Outcome::Cancelled) => {
+            crate::join::complete_failed(co, crate::join::JoinError::Cancelled)
+        }
+        Some(Outcome::Panicked(p)) if panic.is_none() => *panic = Some(p),
+        _ => {}
+    }
+    if locks != 0 && panic.is_none() {
         *panic = Some(Box::new(format!(
             "coroutine {} ({}) finished while holding {locks} lock(s)",
             co.id,

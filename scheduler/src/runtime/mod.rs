@@ -9,7 +9,7 @@ pub(crate) mod worker;
 use std::fmt::Write as _;
 use std::panic::{Location, resume_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::Release;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -264,8 +264,7 @@ impl Runtime {
 }
 
 fn co_cancel_unstarted(co: CoRef) {
-    co.cancel.store(true, Relaxed);
-    drop(co);
+    crate::join::cancel_unstarted(&co, JoinError::Cancelled);
 }
 
 impl Drop for Runtime {

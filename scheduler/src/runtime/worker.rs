@@ -254,7 +254,9 @@ impl Starved {
     }
 
     fn cancel_all(&mut self) {
-        self.queue.clear();
+        for co in self.queue.drain(..) {
+            crate::join::cancel_unstarted(&co, crate::join::JoinError::Cancelled);
+        }
     }
 }
 
