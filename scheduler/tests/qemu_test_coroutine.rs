@@ -238,3 +238,40 @@ fn worker_thread_co_enter() {
     assert!(ran_on_main.load(SeqCst));
     assert!(!ctx.poll(false));
 }
+
+/// QEMU's wake order (SEMANTICS.md §1.4): coroutines woken by a coroutine of
+/// the same context run right after it suspends, before `enter` returns,
+/// FIFO within one waker, depth-first across wakers.
+#[test]
+fn wake_order_is_fifo_then_depth_first() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mk = |name: &'static str, wakes: Vec<Coroutine>| {
+        let log = log.clone();
+        Coroutine::new(move || {
+            suspend();
+            log.lock().unwrap().push(name);
+            for w in &wakes {
+                w.wake();
+            }
+        })
+    };
+    let d = mk("d", vec![]);
+    let c = mk("c", vec![]);
+    let b = mk("b", vec![d.clone()]);
+    for co in [&b, &c, &d] {
+        co.enter(); // park each at its first suspension
+    }
+    let (b2, c2, l) = (b.clone(), c.clone(), log.clone());
+    let a = Coroutine::new(move || {
+        b2.wake();
+        c2.wake();
+        l.lock().unwrap().push("a suspends");
+        suspend();
+        l.lock().unwrap().push("a resumed");
+    });
+    a.enter();
+    log.lock().unwrap().push("enter returned");
+    assert_eq!(*log.lock().unwrap(), vec!["a suspends", "b", "d", "c", "enter returned"]);
+    a.enter();
+    assert!(a.is_finished() && b.is_finished() && c.is_finished() && d.is_finished());
+}
