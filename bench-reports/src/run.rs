@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::error::Error;
 use crate::schema::{Benchmark, Reference, Results, SCHEMA_VERSION, Tier};
 use crate::workload::TIME_BENCHES;
-use crate::{callgrind, machine, probe, timed};
+use crate::{callgrind, machine, probe, timed, workload};
 
 /// What to measure.
 #[derive(Clone, Debug, Default)]
@@ -82,7 +82,11 @@ fn time(options: &RunOptions) -> Result<Vec<Benchmark>, Error> {
     let mut rows: Vec<Benchmark> = Vec::new();
     for bench in TIME_BENCHES.iter().filter(|b| wanted(b.name)) {
         eprintln!("cobench: timing {}", bench.name);
-        let mut row = timed::measure(bench, options.quick)?;
+        let measured = timed::measure(bench, options.quick);
+        // The row's runtime, if its workload used one, goes before the next row (or the
+        // error) so that no idle workers linger into another measurement.
+        workload::finish_row();
+        let mut row = measured?;
         if let Some(reference) = bench.reference {
             let base =
                 rows.iter()

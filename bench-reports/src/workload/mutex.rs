@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use coprimitives::CoMutex;
 
-use super::support::{Countdown, WORKERS, runtime, workload_error};
+use super::support::{Countdown, WORKERS, row_runtime, workload_error};
 use crate::error::Error;
 use crate::timed::Latencies;
 
@@ -42,18 +42,18 @@ pub(super) fn comutex_c32(ops: u64, _latencies: &mut Latencies) -> Result<f64, E
     comutex("w4_comutex_c32", 32, ops)
 }
 
-/// W4: on each of the two workers of a fresh pinned runtime, `c` coroutines (placed with
+/// W4: on each of the two workers of the row's pinned runtime, `c` coroutines (placed with
 /// `AioContext::spawn`, so never stolen) loop { lock; counter += 1; unlock } for their
 /// share of `ops` increments. Returns increments per second, from the first spawn until
 /// the last coroutine finished; fails unless the counter is exactly `ops`.
-fn comutex(name: &str, c: u64, ops: u64) -> Result<f64, Error> {
+fn comutex(name: &'static str, c: u64, ops: u64) -> Result<f64, Error> {
     let coroutines = WORKERS as u64 * c;
     if ops % coroutines != 0 {
         let detail = format!("{ops} increments do not split evenly over {coroutines} coroutines");
         return Err(workload_error(name, &detail));
     }
     let per_coroutine = ops / coroutines;
-    let rt = runtime(name, true)?;
+    let rt = row_runtime(name, true)?;
     let shared = Arc::new(Shared {
         lock: CoMutex::new(()),
         counter: UnsafeCell::new(0),
@@ -76,9 +76,9 @@ fn comutex(name: &str, c: u64, ops: u64) -> Result<f64, Error> {
     }
     done.wait(name)?;
     let elapsed = begin.elapsed();
-    rt.shutdown();
+    drop(rt);
     // SAFETY: every coroutine has finished (the countdown reached zero, with the ordering
-    // that implies), and the runtime is gone.
+    // that implies); nothing else has `shared`.
     let total = unsafe { *shared.counter.get() };
     if total != ops {
         let detail = format!("lost increments: counter = {total}, expected {ops}");

@@ -3,9 +3,9 @@
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use coscheduler::{Coroutine, suspend};
+use coscheduler::{Coroutine, Runtime, suspend};
 
-use super::support::{STUCK_AFTER, nanos, runtime, workload_error};
+use super::support::{STUCK_AFTER, nanos, row_runtime, workload_error};
 use crate::error::Error;
 use crate::timed::Latencies;
 
@@ -15,7 +15,7 @@ const NAME: &str = "w3_cross_context_pingpong";
 /// resumption, and the latency of each round trip.
 type Report = (Duration, Latencies);
 
-/// W3: coroutine A homed on worker 0 and B on worker 1 of a fresh two-worker runtime; A
+/// W3: coroutine A homed on worker 0 and B on worker 1 of the row's pinned runtime; A
 /// wakes B, B runs and wakes A, A runs = one round trip, `ops` of them. Returns ns per round
 /// trip and records each round trip's latency in ns, timed exactly as
 /// `raw_atomic_pingpong` times its own (one clock read per round trip, on the measuring
@@ -30,7 +30,7 @@ type Report = (Duration, Latencies);
 /// before A runs, and A must be published before B can wake it. The benchmark thread waits
 /// for both on channels, blocking rather than spinning against the workers.
 pub(super) fn cross_context_pingpong(ops: u64, latencies: &mut Latencies) -> Result<f64, Error> {
-    let rt = runtime(NAME, true)?;
+    let rt = row_runtime(NAME, true)?;
     let contexts = rt.contexts();
     let before: Vec<u64> = handoffs(&rt);
 
@@ -77,13 +77,16 @@ pub(super) fn cross_context_pingpong(ops: u64, latencies: &mut Latencies) -> Res
     let (elapsed, mine) = recv(&report_rx, "A did not finish its round trips")?;
 
     let after = handoffs(&rt);
-    let homed = a.context().as_ref() == Some(&contexts[0])
-        && b.context().as_ref() == Some(&contexts[1]);
+    let homed =
+        a.context().as_ref() == Some(&contexts[0]) && b.context().as_ref() == Some(&contexts[1]);
     drop((a, b, a_slot));
-    rt.shutdown();
+    drop(rt);
 
     if !homed {
-        return Err(workload_error(NAME, "A is not homed on worker 0, or B on worker 1"));
+        return Err(workload_error(
+            NAME,
+            "A is not homed on worker 0, or B on worker 1",
+        ));
     }
     // Each context also received its coroutine's first schedule from this thread.
     let received = [after[0] - before[0], after[1] - before[1]];
@@ -99,7 +102,7 @@ pub(super) fn cross_context_pingpong(ops: u64, latencies: &mut Latencies) -> Res
     Ok(elapsed.as_nanos() as f64 / ops as f64)
 }
 
-fn handoffs(rt: &coscheduler::Runtime) -> Vec<u64> {
+fn handoffs(rt: &Runtime) -> Vec<u64> {
     rt.metrics()
         .per_context
         .iter()

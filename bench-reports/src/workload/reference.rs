@@ -161,7 +161,10 @@ pub(super) const SLEEP: Duration = Duration::from_millis(1);
 /// gives a plain thread, not from an ideal 10 ms no machine reaches.
 pub(super) fn std_sleep_threads(ops: u64, latencies: &mut Latencies) -> Result<f64, Error> {
     let threads = usize::try_from(ops).map_err(|_| {
-        workload_error("std_sleep_threads", &format!("{ops} threads do not fit a usize"))
+        workload_error(
+            "std_sleep_threads",
+            &format!("{ops} threads do not fit a usize"),
+        )
     })?;
     let start = Barrier::new(threads + 1);
     let (elapsed, per_thread) = thread::scope(|s| {

@@ -1,7 +1,8 @@
 //! Pieces every workload shares: pinning, a completion latch the benchmark thread blocks
-//! on, the two-worker runtime, and error helpers.
+//! on, the two-worker runtime of a row, and error helpers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -25,14 +26,61 @@ pub(super) fn pin(index: usize) {
     }
 }
 
-/// A fresh runtime of [`WORKERS`] workers, pinned or not. Each sample builds its own, so
-/// no sample inherits another's queues, timers or sleeping workers.
-pub(super) fn runtime(name: &str, pinned: bool) -> Result<Runtime, Error> {
-    Runtime::builder()
+/// The runtime of the row being measured: built by its first sample (the untimed warm-up),
+/// shared by its timed samples, shut down by [`finish_row`].
+///
+/// One runtime per row, not per sample, so that the samples see what a long-running
+/// program sees: started workers and a warm stack pool. A runtime shut down after each
+/// sample would give its stacks back (`Runtime::shutdown` trims the pool to its maximum),
+/// and W7's 10,000 sleepers would then time thousands of `mmap`s per sample instead of
+/// timers.
+static ROW_RUNTIME: Mutex<Option<RowRuntime>> = Mutex::new(None);
+
+struct RowRuntime {
+    row: &'static str,
+    pinned: bool,
+    runtime: Arc<Runtime>,
+}
+
+/// The [`WORKERS`]-worker runtime of `row`, pinned or not, building it on first use.
+pub(super) fn row_runtime(row: &'static str, pinned: bool) -> Result<Arc<Runtime>, Error> {
+    let mut slot = ROW_RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(current) = slot.as_ref().filter(|c| c.row == row && c.pinned == pinned) {
+        return Ok(current.runtime.clone());
+    }
+    // A row that did not finish cleanly (an error ended it) left its runtime behind.
+    if let Some(stale) = slot.take() {
+        shut_down(stale.runtime);
+    }
+    let runtime = Runtime::builder()
         .threads(WORKERS)
         .pin_threads(pinned)
         .build()
-        .map_err(|e| workload_error(name, &format!("building a {WORKERS}-worker runtime: {e}")))
+        .map_err(|e| workload_error(row, &format!("building a {WORKERS}-worker runtime: {e}")))?;
+    let runtime = Arc::new(runtime);
+    *slot = Some(RowRuntime {
+        row,
+        pinned,
+        runtime: runtime.clone(),
+    });
+    Ok(runtime)
+}
+
+/// Shuts down the runtime of the row just measured, if it had one; [`crate::run`] calls it
+/// after every time-tier row.
+pub fn finish_row() {
+    let stale = ROW_RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(stale) = stale {
+        shut_down(stale.runtime);
+    }
+}
+
+fn shut_down(runtime: Arc<Runtime>) {
+    // Samples drop their clones before returning; if one is still around (a sample
+    // unwound), the last clone's drop shuts the runtime down instead.
+    if let Ok(runtime) = Arc::try_unwrap(runtime) {
+        runtime.shutdown();
+    }
 }
 
 /// `d` in whole nanoseconds, saturating.

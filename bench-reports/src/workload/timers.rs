@@ -7,7 +7,7 @@ use std::time::Instant;
 use coprimitives::co_sleep;
 
 use super::reference::{SLEEP, SLEEPS};
-use super::support::{Countdown, nanos, runtime, workload_error};
+use super::support::{Countdown, nanos, row_runtime, workload_error};
 use crate::error::Error;
 use crate::timed::Latencies;
 
@@ -22,7 +22,7 @@ pub(super) fn timer_precision(ops: u64, latencies: &mut Latencies) -> Result<f64
     sleepers("w7_timer_precision", ops, latencies)
 }
 
-/// `ops` coroutines spawned with `Runtime::spawn` on a fresh pinned two-worker runtime,
+/// `ops` coroutines spawned with `Runtime::spawn` on the row's pinned two-worker runtime,
 /// each sleeping [`SLEEPS`] × [`SLEEP`] with `co_sleep`. Returns the wall time from the
 /// first spawn until the last coroutine finished, in ms, and records every sleep's
 /// oversleep (time asleep beyond 1 ms) in ns. A sleep that ends before its 1 ms fails the
@@ -31,11 +31,11 @@ pub(super) fn timer_precision(ops: u64, latencies: &mut Latencies) -> Result<f64
 /// Oversleeps go into a preallocated slot per sleep rather than a shared histogram, so
 /// recording them adds no lock and no contention to the workload; the benchmark thread
 /// records them after the run.
-fn sleepers(name: &str, ops: u64, latencies: &mut Latencies) -> Result<f64, Error> {
+fn sleepers(name: &'static str, ops: u64, latencies: &mut Latencies) -> Result<f64, Error> {
     let slots = usize::try_from(ops * u64::from(SLEEPS))
         .map_err(|_| workload_error(name, &format!("{ops} coroutines are too many")))?;
     let oversleeps: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
-    let rt = runtime(name, true)?;
+    let rt = row_runtime(name, true)?;
     let done = Arc::new(Countdown::new(ops));
     let early = Arc::new(AtomicU64::new(0));
     let begin = Instant::now();
@@ -59,7 +59,7 @@ fn sleepers(name: &str, ops: u64, latencies: &mut Latencies) -> Result<f64, Erro
     }
     done.wait(name)?;
     let elapsed = begin.elapsed();
-    rt.shutdown();
+    drop(rt);
     let early = early.load(Ordering::Relaxed);
     if early > 0 {
         let detail = format!("{early} sleeps of {SLEEP:?} returned before their deadline");
