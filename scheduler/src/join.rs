@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 
 use crate::context::AioContext;
 use crate::coroutine::Coroutine;
-use crate::coroutine::control::{CoInner, CoRef, Entry};
+use crate::coroutine::control::{CoInner, CoRef, Entry, Spec};
 use crate::fiber::Fiber;
 use crate::sync::AtomicBool;
 
@@ -184,10 +184,15 @@ where
         let me = unsafe { &*me };
         me.join.complete(Completion::Value(Box::new(value)));
     };
-    let mut inner = CoInner::new(Entry::new(entry), name, class, migratable, fiber);
-    inner.paint = paint;
-    inner.joinable = true;
-    let co = CoRef::new(inner);
+    let co = CoRef::new(Spec {
+        entry: Entry::new(entry),
+        name,
+        stack_size: class,
+        migratable,
+        fiber,
+        paint,
+        joinable: true,
+    });
     let handle = JoinHandle {
         co: Coroutine { inner: co.clone() },
         _value: PhantomData,

@@ -271,7 +271,10 @@ fn wake_order_is_fifo_then_depth_first() {
     });
     a.enter();
     log.lock().unwrap().push("enter returned");
-    assert_eq!(*log.lock().unwrap(), vec!["a suspends", "b", "d", "c", "enter returned"]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["a suspends", "b", "d", "c", "enter returned"]
+    );
     a.enter();
     assert!(a.is_finished() && b.is_finished() && c.is_finished() && d.is_finished());
 }

@@ -283,11 +283,16 @@ impl CoroutineBuilder {
         let fiber = self.acquire(class)?;
         let paint = self.paint;
         let (name, _, migratable) = self.into_parts();
-        let mut inner = CoInner::new(control::Entry::new(f), name, class, migratable, Some(fiber));
-        inner.paint = paint;
-        Ok(Coroutine {
-            inner: CoRef::new(inner),
-        })
+        let inner = CoRef::new(control::Spec {
+            entry: control::Entry::new(f),
+            name,
+            stack_size: class,
+            migratable,
+            fiber: Some(fiber),
+            paint,
+            joinable: false,
+        });
+        Ok(Coroutine { inner })
     }
 
     /// Creates a coroutine running `f`, with its stack taken now, and
