@@ -324,7 +324,6 @@ unsafe impl Sync for CoRef {}
 impl CoRef {
     /// Allocates a control block (recycling a freed one of this thread's
     /// when it can: see [`blocks`]).
-    #[inline]
     #[inline(always)]
     pub(crate) fn new(spec: Spec) -> CoRef {
         let p = blocks::alloc();
