@@ -40,11 +40,11 @@ pub use lockable::{Lockable, LockableGuard, NoLock, lock_guard, lock_guard_opt};
 pub mod io;
 #[cfg(not(loom))]
 mod sleep;
-#[cfg(not(loom))]
-mod timeout;
 #[cfg(loom)]
 #[path = "sleep/claim.rs"]
 mod sleep_claim_model;
+#[cfg(not(loom))]
+mod timeout;
 #[cfg(not(loom))]
 pub use sleep::{CoSleep, co_sleep};
 #[cfg(not(loom))]

@@ -353,21 +353,9 @@ pub(super) fn join<T>(part: &str, handle: JoinHandle<T>) -> Result<T, RunError> 
     join_from_thread(handle).map_err(|err| RunError::failed(format!("{part}: {name}: {err}")))
 }
 
-/// `JoinHandle::join` for a plain thread, waiting for `is_finished` first.
-///
-/// WORKAROUND: `JoinHandle::join` outside a coroutine parks in `AioContext::poll(true)`,
-/// and that can sleep forever after the coroutine finished: the completion's
-/// `AioContext::notify` sets `notified`, the poll's `dispatch` clears it without counting
-/// it as progress, and the `wait` that follows no longer sees it. About one run in three of
-/// `lifecycle` hung that way (2 workers, `Runtime::spawn` + `join` from a thread). Until
-/// coscheduler fixes it, wait for `is_finished` (sleeping in short steps, not spinning),
-/// after which `join` returns at once. TODO: plain `handle.join()` once fixed.
+/// Joins a coroutine from a plain thread (blocks, driving this thread's own
+/// context meanwhile).
 pub(super) fn join_from_thread<T>(handle: JoinHandle<T>) -> Result<T, JoinError> {
-    let mut pause = Duration::from_micros(1);
-    while !handle.is_finished() {
-        thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_micros(200));
-    }
     handle.join()
 }
 
