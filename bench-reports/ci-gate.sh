@@ -12,6 +12,7 @@
 # environment:
 #   COBENCH_THRESHOLD  relative threshold, default 3%
 #   COBENCH_OUT        directory to keep results.json in (default: a fresh temporary one)
+#   COBENCH_FILTER     only run benchmarks whose name contains this (tests use it to stay quick)
 # exit status: 0 no regression; 1 a regression, or a benchmark missing or incomparable;
 #              2 the tool failed (valgrind missing, unreadable file, ...)
 set -euo pipefail
@@ -25,7 +26,11 @@ mkdir -p "$out"
 results=$out/results.json
 
 # A failure to measure exits here with cobench's status 2 (set -e).
-"$bin" run --quick --out "$results"
+if [ -n "${COBENCH_FILTER:-}" ]; then
+    "$bin" run --quick --filter "$COBENCH_FILTER" --out "$results"
+else
+    "$bin" run --quick --out "$results"
+fi
 
 status=0
 "$bin" compare "$baseline" "$results" --tier deterministic --threshold "$threshold" || status=$?
