@@ -29,7 +29,15 @@ fn doctored_baseline_fails_the_gate_and_the_real_one_passes() {
     std::fs::create_dir_all(&dir).unwrap();
     let baseline = dir.join("baseline.json");
     let status = Command::new(env!("CARGO_BIN_EXE_cobench"))
-        .args(["run", "--quick", "--tier", "deterministic", "--filter", FILTER, "--out"])
+        .args([
+            "run",
+            "--quick",
+            "--tier",
+            "deterministic",
+            "--filter",
+            FILTER,
+            "--out",
+        ])
         .arg(&baseline)
         .status()
         .unwrap();

@@ -4,7 +4,7 @@
 mod support_io;
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnix;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -265,14 +265,17 @@ fn a_closed_number_registered_again_supersedes_the_stale_slot() {
         let fd = a.into_raw_fd();
         // SAFETY: `fd` is open here.
         let stale = Registration::new(unsafe { borrow(fd) }).unwrap();
-        // SAFETY: we own `fd`; the registration is left stale on purpose.
-        unsafe { libc::close(fd) };
-        let (c, mut d) = StdUnix::pair().unwrap();
-        assert_eq!(
-            c.as_raw_fd(),
-            fd,
-            "the kernel reuses the lowest free number"
-        );
+        // Close `fd` and give its number to a new socket in one step: other
+        // tests open fds concurrently, so waiting for the kernel to reuse
+        // the lowest free number would race with them.
+        let (c_orig, mut d) = StdUnix::pair().unwrap();
+        // SAFETY: both fds are open; we own `fd`, whose old file (and its
+        // registration's epoll entry) goes away; the stale registration is
+        // left behind on purpose.
+        assert_eq!(unsafe { libc::dup2(c_orig.as_raw_fd(), fd) }, fd);
+        drop(c_orig);
+        // SAFETY: `fd` now names `c_orig`'s socket, and nothing else owns it.
+        let c = unsafe { StdUnix::from_raw_fd(fd) };
         let fresh = Registration::new(c.as_fd()).unwrap();
         let old = stale.wait(Direction::Read).map_err(|e| e.raw_os_error());
         d.write_all(b"!").unwrap();
