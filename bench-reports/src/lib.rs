@@ -12,6 +12,17 @@
 //! [`run`] writes a [`schema::Results`] file, [`compare`] judges one against a baseline
 //! ([`render`] prints the verdicts), and [`report`] draws SVG charts over a history of
 //! files. The binary in `main.rs` is a thin clap front end over these modules.
+//!
+//! # QEMU names
+//!
+//! | QEMU benchmark | cobench row |
+//! |---|---|
+//! | `test-coroutine` `/perf/yield` | `switch` (and `switch_via_scheduler`) |
+//! | `test-coroutine` `/perf/lifecycle` | `lifecycle_pooled` |
+//! | `test-coroutine` `/perf/nesting` | `nesting` |
+//! | `test-coroutine` `/perf/cost` | `cost` |
+//! | `test-aio-multithread` `/aio/multi/mutex/*` | `w4_comutex_c1`, `_c4`, `_c32` |
+//! | `test-aio-multithread` `/aio/multi/schedule` | `w3_cross_context_pingpong` |
 
 pub mod callgrind;
 pub mod compare;

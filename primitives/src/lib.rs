@@ -5,9 +5,49 @@
 //! Every primitive here suspends the calling *coroutine*, never the thread:
 //! while one coroutine waits for a lock, a timer or a socket, its thread runs
 //! others.
-
-// Module declarations and re-exports are added below by each module's
-// author, one line each.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use coprimitives::CoMutex;
+//!
+//! let rt = coscheduler::Runtime::builder().threads(2).build().unwrap();
+//! let counter = Arc::new(CoMutex::new(0u64));
+//! let handles: Vec<_> = (0..8)
+//!     .map(|_| {
+//!         let c = counter.clone();
+//!         rt.spawn(move || {
+//!             for _ in 0..1000 {
+//!                 *c.lock() += 1; // suspends the coroutine, not the thread
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! handles.into_iter().for_each(|h| h.join().unwrap());
+//! assert_eq!(rt.block_on(move || *counter.lock()), 8000);
+//! ```
+//!
+//! # QEMU names
+//!
+//! | QEMU | coprimitives |
+//! |---|---|
+//! | `CoMutex`, `qemu_co_mutex_init` | [`CoMutex`], [`CoMutex::new`] |
+//! | `qemu_co_mutex_lock` / `qemu_co_mutex_unlock` | [`CoMutex::lock`] / dropping the [`CoMutexGuard`] |
+//! | `qemu_co_mutex_assert_locked` | [`CoMutex::is_locked_by_current`] |
+//! | `CoQueue`, `qemu_co_queue_init` | [`CoQueue`], [`CoQueue::new`] |
+//! | `qemu_co_queue_wait` / `CO_QUEUE_WAIT_FRONT` | [`CoQueue::wait`] / [`CoQueue::wait_front`] (any lock: [`CoQueue::wait_with`]) |
+//! | `qemu_co_queue_next` / `qemu_co_queue_restart_all` | [`CoQueue::next`] / [`CoQueue::restart_all`] |
+//! | `qemu_co_enter_next` / `qemu_co_enter_all` | [`CoQueue::enter_next`] / [`CoQueue::enter_all`] |
+//! | `qemu_co_queue_empty` | [`CoQueue::is_empty`] |
+//! | `CoRwlock`, `qemu_co_rwlock_rdlock` / `wrlock` | [`CoRwLock`], [`CoRwLock::read`] / [`CoRwLock::write`] |
+//! | `qemu_co_rwlock_upgrade` / `downgrade` | [`CoRwLockReadGuard::upgrade`] / [`CoRwLockWriteGuard::downgrade`] |
+//! | `QemuLockable`, `QEMU_MAKE_LOCKABLE`, `QemuSpin` | [`Lockable`], `&lock`, [`SpinLock`] |
+//! | `qemu_co_sleep_ns` | [`co_sleep`] |
+//! | `QemuCoSleep`, `qemu_co_sleep_ns_wakeable`, `qemu_co_sleep`, `qemu_co_sleep_wake` | [`CoSleep`], [`CoSleep::sleep`], [`CoSleep::sleep_until_woken`], [`CoSleep::wake`] |
+//! | `qemu_co_timeout` (+ `CleanupFunc`) | [`co_timeout`], [`co_timeout_with_cleanup`] |
+//! | `yield_until_fd_readable` | [`io::wait_readable`] |
+//! | `qemu_co_send` / `qemu_co_recv` / `qemu_co_sendv_recvv` | [`io::co_send`] / [`io::co_recv`] / [`io::co_sendv`], [`io::co_recvv`] |
+//! | `qemu_coroutine_inc_pool_size` / `dec_pool_size` | [`pool::inc_pool_size`] / [`pool::dec_pool_size`] |
+//! | (none: per-lock contention histograms) | [`stats`], [`CoMutex::with_stats`] |
 
 // Locks, queues and lockables (QEMU's qemu-coroutine-lock.c, lockable.h),
 // contention statistics and pool controls. Under `--cfg loom` only the

@@ -8,6 +8,18 @@
 //!
 //! The binary is a thin wrapper over [`main`]; the modules are public so that integration
 //! tests can drive the renderers and the settings directly.
+//!
+//! # QEMU names
+//!
+//! | QEMU test | costress workload |
+//! |---|---|
+//! | `test-aio-multithread` `/aio/multi/mutex/contended`, `/handoff` | `mutex` (contended `CoMutex`, counter == increments) |
+//! | `test-coroutine` `/locking/co-rwlock/*` | `rwlock` (readers, writers, upgrades, downgrades) |
+//! | `test-coroutine` CoQueue cases | `queue` (producers and consumers, each item once) |
+//! | `test-aio-multithread` `/aio/multi/schedule` | `wake` (cross-context ping-pong, wake latency) |
+//! | `test-coroutine` `/perf/lifecycle` | `lifecycle` (create/run/finish churn, pool hit rate) |
+//! | `qemu_co_sleep_ns` users | `sleep` (timer storm, oversleep) |
+//! | `qemu_co_send`/`qemu_co_recv` users | `echo` (loopback sockets, request latency) |
 
 pub mod cli;
 pub mod exit;

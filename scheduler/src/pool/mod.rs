@@ -1,7 +1,7 @@
 //! The stack pool (layer 2): finished coroutines give their fiber back, and
 //! the next coroutine created on any thread reuses it.
 //!
-//! This is QEMU's design (SEMANTICS.md §7, see [`batch`]) applied to fibers:
+//! This is QEMU's design (SEMANTICS.md §7, see the `batch` module) applied to fibers:
 //! a per-thread cache of up to two batches of 128, a process-wide pool of
 //! batches whose maximum starts at 128 and moves with
 //! [`inc_pool_size`]/[`dec_pool_size`], and a hard cap of

@@ -1,6 +1,6 @@
 //! The registry of workloads, in `--list` order.
 //!
-//! Each workload is a module with one [part](part::Part): `start` spawns its coroutines,
+//! Each workload is a module with one part (`part::Part`): `start` spawns its coroutines,
 //! `finish` joins them and checks that nothing was lost. A registered workload runs its own
 //! part; `mixed` runs every part at once on one runtime.
 
