@@ -55,6 +55,11 @@ const POLL_GROW_START_NS: u64 = 4_000;
 /// and the hot ready-queue path stays free of system calls.
 const IO_CHECK_INTERVAL: u64 = 61;
 
+/// ... or once this much time has passed since the last check, whichever
+/// comes first: a turn that runs a long ready queue can take milliseconds,
+/// and sockets should not wait 61 of those.
+const IO_CHECK_PERIOD: Duration = Duration::from_micros(200);
+
 type Bh = Box<dyn FnOnce() + Send + 'static>;
 
 /// A handle to an event loop. Cheap to clone; `Send + Sync`; equal when it
@@ -92,6 +97,7 @@ pub(crate) struct ContextInner {
     io: UnsafeCell<Option<IoDriver>>,
     poll_ns: Cell<u64>,
     turns: Cell<u64>,
+    last_io_check: Cell<Instant>,
     due: UnsafeCell<Vec<TimerFn>>,
 }
 
@@ -142,6 +148,7 @@ impl ContextInner {
             io: UnsafeCell::new(None),
             poll_ns: Cell::new(0),
             turns: Cell::new(0),
+            last_io_check: Cell::new(Instant::now()),
             due: UnsafeCell::new(Vec::new()),
         }
     }
@@ -352,10 +359,19 @@ impl ContextInner {
         progress |= self.take_handoffs();
         progress |= self.run_timers();
         progress |= self.run_ready();
-        if self.io_sources() > 0 && (!progress || turn % IO_CHECK_INTERVAL == 0) {
+        if self.io_sources() > 0
+            && (!progress || turn % IO_CHECK_INTERVAL == 0 || self.io_check_due())
+        {
+            self.last_io_check.set(Instant::now());
             progress |= self.poll_io(Some(Duration::ZERO));
         }
         progress
+    }
+
+    /// Owner: the last non-blocking fd check is older than
+    /// [`IO_CHECK_PERIOD`].
+    fn io_check_due(&self) -> bool {
+        self.last_io_check.get().elapsed() >= IO_CHECK_PERIOD
     }
 
     /// Owner: waits for events; true if an fd event woke a coroutine.
