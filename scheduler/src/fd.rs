@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::context::io::{IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter, ready_mask};
+use crate::context::timers::TimerFn;
 use crate::context::{AioContext, ContextInner, current_inner};
 use crate::coroutine::control::{self, CoRef};
 use crate::tls;
@@ -178,7 +179,7 @@ impl Registration {
             let id = inner.id;
             inner.add_timer(
                 d,
-                Box::new(move || {
+                TimerFn::new(move || {
                     with_owner(id, |inner, driver| {
                         let co = driver.expire(slot, generation, bit, ticket);
                         wake_all(inner, co.into_iter().collect());
@@ -245,7 +246,7 @@ impl Registration {
         });
         if arm_sweep {
             driver.sweep_armed = true;
-            inner.add_timer(Instant::now() + SWEEP_INTERVAL, Box::new(sweep_timer));
+            inner.add_timer(Instant::now() + SWEEP_INTERVAL, TimerFn::new(sweep_timer));
         }
         Ok(ticket)
     }
@@ -380,7 +381,7 @@ fn sweep_timer() {
         None => return,
     };
     if again {
-        inner.add_timer(Instant::now() + SWEEP_INTERVAL, Box::new(sweep_timer));
+        inner.add_timer(Instant::now() + SWEEP_INTERVAL, TimerFn::new(sweep_timer));
     }
     wake_all(inner, woken);
 }

@@ -281,24 +281,40 @@ impl ContextInner {
     }
 
     fn run_timers(&self) -> bool {
-        // SAFETY: owner only; the borrow ends before callbacks run.
-        let due = unsafe {
+        // The scratch vector is taken out while callbacks run (they may arm
+        // timers, or even poll) and put back afterwards, so that firing
+        // timers allocates nothing in steady state.
+        // SAFETY: owner only; the borrows end before callbacks run.
+        let mut due = unsafe {
             let timers = &mut *self.timers.get();
             if timers.len() == 0 {
                 return false;
             }
-            let due = &mut *self.due.get();
-            timers.take_due(Instant::now(), due);
-            std::mem::take(due)
+            let mut due = std::mem::take(&mut *self.due.get());
+            timers.take_due(Instant::now(), &mut due);
+            due
         };
-        if due.is_empty() {
-            return false;
-        }
+        let fired = !due.is_empty();
         bump(&self.counters.timer_fires, due.len() as u64);
-        for cb in due {
-            cb();
+        let mut callbacks = due.drain(..);
+        while let Some(cb) = callbacks.next() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.run())) {
+                // Re-arm the callbacks that did not run yet (they are due
+                // now), then let the panic out: no timer is lost.
+                let now = Instant::now();
+                for rest in callbacks.by_ref() {
+                    self.add_timer(now, rest);
+                }
+                drop(callbacks);
+                // SAFETY: owner only, no other borrow of the scratch.
+                unsafe { *self.due.get() = due };
+                resume_unwind(p);
+            }
         }
-        true
+        drop(callbacks);
+        // SAFETY: owner only, no other borrow of the scratch.
+        unsafe { *self.due.get() = due };
+        fired
     }
 
     /// Owner: enters everything that was ready at the start of the call.
@@ -983,7 +999,7 @@ impl AioContext {
     #[track_caller]
     pub fn add_timer<F: FnOnce() + Send + 'static>(&self, deadline: Instant, f: F) -> TimerId {
         self.inner.assert_owner("add_timer");
-        self.inner.add_timer(deadline, Box::new(f))
+        self.inner.add_timer(deadline, TimerFn::new(f))
     }
 
     /// Disarms a timer armed by [`add_timer`](AioContext::add_timer); false if

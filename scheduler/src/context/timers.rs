@@ -9,7 +9,8 @@ use std::collections::BinaryHeap;
 use std::time::Instant;
 
 /// A timer callback. Runs on the context's thread, outside coroutine context.
-pub(crate) type TimerFn = Box<dyn FnOnce() + Send + 'static>;
+/// Small closures are stored inline, so arming a timer allocates nothing.
+pub(crate) type TimerFn = crate::coroutine::entry::Entry;
 
 /// Identifies an armed timer for cancellation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,7 +128,7 @@ mod tests {
         let l = log.clone();
         (log, move |n| {
             let l = l.clone();
-            Box::new(move || l.lock().unwrap().push(n)) as TimerFn
+            TimerFn::new(move || l.lock().unwrap().push(n))
         })
     }
 
@@ -142,7 +143,7 @@ mod tests {
         t.add(now + Duration::from_secs(60), cb(60));
         let mut due = Vec::new();
         t.take_due(now + Duration::from_millis(5), &mut due);
-        due.into_iter().for_each(|f| f());
+        due.into_iter().for_each(TimerFn::run);
         assert_eq!(*log.lock().unwrap(), vec![1, 11, 2]);
         assert_eq!(t.len(), 1);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(60)));
@@ -161,7 +162,7 @@ mod tests {
         assert!(!t.cancel(a), "a stale id cannot cancel the new timer");
         let mut due = Vec::new();
         t.take_due(now, &mut due);
-        due.into_iter().for_each(|f| f());
+        due.into_iter().for_each(TimerFn::run);
         assert_eq!(*log.lock().unwrap(), vec![2]);
         assert_eq!(t.len(), 0);
         assert_eq!(t.next_deadline(), None);
