@@ -46,8 +46,48 @@ impl Wake for Coroutine {
 /// Outside a coroutine.
 #[track_caller]
 pub fn co_sleep(d: Duration) {
-    // Not wakeable: no slot to publish in, only the timer can claim.
-    let _ = sleep_on(None, Instant::now().checked_add(d));
+    match Instant::now().checked_add(d) {
+        Some(deadline) => sleep_until(deadline),
+        // Beyond the clock's range: nothing can ever wake it.
+        None => {
+            let _ = sleep_on(None, None);
+        }
+    }
+}
+
+/// The non-wakeable sleep: only the timer resumes the coroutine, so there is
+/// nothing to claim and the timer can simply wake it (no shared state, no
+/// allocation: the callback's one handle is stored inline in the timer).
+#[track_caller]
+fn sleep_until(deadline: Instant) {
+    let Some(me) = coscheduler::current() else {
+        panic!("CoSleep::sleep / co_sleep called outside a coroutine");
+    };
+    let ctx = AioContext::current();
+    let id = ctx.add_timer(deadline, move || me.wake());
+    // Disarms the timer however the sleep ends: normally it has fired and
+    // cancelling is a no-op; if the coroutine was unwound (shutdown) or
+    // resumed by a stray wake, the timer must not wake it later, in the
+    // middle of some other wait.
+    struct Disarm(AioContext, TimerId);
+    impl Drop for Disarm {
+        fn drop(&mut self) {
+            if self.0.is_current() {
+                self.0.cancel_timer(self.1);
+            } else {
+                // Resumed elsewhere (a migratable coroutine moved while
+                // asleep): the timer belongs to its old context's thread.
+                let (ctx, id) = (self.0.clone(), self.1);
+                self.0.bh_oneshot(move || {
+                    ctx.cancel_timer(id);
+                });
+            }
+        }
+    }
+    let _disarm = Disarm(ctx, id);
+    coscheduler::raw::set_wait_reason("sleep", None);
+    coscheduler::suspend();
+    coscheduler::raw::clear_wait_reason();
 }
 
 /// QEMU's `QemuCoSleep`: a sleep that another party can end early.
