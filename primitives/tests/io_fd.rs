@@ -352,9 +352,11 @@ fn waiting_from_another_context_is_refused() {
     let (a, _b) = StdUnix::pair().unwrap();
     let fd = a.as_raw_fd();
     let ctxs = rt.contexts().to_vec();
-    // SAFETY: `a` outlives the joins.
     let reg = ctxs[0]
-        .spawn(move || Registration::new(unsafe { borrow(fd) }).unwrap())
+        .spawn(move || {
+            // SAFETY: `a` outlives the joins.
+            Registration::new(unsafe { borrow(fd) }).unwrap()
+        })
         .join()
         .unwrap();
     let reg = Arc::new(reg);

@@ -141,19 +141,16 @@ impl Shared {
             "a record left on from_push"
         );
         // SAFETY: every thread has been joined; we are the only user.
-        m.to_pop
-            .with(|p| assert!(unsafe { (*p).is_null() }, "a record left on to_pop"));
+        let to_pop_empty = m.to_pop.with(|p| unsafe { (*p).is_null() });
+        assert!(to_pop_empty, "a record left on to_pop");
         assert_eq!(
             m.handoff.load(Relaxed),
             0,
             "a hand-off offer left outstanding"
         );
         // SAFETY: as above.
-        assert_eq!(
-            self.counter.with(|c| unsafe { *c }),
-            sections,
-            "each critical section exactly once"
-        );
+        let counted = self.counter.with(|c| unsafe { *c });
+        assert_eq!(counted, sections, "each critical section exactly once");
     }
 }
 

@@ -179,10 +179,10 @@ impl GuardedStack {
     /// `GuardedStack`, and nothing may run on that stack during the call.
     pub(crate) unsafe fn high_water_mark_at(start: usize, len: usize) -> usize {
         valgrind::make_mem_defined(start, len);
+        let n = len / size_of::<usize>();
         // SAFETY: per the contract, the range is mapped, initialised and not
         // written concurrently.
-        let words =
-            unsafe { std::slice::from_raw_parts(start as *const usize, len / size_of::<usize>()) };
+        let words = unsafe { std::slice::from_raw_parts(start as *const usize, n) };
         paint::used_bytes(words)
     }
 

@@ -46,6 +46,9 @@ use std::ops::Range;
 use std::ptr;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+/// A three-argument (`SA_SIGINFO`) signal handler.
+type SigactionFn = extern "C" fn(c_int, *mut siginfo_t, *mut c_void);
+
 use libc::{c_int, c_void, siginfo_t};
 
 use super::GuardedStack;
@@ -405,8 +408,7 @@ unsafe fn chain(
             // SIG_IGN is the address of the three-argument function that was
             // installed (the caller guarantees `prev` came from the kernel);
             // it is non-zero, since zero is SIG_DFL, matched above.
-            let function: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
-                unsafe { mem::transmute(function) };
+            let function: SigactionFn = unsafe { mem::transmute(function) };
             function(signum, info, context);
         }
         function => {
