@@ -46,10 +46,10 @@ use std::ops::Range;
 use std::ptr;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use libc::{c_int, c_void, siginfo_t};
+
 /// A three-argument (`SA_SIGINFO`) signal handler.
 type SigactionFn = extern "C" fn(c_int, *mut siginfo_t, *mut c_void);
-
-use libc::{c_int, c_void, siginfo_t};
 
 use super::GuardedStack;
 
