@@ -300,9 +300,22 @@ pub(crate) fn complete_failed(co: &CoInner, error: JoinError) {
 /// Drops an unstarted coroutine's body without running it and reports why
 /// through its handle.
 pub(crate) fn cancel_unstarted(co: &CoInner, error: JoinError) {
-    co.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: an unstarted coroutine's entry is touched only by whoever
-    // starts or cancels it, and that is us (we hold it from a queue).
+    use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+    // Claim it as a starter would: whoever wins the `NEW` CAS owns the entry
+    // closure. If a racing `enter` won, the coroutine runs and completes its
+    // own handle.
+    let claimed = co.state.compare_exchange(
+        crate::coroutine::control::NEW,
+        crate::coroutine::control::FINISHED,
+        AcqRel,
+        Acquire,
+    );
+    if claimed.is_err() {
+        return;
+    }
+    co.cancel.store(true, Relaxed);
+    // SAFETY: the CAS above made us the only party that may touch the entry
+    // of this never-started coroutine.
     let entry = unsafe { (*co.entry.get()).take() };
     drop(entry);
     complete_failed(co, error);

@@ -25,7 +25,7 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::ptr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -37,11 +37,11 @@ use self::registry::Registry;
 pub use self::timers::TimerId;
 use self::timers::{TimerFn, Timers};
 use crate::coroutine::control::{
-    self, CoInner, CoRef, FINISHED, LocalList, NEW, SUSPENDED, WaitReason,
+    self, CoInner, CoRef, FINISHED, LocalList, NEW, RUNNING, SUSPENDED, WaitReason,
 };
 use crate::coroutine::{Coroutine, enter};
 use crate::join::JoinHandle;
-use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64};
+use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, fence};
 use crate::tls;
 
 /// QEMU's default `poll-max-ns` (32 µs).
@@ -179,19 +179,42 @@ impl ContextInner {
         unsafe { (*self.ready.get()).push_back(co) };
     }
 
+    /// Owner: appends a whole list to the ready queue.
+    ///
+    /// # Safety
+    /// Owner thread only, and not while another borrow of `ready` is live.
+    pub(crate) unsafe fn append_ready(&self, list: LocalList) {
+        // SAFETY: owner only, no other live borrow (caller's contract).
+        unsafe { (*self.ready.get()).append(list) };
+    }
+
     /// Any thread: gives `co` (already marked scheduled) to this context.
+    ///
+    /// Push first, check `closed` after (a SeqCst fence between, paired with
+    /// the one in `close`): either the owner's final drain sees the node, or
+    /// we see the flag and drain it ourselves. Checking before pushing would
+    /// leave a node stranded when `close` drains in between.
     pub(crate) fn push_remote(&self, co: CoRef) {
-        if self.closed.load(Acquire) {
-            // Nobody will consume it (a started coroutine homed here was
-            // already unwound when the context closed).
-            drop_queued(co);
-            return;
-        }
         let raw = co.into_raw() as *mut CoInner;
         // SAFETY: `raw` carries one reference, is not on any queue (one
-        // accepted wake), and is reclaimed by the owner in `take_handoffs`.
+        // accepted wake), and is reclaimed by whoever takes it (the owner's
+        // `take_handoffs`, or a drain after `closed`).
         unsafe { self.handoff.push(raw) };
+        fence(SeqCst);
+        if self.closed.load(Relaxed) {
+            self.drain_closed();
+            return;
+        }
         self.gate.notify(|| self.wake_thread());
+    }
+
+    /// Any thread, once `closed`: drops whatever is on the hand-off queue.
+    /// `take_all` is a swap, so concurrent drainers get disjoint nodes.
+    fn drain_closed(&self) {
+        for raw in self.handoff.take_all() {
+            // SAFETY: reclaiming the reference its pusher gave up.
+            drop_queued(unsafe { CoRef::from_raw(raw) });
+        }
     }
 
     fn wake_thread(&self) {
@@ -347,17 +370,16 @@ impl ContextInner {
         match co.state() {
             FINISHED => {}
             NEW if co.cancel.load(Relaxed) => {}
-            _ => {
-                if co.migratable && !enter::try_claim_migratable(&co) {
-                    // Still running on its previous context: its wake takes
-                    // effect once it has suspended there.
-                    let _ = control::try_schedule(&co, Location::caller());
+            RUNNING if co.migratable => {
+                // Still running on its previous context: its wake takes
+                // effect once it has suspended there. Re-queue it, unless
+                // another waker already owns its next wake.
+                if control::try_schedule(&co, Location::caller()).is_ok() {
                     // SAFETY: owner; no live borrow of `ready`.
                     unsafe { self.push_ready(co) };
-                    return;
                 }
-                enter::enter_chain(&co, true);
             }
+            _ => enter::enter_chain(&co, true),
         }
     }
 
@@ -609,16 +631,23 @@ impl ContextInner {
                 control::clear_scheduled(&co);
                 self.cancel_now(&co);
             }
+            // Take references to every registered coroutine *before* running
+            // any: unwinding one can finish and free another, so a raw
+            // snapshot may not be dereferenced once coroutines have run.
             // SAFETY: owner only, short borrow.
             let snapshot = unsafe { (*self.registry.get()).snapshot() };
+            let mut live = Vec::with_capacity(snapshot.len());
             for p in snapshot {
-                // SAFETY: a registered block is never freed.
-                let Some(co) = (unsafe { CoRef::try_upgrade(p) }) else {
+                // SAFETY: a registered block is never freed while registered,
+                // and nothing has run since the snapshot was taken.
+                match unsafe { CoRef::try_upgrade(p) } {
+                    Some(co) => live.push(co),
                     // Its last handle is being dropped: the cancellation is
                     // on its way through the hand-off queue.
-                    work = true;
-                    continue;
-                };
+                    None => work = true,
+                }
+            }
+            for co in live {
                 if ptr::eq(co.home.load(Acquire), self) && co.state() == SUSPENDED {
                     work = true;
                     self.cancel_now(&co);
@@ -632,20 +661,28 @@ impl ContextInner {
                 break;
             }
         }
-        self.closed.store(true, Release);
+        self.closed.store(true, Relaxed);
+        // Pairs with the fence in `push_remote`: a push we do not see here
+        // is followed by its pusher seeing `closed` and draining.
+        fence(SeqCst);
         self.drop_bhs();
-        // Late pushes after the flag are dropped by `push_remote`; anything
-        // that raced in before it is dropped here.
-        for raw in self.handoff.take_all() {
-            // SAFETY: reclaiming the reference `push_remote` gave up.
-            drop_queued(unsafe { CoRef::from_raw(raw) });
-        }
+        self.drain_closed();
     }
 
     /// Owner: unwinds `co` now if it is suspended here; never starts it.
     fn cancel_now(&self, co: &CoRef) {
         match co.state() {
             SUSPENDED => {
+                // Go through the wake protocol: a coroutine whose wake is
+                // already in flight (queued here or, migratable, elsewhere)
+                // is left to that wake, so it is never resumed twice.
+                if control::try_schedule(co, Location::caller()).is_err() {
+                    return;
+                }
+                control::clear_scheduled(co);
+                if !ptr::eq(co.home.load(Acquire), self) {
+                    return;
+                }
                 co.cancel.store(true, Relaxed);
                 let _ = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(co, true)));
             }
@@ -662,8 +699,9 @@ impl ContextInner {
 
     /// Owner: disarms a timer.
     pub(crate) fn cancel_timer(&self, id: TimerId) -> bool {
-        // SAFETY: owner only, short borrow.
-        unsafe { (*self.timers.get()).cancel(id) }
+        // SAFETY: owner only, short borrow, ended before the callback drops.
+        let cb = unsafe { (*self.timers.get()).cancel(id) };
+        cb.is_some()
     }
 
     /// Sets the adaptive polling maximum.
@@ -1121,6 +1159,12 @@ fn deliver_local(co: CoRef) {
 }
 
 /// The last handle of a suspended coroutine is gone: unwind it at home.
+///
+/// On its home thread outside a coroutine it is unwound now; inside a
+/// coroutine of that thread, right after that coroutine suspends; from
+/// another thread, through the home context's hand-off queue. The
+/// scheduler never drops a coroutine reference while it holds a borrow of
+/// its own state (timer slots, the fd table), so unwinding inline is safe.
 pub(crate) fn wake_cancelled(co: CoRef) {
     // Nobody else can wake it; mark it so that the queue paths accept it.
     let _ = control::try_schedule(&co, Location::caller());

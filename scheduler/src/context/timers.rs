@@ -59,15 +59,17 @@ impl Timers {
         TimerId { slot, generation }
     }
 
-    /// Disarms a timer; false if it already fired or was cancelled.
-    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
+    /// Disarms a timer and hands its callback back, to be dropped by the
+    /// caller once it no longer borrows the timers (dropping a callback can
+    /// run arbitrary code); `None` if it already fired or was cancelled.
+    pub(crate) fn cancel(&mut self, id: TimerId) -> Option<TimerFn> {
         match self.slots.get_mut(id.slot as usize) {
             Some(s) if s.generation == id.generation && s.callback.is_some() => {
-                s.callback = None;
+                let cb = s.callback.take();
                 self.retire(id.slot);
-                true
+                cb
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -155,11 +157,14 @@ mod tests {
         let mut t = Timers::default();
         let now = Instant::now();
         let a = t.add(now, cb(1));
-        assert!(t.cancel(a));
-        assert!(!t.cancel(a), "second cancel is a no-op");
+        assert!(t.cancel(a).is_some());
+        assert!(t.cancel(a).is_none(), "second cancel is a no-op");
         let b = t.add(now, cb(2));
         assert_eq!(b.slot, a.slot, "slot reused");
-        assert!(!t.cancel(a), "a stale id cannot cancel the new timer");
+        assert!(
+            t.cancel(a).is_none(),
+            "a stale id cannot cancel the new timer"
+        );
         let mut due = Vec::new();
         t.take_due(now, &mut due);
         due.into_iter().for_each(TimerFn::run);

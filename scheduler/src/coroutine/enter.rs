@@ -38,43 +38,68 @@ pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
     let ctx = ensure_context(ts);
     let mut pending = LocalList::new();
     let mut panic = None;
-    // SAFETY: `ts` is this thread's state and `ctx` its context; both stay
-    // valid for this whole call, because the thread running an enter loop is
-    // itself running (never suspended) until the loop returns. `first` is
-    // kept alive by the caller.
-    unsafe { run_one(ts, ctx, first, &mut pending, &mut panic) };
-    if pending.is_empty() && panic.is_none() {
-        // The common case (nothing woken, no panic): skip the loop's setup
-        // and the list's drop glue.
-        std::mem::forget(pending);
-        return;
-    }
-    while let Some(co) = pending.pop_front() {
-        control::clear_scheduled(&co);
-        match co.state() {
-            FINISHED => continue,
-            NEW if co.cancel.load(Relaxed) => continue,
-            RUNNING if co.migratable => {
-                // Still running where it lived before a migration: queue it
-                // here again; its wake takes effect after it has suspended.
-                let _ = control::try_schedule(&co, Location::caller());
-                // SAFETY: `ctx` is this thread's context, not borrowed here.
-                unsafe { (*ctx).push_ready(co) };
-                continue;
-            }
-            _ => {}
+    {
+        let guard = PendingGuard {
+            pending: &mut pending,
+            ctx,
+        };
+        // SAFETY: `ts` is this thread's state and `ctx` its context; both
+        // stay valid for this whole call, because the thread running an
+        // enter loop is itself running (never suspended) until the loop
+        // returns. `first` is kept alive by the caller.
+        unsafe { run_one(ts, ctx, first, guard.pending, &mut panic) };
+        if guard.pending.is_empty() && panic.is_none() {
+            // The common case (nothing woken, no panic): skip the loop.
+            std::mem::forget(guard);
+            std::mem::forget(pending);
+            return;
         }
-        // SAFETY: as above; `co` is owned by this loop.
-        unsafe { run_one(ts, ctx, &co, &mut pending, &mut panic) };
+        while let Some(co) = guard.pending.pop_front() {
+            control::clear_scheduled(&co);
+            match co.state() {
+                FINISHED => continue,
+                NEW if co.cancel.load(Relaxed) => continue,
+                RUNNING if co.migratable => {
+                    // Still running where it lived before a migration: its
+                    // wake takes effect after it has suspended, so queue it
+                    // here again, unless another waker already owns its next
+                    // wake (then that one delivers it).
+                    if control::try_schedule(&co, Location::caller()).is_ok() {
+                        // SAFETY: `ctx` is this thread's context, not
+                        // borrowed here.
+                        unsafe { (*ctx).push_ready(co) };
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            // SAFETY: as above; `co` is owned by this loop.
+            unsafe { run_one(ts, ctx, &co, guard.pending, &mut panic) };
+        }
     }
     if let Some(p) = panic {
         resume_unwind(p);
     }
 }
 
-/// True unless a migratable coroutine is still running elsewhere.
-pub(crate) fn try_claim_migratable(co: &CoInner) -> bool {
-    co.state() != RUNNING
+/// Keeps an enter loop's pending wakeups if the loop unwinds (a misuse
+/// panic such as "re-entered recursively", or no stack for a raw coroutine):
+/// they move to the context's ready queue, where their wakes still count,
+/// instead of being dropped while still marked scheduled.
+struct PendingGuard<'a> {
+    pending: &'a mut LocalList,
+    ctx: *const ContextInner,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let rest = std::mem::replace(self.pending, LocalList::new());
+        if !rest.is_empty() {
+            // SAFETY: `ctx` is this thread's live context; nothing borrows
+            // its ready queue while an enter loop runs.
+            unsafe { (*self.ctx).append_ready(rest) };
+        }
+    }
 }
 
 /// This thread's context, created on first use.
@@ -103,7 +128,9 @@ unsafe fn run_one(
 ) {
     // SAFETY: `ctx` is this thread's live context.
     let ctx_ref = unsafe { &*ctx };
-    claim(co, ctx_ref);
+    if let Claim::Skip = claim(co, ctx_ref) {
+        return;
+    }
     // SAFETY: this thread's state, on this thread (caller's contract).
     let ts = unsafe { &*ts };
     let prev = ts.current.replace(co);
@@ -124,9 +151,22 @@ unsafe fn run_one(
     }
 }
 
+/// Whether a claimed coroutine is to be resumed.
+enum Claim {
+    Run,
+    /// It could not start (no stack); its handle was told.
+    Skip,
+}
+
 /// Checks that `co` may run here and marks it running.
+///
+/// Every transition into `RUNNING` that can race is a CAS: a coroutine that
+/// never ran can be reached by several threads (a racing `enter`, a
+/// cancellation at shutdown), and a migratable one by its old and new home.
+/// Only a started, non-migratable coroutine is claimed with a plain store:
+/// its home thread is the only thread that ever runs it.
 #[inline]
-fn claim(co: &CoInner, ctx: &ContextInner) {
+fn claim(co: &CoInner, ctx: &ContextInner) -> Claim {
     // Acquire: pairs with the Release stores of `SUSPENDED` in `run_one` and
     // of the home pointer in `rehome`.
     let state = co.state.load(Acquire);
@@ -137,34 +177,44 @@ fn claim(co: &CoInner, ctx: &ContextInner) {
                 wrong_home(co, home, ctx);
             }
             if co.migratable {
+                // Claim first: only the winner may touch the executing-thread
+                // fields (the registry link among them).
+                if co
+                    .state
+                    .compare_exchange(SUSPENDED, RUNNING, AcqRel, Acquire)
+                    .is_err()
+                {
+                    reentered(co);
+                }
                 move_registration(co, ctx);
+            } else {
+                co.state.store(RUNNING, Relaxed);
             }
+            Claim::Run
         }
-        NEW => start(co, ctx),
+        NEW => {
+            if co
+                .state
+                .compare_exchange(NEW, RUNNING, AcqRel, Acquire)
+                .is_err()
+            {
+                // Started or cancelled by another thread meanwhile.
+                match co.state() {
+                    FINISHED => finished(co),
+                    _ => reentered(co),
+                }
+            }
+            start(co, ctx)
+        }
         RUNNING => reentered(co),
         _ => finished(co),
     }
-    if co.migratable {
-        // A migratable coroutine can be reached from several threads; the
-        // CAS makes a racing second enter fail instead of resuming a stack
-        // that is in use.
-        if co
-            .state
-            .compare_exchange(state, RUNNING, AcqRel, Acquire)
-            .is_err()
-        {
-            reentered(co);
-        }
-    } else {
-        // Only this (home) thread writes the state of a started,
-        // non-migratable coroutine; `start` settled the home race.
-        co.state.store(RUNNING, Relaxed);
-    }
 }
 
-/// First entry: claims the home context, attaches a stack, registers.
+/// First entry, after winning the `NEW` → `RUNNING` CAS: claims the home
+/// context, attaches a stack, registers.
 #[cold]
-fn start(co: &CoInner, ctx: &ContextInner) {
+fn start(co: &CoInner, ctx: &ContextInner) -> Claim {
     let home = co.home.load(Acquire);
     if home.is_null() {
         // SAFETY: `ctx` lives in an Arc owned by this thread's context slot;
@@ -184,10 +234,17 @@ fn start(co: &CoInner, ctx: &ContextInner) {
     } else if !ptr::eq(home, ctx) {
         wrong_home(co, home, ctx);
     }
-    // SAFETY: having won the home, this thread is the executing thread.
+    // SAFETY: having won the start, this thread is the executing thread.
     let has_fiber = unsafe { (*co.fiber.get()).is_some() };
     if !has_fiber {
         if let Err(e) = attach_fiber(co) {
+            // Give the coroutine back unstarted, so that it can be started
+            // (or cancelled) later.
+            co.state.store(NEW, Release);
+            if co.joinable {
+                crate::join::fail_no_stack(co, e);
+                return Claim::Skip;
+            }
             panic!(
                 "coroutine {} ({}) cannot start: no stack available: {e}",
                 co.id,
@@ -197,6 +254,7 @@ fn start(co: &CoInner, ctx: &ContextInner) {
     }
     ctx.register(co);
     bump(&ctx.counters.coroutines_started, 1);
+    Claim::Run
 }
 
 /// Gives a not-yet-started coroutine its stack, from the pool.
@@ -256,7 +314,15 @@ fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Sen
         Some(Outcome::Panicked(p)) if panic.is_none() => *panic = Some(p),
         _ => {}
     }
-    if locks != 0 && panic.is_none() {
+    if locks != 0 && co.joinable {
+        // Its value already went to its handle; the worker that ran it must
+        // not be the one to pay for the leak.
+        eprintln!(
+            "coscheduler: coroutine {} ({}) finished while holding {locks} lock(s)",
+            co.id,
+            co.display_name()
+        );
+    } else if locks != 0 && panic.is_none() {
         *panic = Some(Box::new(format!(
             "coroutine {} ({}) finished while holding {locks} lock(s)",
             co.id,

@@ -369,20 +369,31 @@ pub fn suspend() {
 /// `co` must be this thread's running coroutine.
 #[inline]
 pub(crate) unsafe fn suspend_running(co: *const CoInner) {
-    // SAFETY: the running coroutine's yielder was attached by its trampoline
-    // and stays valid while the fiber is attached.
-    unsafe {
-        let yielder = (*co).yielder.get();
-        let _ = (*yielder).suspend(Suspend::Yielded);
-    }
-    // From here on we may be on another thread (migratable coroutines):
-    // nothing read from thread-locals before the switch is reused.
-    // SAFETY: the coroutine is alive while it runs.
-    let co = unsafe { &*co };
-    if co.cancel.load(Relaxed) && !co.cancel_injected.replace(true) {
-        // Nobody can wake this coroutine any more: unwind it. Suspending
-        // again while unwinding (in a destructor) is allowed and does not
-        // restart the unwind.
+    loop {
+        // SAFETY: the running coroutine's yielder was attached by its
+        // trampoline and stays valid while the fiber is attached.
+        unsafe {
+            let yielder = (*co).yielder.get();
+            let _ = (*yielder).suspend(Suspend::Yielded);
+        }
+        // From here on we may be on another thread (migratable coroutines):
+        // nothing read from thread-locals before the switch is reused.
+        // SAFETY: the coroutine is alive while it runs.
+        let inner = unsafe { &*co };
+        if !inner.cancel.load(Relaxed) || inner.cancel_injected.get() {
+            // A normal wake, or a suspension inside the cancellation's own
+            // unwinding (a destructor that waits), which runs on normally.
+            return;
+        }
+        if std::thread::panicking() {
+            // Suspended from a destructor while a panic unwinds: a second
+            // unwind from here would abort the process. Stay suspended;
+            // nothing can wake this coroutine any more, so it is leaked
+            // (with a message) when its last reference goes.
+            continue;
+        }
+        // Nobody can wake this coroutine any more: unwind it, once.
+        inner.cancel_injected.set(true);
         resume_unwind(Box::new(Cancelled));
     }
 }

@@ -240,8 +240,10 @@ impl Runtime {
                 "a Runtime cannot be shut down from one of its own workers"
             );
         }
-        // Release: pairs with the workers' Acquire load of the flag.
+        // Release: pairs with the workers' Acquire load of the flag. The
+        // fence pairs with the one in `spawn_on_shared` (push, then check).
         self.shared.shutdown.store(true, Release);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         for ctx in &self.shared.contexts {
             ctx.notify();
         }
@@ -251,13 +253,7 @@ impl Runtime {
         }
         // Coroutines that never started: drop them (their handles report
         // cancellation).
-        loop {
-            match self.shared.injector.steal() {
-                crossbeam_deque::Steal::Success(co) => co_cancel_unstarted(co),
-                crossbeam_deque::Steal::Retry => continue,
-                crossbeam_deque::Steal::Empty => break,
-            }
-        }
+        drain_injector(&self.shared);
         crate::pool::dec_pool_size(self.pool_added);
         crate::pool::trim_to_max();
     }
@@ -339,19 +335,36 @@ where
     if let Err(first) = control::try_schedule(&co, site) {
         control::double_wake(&co, first);
     }
-    if shared.shutdown.load(std::sync::atomic::Ordering::Acquire) {
-        co_cancel_unstarted(co);
-        return handle;
-    }
     let w = worker::current_worker();
     // SAFETY: the worker-local block lives for the worker thread's whole
-    // loop, and we are on that thread.
+    // loop (the pointer is cleared before it ends), and we are on that
+    // thread.
     match unsafe { w.as_ref() } {
         Some(local) if Arc::ptr_eq(&local.shared, shared) => local.deque.push(co),
         _ => shared.injector.push(co),
     }
+    // Push, then check (SeqCst fence, paired with the one in
+    // `shutdown_inner`): either shutdown's final drain sees the coroutine,
+    // or we see the flag and drain the injector ourselves.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    if shared.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+        drain_injector(shared);
+        return handle;
+    }
     shared.wake_idle_worker();
     handle
+}
+
+/// Cancels everything in the injector (after shutdown). Concurrent drainers
+/// are fine: each coroutine is stolen once.
+fn drain_injector(shared: &Shared) {
+    loop {
+        match shared.injector.steal() {
+            crossbeam_deque::Steal::Success(co) => co_cancel_unstarted(co),
+            crossbeam_deque::Steal::Retry => continue,
+            crossbeam_deque::Steal::Empty => break,
+        }
+    }
 }
 
 /// A snapshot of a runtime's counters.

@@ -15,6 +15,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::time::{Duration, Instant};
@@ -91,28 +92,46 @@ pub(crate) fn run(
     crate::pool::set_thread_default_size(stack_size);
     ctx.install_on_this_thread();
     WORKER.with(|w| w.set(&local));
+    // Clears the pointer however the loop ends, before `local` goes away.
+    struct ClearWorker;
+    impl Drop for ClearWorker {
+        fn drop(&mut self) {
+            WORKER.with(|w| w.set(std::ptr::null()));
+        }
+    }
+    let clear = ClearWorker;
     let mut starved = Starved::default();
     let mut rng = XorShift::new(local.index as u64 + 1);
     let hooks = Hooks { local: &local };
     while !local.shared.shutdown.load(Acquire) {
-        ctx.inner.take_notified();
-        let mut progress = ctx.inner.dispatch();
-        progress |= starved.retry(&ctx);
-        for _ in 0..STARTS_PER_TURN {
-            match find_work(&local, &ctx, &mut rng) {
-                Some(co) => {
-                    start(&ctx, co, &mut starved);
-                    progress = true;
+        // A panic that reaches the worker (a bottom half's or a timer
+        // callback's, a raw coroutine's woken here) is reported and the
+        // worker goes on: its queues hold other coroutines' work.
+        let turn = catch_unwind(AssertUnwindSafe(|| {
+            ctx.inner.take_notified();
+            let mut progress = ctx.inner.dispatch();
+            progress |= starved.retry(&ctx);
+            for _ in 0..STARTS_PER_TURN {
+                match find_work(&local, &ctx, &mut rng) {
+                    Some(co) => {
+                        start(&ctx, co, &mut starved);
+                        progress = true;
+                    }
+                    None => break,
                 }
-                None => break,
             }
-        }
-        if !progress {
-            let limit = starved.next_check();
-            ctx.inner.wait(limit, &hooks);
+            progress
+        }));
+        match turn {
+            Ok(true) => {}
+            Ok(false) => {
+                let limit = starved.next_check();
+                ctx.inner.wait(limit, &hooks);
+            }
+            Err(p) => report_worker_panic(ctx.name(), &p),
         }
     }
-    WORKER.with(|w| w.set(std::ptr::null()));
+    drop(clear);
     starved.cancel_all();
     // Unstarted coroutines left in our deque go back to the injector, where
     // the Runtime drops them (their handles report cancellation).
@@ -120,6 +139,18 @@ pub(crate) fn run(
         local.shared.injector.push(co);
     }
     AioContext::close_this_thread();
+}
+
+/// A panic reached a worker's loop: say so (a payload raised with
+/// `resume_unwind` never went through the panic hook).
+#[cold]
+fn report_worker_panic(worker: &str, payload: &Box<dyn std::any::Any + Send>) {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string payload>".to_owned());
+    eprintln!("coscheduler: {worker}: a panic reached the worker loop and was contained: {msg}");
 }
 
 /// Local deque, then the injector, then a random victim.
