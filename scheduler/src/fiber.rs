@@ -136,7 +136,12 @@ fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
             let co = &*input;
             co.attach_yielder(yielder);
             let entry = co.take_entry();
-            match catch_unwind(AssertUnwindSafe(|| entry.run())) {
+            let body = || {
+                entry.run();
+                // SAFETY: still the running coroutine of this thread.
+                crate::coroutine::enter::assert_no_locks_held(input);
+            };
+            match catch_unwind(AssertUnwindSafe(body)) {
                 Ok(()) => Outcome::Returned,
                 Err(payload) => Outcome::from_unwind(payload),
             }

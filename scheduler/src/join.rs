@@ -180,7 +180,10 @@ where
         let value = f();
         let me = crate::tls::current();
         // SAFETY: the body runs inside its own coroutine, which is alive
-        // while it runs.
+        // while it runs. Checked before the value is handed over, so that a
+        // leaked lock turns into this coroutine's panic.
+        unsafe { crate::coroutine::enter::assert_no_locks_held(me) };
+        // SAFETY: as above.
         let me = unsafe { &*me };
         me.join.complete(Completion::Value(Box::new(value)));
     };

@@ -132,10 +132,12 @@ mod pool_batch_model;
 #[cfg(not(loom))]
 pub use config::{Config, ConfigError, RuntimeConfig};
 #[cfg(not(loom))]
-pub use context::{AioContext, ContextMetrics, DEFAULT_POLL_MAX, TimerId};
+pub use context::{
+    AioContext, ContextMetrics, DEFAULT_POLL_MAX, DEFAULT_SHUTDOWN_TIMEOUT, TimerId,
+};
 #[cfg(not(loom))]
 pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend, yield_now};
 #[cfg(not(loom))]
 pub use join::{JoinError, JoinHandle};
 #[cfg(not(loom))]
-pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, reschedule_self};
+pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self};

@@ -93,3 +93,43 @@ pub fn clear_wait_reason() {
         unsafe { *co.wait.get() = None };
     }
 }
+
+/// Runs `f` with every suspension of the current coroutine inside it
+/// *shielded*: not a cancellation point. A cancelled coroutine (its last
+/// handle dropped, its runtime shutting down) is normally unwound at its
+/// next suspension; inside a shield it is only resumed by a real wake, and
+/// the unwind waits for the first unshielded suspension after the shield.
+///
+/// For waits that must complete even when the coroutine is being cancelled,
+/// typically inside destructors: a lock's clean-up that must take an
+/// internal lock, a hand-off that must be acknowledged. Outside a coroutine
+/// it just runs `f`.
+///
+/// ```
+/// let co = coscheduler::Coroutine::new(|| {
+///     coscheduler::raw::shield(coscheduler::suspend);
+/// });
+/// co.enter();
+/// co.enter();
+/// assert!(co.is_finished());
+/// ```
+pub fn shield<R>(f: impl FnOnce() -> R) -> R {
+    struct Unshield(*const crate::coroutine::control::CoInner);
+    impl Drop for Unshield {
+        fn drop(&mut self) {
+            // SAFETY: the coroutine that entered the shield is the one
+            // running this drop (a shield does not outlive its frame), and
+            // `shield` is its executing-thread field.
+            if let Some(co) = unsafe { self.0.as_ref() } {
+                co.shield.set(co.shield.get() - 1);
+            }
+        }
+    }
+    let co = tls::current();
+    // SAFETY: the running coroutine is alive; executing-thread field.
+    if let Some(co) = unsafe { co.as_ref() } {
+        co.shield.set(co.shield.get() + 1);
+    }
+    let _unshield = Unshield(co);
+    f()
+}

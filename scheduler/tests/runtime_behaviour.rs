@@ -247,41 +247,6 @@ fn shutdown_unwinds_suspended_coroutines_on_their_workers_and_cancels_unstarted_
     }
 }
 
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-fn mapping_count() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
-
-#[test]
-fn a_hundred_runtimes_leak_no_thread_and_no_mapping() {
-    let cycle = || {
-        let rt = Runtime::builder().threads(2).build().unwrap();
-        let hs: Vec<_> = (0..50).map(|i| rt.spawn(move || i)).collect();
-        let sleeper = rt.spawn(suspend);
-        let sum: i32 = hs.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(sum, 1225);
-        drop(sleeper);
-        drop(rt);
-    };
-    // Warm up allocator arenas, the pool and lazy statics.
-    for _ in 0..3 {
-        cycle();
-    }
-    let (threads, maps) = (thread_count(), mapping_count());
-    for _ in 0..100 {
-        cycle();
-    }
-    assert_eq!(thread_count(), threads, "worker threads were joined");
-    let after = mapping_count();
-    assert!(after <= maps + 8, "mappings grew from {maps} to {after}");
-}
-
 #[test]
 fn runtime_from_config() {
     let cfg = Config::from_toml_str(

@@ -35,6 +35,12 @@ pub struct ContextMetrics {
     pub bottom_halves: u64,
     /// Busy-poll rounds that found work before sleeping.
     pub poll_hits: u64,
+    /// Panics that reached this context's loop and were contained there (a
+    /// bottom half's, a timer callback's, a raw coroutine's entered by the
+    /// loop): reported on stderr, and the loop went on.
+    pub panics_contained: u64,
+    /// Coroutines homed here that shutdown could not unwind and leaked.
+    pub coroutines_leaked: u64,
 }
 
 impl ContextMetrics {
@@ -52,6 +58,8 @@ impl ContextMetrics {
         self.timer_fires += other.timer_fires;
         self.bottom_halves += other.bottom_halves;
         self.poll_hits += other.poll_hits;
+        self.panics_contained += other.panics_contained;
+        self.coroutines_leaked += other.coroutines_leaked;
     }
 }
 
@@ -70,6 +78,8 @@ pub(crate) struct Counters {
     pub(crate) timer_fires: AtomicU64,
     pub(crate) bottom_halves: AtomicU64,
     pub(crate) poll_hits: AtomicU64,
+    pub(crate) panics_contained: AtomicU64,
+    pub(crate) coroutines_leaked: AtomicU64,
 }
 
 /// Owner-only increment.
@@ -94,6 +104,8 @@ impl Counters {
             timer_fires: self.timer_fires.load(Relaxed),
             bottom_halves: self.bottom_halves.load(Relaxed),
             poll_hits: self.poll_hits.load(Relaxed),
+            panics_contained: self.panics_contained.load(Relaxed),
+            coroutines_leaked: self.coroutines_leaked.load(Relaxed),
         }
     }
 }

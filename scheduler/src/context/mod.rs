@@ -19,6 +19,7 @@ pub(crate) mod handoff;
 pub(crate) mod io;
 pub(crate) mod metrics;
 mod registry;
+mod shutdown;
 pub(crate) mod timers;
 
 use std::cell::{Cell, RefCell, UnsafeCell};
@@ -34,6 +35,7 @@ use self::io::IoDriver;
 pub use self::metrics::ContextMetrics;
 use self::metrics::{Counters, bump};
 use self::registry::Registry;
+pub use self::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use self::timers::TimerId;
 use self::timers::{TimerFn, Timers};
 use crate::coroutine::control::{
@@ -99,6 +101,9 @@ pub(crate) struct ContextInner {
     turns: Cell<u64>,
     last_io_check: Cell<Instant>,
     due: UnsafeCell<Vec<TimerFn>>,
+    /// Shutting down (see [`shutdown`]): coroutines that never started are
+    /// dropped instead of started.
+    pub(crate) draining: Cell<bool>,
 }
 
 // SAFETY: the owner-only fields (`UnsafeCell`/`Cell`) are accessed solely by
@@ -150,6 +155,7 @@ impl ContextInner {
             turns: Cell::new(0),
             last_io_check: Cell::new(Instant::now()),
             due: UnsafeCell::new(Vec::new()),
+            draining: Cell::new(false),
         }
     }
 
@@ -599,17 +605,23 @@ impl ContextInner {
                 if co.state() != SUSPENDED || !ptr::eq(co.home.load(Acquire), self) {
                     return None;
                 }
-                // SAFETY: executing-thread field, and we are its home thread.
-                let wait = unsafe { (*co.wait.get()).clone() };
-                Some(SuspendedInfo {
-                    id: co.id,
-                    name: co.name.as_deref().map(str::to_owned),
-                    context: self.id,
-                    waiting_on: wait.map(describe_wait),
-                    scheduled: !co.scheduled.load(Relaxed).is_null(),
-                })
+                Some(self.describe(co))
             })
             .collect()
+    }
+
+    /// Owner: one suspended coroutine homed here.
+    fn describe(&self, co: &CoInner) -> SuspendedInfo {
+        // SAFETY: executing-thread field, and we are its home thread while
+        // it is suspended.
+        let wait = unsafe { (*co.wait.get()).clone() };
+        SuspendedInfo {
+            id: co.id,
+            name: co.name.as_deref().map(str::to_owned),
+            context: self.id,
+            waiting_on: wait.map(describe_wait),
+            scheduled: !co.scheduled.load(Relaxed).is_null(),
+        }
     }
 
     /// Owner: started coroutines registered here.
@@ -618,89 +630,24 @@ impl ContextInner {
         unsafe { (*self.registry.get()).len() }
     }
 
-    /// Owner: unwinds everything homed here and drops everything queued.
-    /// Repeats until a round finds nothing, since unwinding can wake others.
-    pub(crate) fn close(&self) {
-        for _round in 0..64 {
-            let mut work = self.run_bhs();
-            work |= self.take_handoffs();
-            // SAFETY: owner only, short borrow.
-            let mut queued = unsafe { std::mem::replace(&mut *self.ready.get(), LocalList::new()) };
-            while let Some(co) = queued.pop_front() {
-                work = true;
-                control::clear_scheduled(&co);
-                self.cancel_now(&co);
-            }
-            // Take references to every registered coroutine *before* running
-            // any: unwinding one can finish and free another, so a raw
-            // snapshot may not be dereferenced once coroutines have run.
-            // SAFETY: owner only, short borrow.
-            let snapshot = unsafe { (*self.registry.get()).snapshot() };
-            let mut live = Vec::with_capacity(snapshot.len());
-            for p in snapshot {
-                // SAFETY: a registered block is never freed while registered,
-                // and nothing has run since the snapshot was taken.
-                match unsafe { CoRef::try_upgrade(p) } {
-                    Some(co) => live.push(co),
-                    // Its last handle is being dropped: the cancellation is
-                    // on its way through the hand-off queue.
-                    None => work = true,
-                }
-            }
-            for co in live {
-                if ptr::eq(co.home.load(Acquire), self) && co.state() == SUSPENDED {
-                    work = true;
-                    self.cancel_now(&co);
-                }
-            }
-            // SAFETY: owner only, short borrow; callbacks dropped, not run.
-            let timers = unsafe { (*self.timers.get()).clear() };
-            work |= !timers.is_empty();
-            drop(timers);
-            if !work {
-                break;
-            }
-        }
-        self.closed.store(true, Relaxed);
-        // Pairs with the fence in `push_remote`: a push we do not see here
-        // is followed by its pusher seeing `closed` and draining.
-        fence(SeqCst);
-        self.drop_bhs();
-        self.drain_closed();
-    }
-
-    /// Owner: unwinds `co` now if it is suspended here; never starts it.
-    fn cancel_now(&self, co: &CoRef) {
-        match co.state() {
-            SUSPENDED => {
-                // Go through the wake protocol: a coroutine whose wake is
-                // already in flight (queued here or, migratable, elsewhere)
-                // is left to that wake, so it is never resumed twice.
-                if control::try_schedule(co, Location::caller()).is_err() {
-                    return;
-                }
-                control::clear_scheduled(co);
-                if !ptr::eq(co.home.load(Acquire), self) {
-                    return;
-                }
-                co.cancel.store(true, Relaxed);
-                let _ = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(co, true)));
-            }
-            NEW => crate::join::cancel_unstarted(co, crate::join::JoinError::Cancelled),
-            _ => {}
-        }
-    }
-
     /// Owner: arms a timer.
     pub(crate) fn add_timer(&self, deadline: Instant, cb: TimerFn) -> TimerId {
         // SAFETY: owner only, short borrow.
-        unsafe { (*self.timers.get()).add(deadline, cb) }
+        let key = unsafe { (*self.timers.get()).add(deadline, cb) };
+        TimerId {
+            context: self.id,
+            key,
+        }
     }
 
     /// Owner: disarms a timer.
+    /// A `TimerId` from another context is refused (false).
     pub(crate) fn cancel_timer(&self, id: TimerId) -> bool {
+        if id.context != self.id {
+            return false;
+        }
         // SAFETY: owner only, short borrow, ended before the callback drops.
-        let cb = unsafe { (*self.timers.get()).cancel(id) };
+        let cb = unsafe { (*self.timers.get()).cancel(id.key) };
         cb.is_some()
     }
 
@@ -775,6 +722,23 @@ impl fmt::Display for SuspendedInfo {
     }
 }
 
+/// A panic reached an event loop and was contained there (a bottom half's,
+/// a timer callback's, a raw coroutine's): says so, since a payload raised
+/// again with `resume_unwind` never went through the panic hook.
+#[cold]
+pub(crate) fn report_contained_panic(ctx: &ContextInner, payload: &(dyn std::any::Any + Send)) {
+    bump(&ctx.counters.panics_contained, 1);
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string payload>".to_owned());
+    eprintln!(
+        "coscheduler: context {} ({}): a panic reached the event loop and was contained: {msg}",
+        ctx.id, ctx.name
+    );
+}
+
 /// Extra work sources and sleep bookkeeping of whoever drives the context
 /// (the Runtime's workers look at the injector and other workers' queues).
 pub(crate) trait IdleHooks {
@@ -801,7 +765,18 @@ struct ThreadContext(Option<AioContext>);
 impl Drop for ThreadContext {
     fn drop(&mut self) {
         if let Some(ctx) = self.0.take() {
-            ctx.inner.close();
+            // A plain thread is exiting: there is nobody to return an error
+            // to, so what could not be unwound is reported here (and
+            // counted in `pool::stats().leaked`).
+            let stuck = ctx
+                .inner
+                .shut_down(Instant::now() + DEFAULT_SHUTDOWN_TIMEOUT);
+            for s in stuck {
+                eprintln!(
+                    "coscheduler: thread context {} ({}) exited with {s} still suspended; leaked",
+                    ctx.inner.id, ctx.inner.name
+                );
+            }
             // SAFETY: the thread state has no destructor, so it is still
             // accessible; only this thread writes it.
             unsafe { (*tls::thread_state()).context.set(ptr::null()) };
@@ -843,13 +818,21 @@ impl AioContext {
 
     /// Uninstalls and closes this thread's context (Runtime workers, on
     /// shutdown).
-    pub(crate) fn close_this_thread() {
-        let ctx = THREAD_CONTEXT.with(|t| t.borrow_mut().0.take());
-        if let Some(ctx) = ctx {
-            ctx.inner.close();
-            // SAFETY: this thread's state, written by this thread only.
-            unsafe { (*tls::thread_state()).context.set(ptr::null()) };
-        }
+    /// Returns the coroutines that were still suspended at `deadline`
+    /// (leaked; see [`shutdown`]).
+    pub(crate) fn close_this_thread(deadline: Instant) -> Vec<SuspendedInfo> {
+        let ctx = THREAD_CONTEXT.with(|t| t.borrow().0.clone());
+        let Some(ctx) = ctx else {
+            return Vec::new();
+        };
+        // Still installed while it drains: the coroutines it unwinds run
+        // here and see it as their current context.
+        let stuck = ctx.inner.shut_down(deadline);
+        let installed = THREAD_CONTEXT.with(|t| t.borrow_mut().0.take());
+        drop(installed);
+        // SAFETY: this thread's state, written by this thread only.
+        unsafe { (*tls::thread_state()).context.set(ptr::null()) };
+        stuck
     }
 
     /// A new handle from a raw pointer to a live context.
@@ -1040,8 +1023,9 @@ impl AioContext {
         self.inner.add_timer(deadline, TimerFn::new(f))
     }
 
-    /// Disarms a timer armed by [`add_timer`](AioContext::add_timer); false if
-    /// it already fired or was cancelled.
+    /// Disarms a timer armed by [`add_timer`](AioContext::add_timer) on this
+    /// context; false if it already fired or was cancelled, or if `id` was
+    /// armed on another context (each context's timers are its own).
     ///
     /// # Panics
     /// When called from a thread that does not own the context.
@@ -1108,12 +1092,60 @@ fn panic_migration(co: &CoInner, home: *const ContextInner, target: &ContextInne
 
 /// QEMU's `aio_co_wake`: wakes `co` in its home context, or in the waker's
 /// context if it never ran.
+///
+/// # Wakes of a cancelled coroutine
+///
+/// Cancellation resumes a coroutine outside the normal wake protocol's
+/// ownership (the canceller takes the wake slot, then the coroutine unwinds
+/// and may suspend again in a destructor), so a real waker that committed
+/// to waking it earlier (a lock granter, a joined coroutine finishing) can
+/// arrive late. For a cancelled coroutine such wakes are tolerated: one that
+/// finds it already scheduled is *absorbed*, and one that finds it finished
+/// is dropped. Absorbing is safe because of a fence pair: the waker
+/// published its condition (the grant) before its failed claim; it then
+/// issues `fence(SeqCst)` and re-reads `scheduled`; the coroutine, resumed
+/// with `cancel` set, issues `fence(SeqCst)` in `suspend_running` after the
+/// scheduler cleared `scheduled` and before it re-checks the condition.
+/// Either the coroutine's re-check sees the condition, or the waker's
+/// re-read sees the mark cleared and retries the claim (store-buffering
+/// pattern). `cancel` is stored with Release by the home thread before it
+/// resumes the coroutine (or by the last handle's drop, when no waker can
+/// exist), and read here with Acquire before the re-read, so a waker that
+/// sees `cancel` also sees every clear that preceded it.
 #[track_caller]
 pub(crate) fn wake(co: &CoRef) {
-    if let Err(first) = control::try_schedule(co, Location::caller()) {
-        control::double_wake(co, first);
+    let site = Location::caller();
+    loop {
+        if co.state() == FINISHED {
+            if co.cancel.load(Acquire) {
+                return;
+            }
+            woken_after_finish(co);
+        }
+        let Err(first) = control::try_schedule(co, site) else {
+            break;
+        };
+        if !co.cancel.load(Acquire) {
+            control::double_wake(co, first);
+        }
+        // Pairs with the fence in `suspend_running` (see above).
+        fence(SeqCst);
+        if !co.scheduled.load(Relaxed).is_null() {
+            // Absorbed: the pending entry re-checks after its fence.
+            return;
+        }
     }
     deliver_woken(co.clone());
+}
+
+#[cold]
+#[track_caller]
+fn woken_after_finish(co: &CoInner) -> ! {
+    panic!(
+        "coroutine {} ({}) was woken after it finished",
+        co.id,
+        co.display_name()
+    )
 }
 
 /// Routes an accepted wake: same context inside a coroutine → the current

@@ -12,9 +12,17 @@ use std::time::Instant;
 /// Small closures are stored inline, so arming a timer allocates nothing.
 pub(crate) type TimerFn = crate::coroutine::entry::Entry;
 
-/// Identifies an armed timer for cancellation.
+/// Identifies an armed timer for cancellation: the context it was armed on
+/// and its slot there, so that it cannot disarm another context's timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId {
+    pub(crate) context: u64,
+    pub(crate) key: TimerKey,
+}
+
+/// A timer's slot in one context's [`Timers`] and the slot's generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TimerKey {
     slot: u32,
     generation: u32,
 }
@@ -37,7 +45,7 @@ pub(crate) struct Timers {
 
 impl Timers {
     /// Arms a timer.
-    pub(crate) fn add(&mut self, deadline: Instant, callback: TimerFn) -> TimerId {
+    pub(crate) fn add(&mut self, deadline: Instant, callback: TimerFn) -> TimerKey {
         let slot = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize].callback = Some(callback);
@@ -56,13 +64,13 @@ impl Timers {
         self.heap
             .push(Reverse((deadline, self.seq, slot, generation)));
         self.armed += 1;
-        TimerId { slot, generation }
+        TimerKey { slot, generation }
     }
 
     /// Disarms a timer and hands its callback back, to be dropped by the
     /// caller once it no longer borrows the timers (dropping a callback can
     /// run arbitrary code); `None` if it already fired or was cancelled.
-    pub(crate) fn cancel(&mut self, id: TimerId) -> Option<TimerFn> {
+    pub(crate) fn cancel(&mut self, id: TimerKey) -> Option<TimerFn> {
         match self.slots.get_mut(id.slot as usize) {
             Some(s) if s.generation == id.generation && s.callback.is_some() => {
                 let cb = s.callback.take();

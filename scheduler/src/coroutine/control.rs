@@ -55,9 +55,30 @@ pub(crate) const SUSPENDED: u8 = 2;
 /// The body returned, panicked or was unwound; the stack is gone.
 pub(crate) const FINISHED: u8 = 3;
 
-/// The unwind payload used to unwind a coroutine nobody can wake any more.
-/// Private, so user code can only observe it as an opaque panic payload.
-pub(crate) struct Cancelled;
+/// The unwind payload used to unwind a cancelled coroutine (nobody can wake
+/// it any more, or its runtime is shutting down). Private, so user code can
+/// only observe it as an opaque panic payload.
+///
+/// Dropping the payload inside the coroutine it was raised in means user
+/// code caught the cancellation (`catch_unwind`) and threw it away: the
+/// coroutine is no longer unwinding, so its next suspension is a
+/// cancellation point again (see `suspend_running`).
+pub(crate) struct Cancelled {
+    pub(crate) id: u64,
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        let co = crate::tls::current();
+        // SAFETY: the running coroutine is alive while it runs, and
+        // `unwinding_cancel` is an executing-thread field of it.
+        if let Some(co) = unsafe { co.as_ref() } {
+            if co.id == self.id {
+                co.unwinding_cancel.set(false);
+            }
+        }
+    }
+}
 
 /// How a coroutine's body ended.
 pub(crate) enum Outcome {
@@ -138,8 +159,20 @@ pub(crate) struct CoInner {
     /// The painted stack's high-water mark, recorded when it finished
     /// (`usize::MAX` until then).
     pub(crate) stack_hwm: AtomicUsize,
-    /// The cancellation unwind was started (it is started once).
-    pub(crate) cancel_injected: Cell<bool>,
+    /// A cancellation unwind raised in this coroutine is in progress: its
+    /// destructors are running and may suspend (and wait) normally.
+    pub(crate) unwinding_cancel: Cell<bool>,
+    /// Depth of `raw::shield` sections: suspensions inside one are never
+    /// cancellation points.
+    pub(crate) shield: Cell<u32>,
+    /// The current suspension is not a cancellation point (a shield, our
+    /// own cancellation unwinding, or a panic unwinding on this thread):
+    /// shutdown does not resume it to unwind it, only a real wake does.
+    pub(crate) parked_shielded: Cell<bool>,
+    /// Suspended, cancelled and unreachable: nothing can ever resume it, so
+    /// its block and stack are leaked (counted in
+    /// [`PoolStats::leaked`](crate::pool::PoolStats::leaked)).
+    pub(crate) orphaned: AtomicBool,
 }
 
 // SAFETY: the atomics are shared freely; every `Cell`/`UnsafeCell` field is
@@ -213,7 +246,10 @@ impl CoInner {
             stack_hwm: AtomicUsize::new(usize::MAX),
             joinable: spec.joinable,
             join: crate::join::JoinSlot::default(),
-            cancel_injected: Cell::new(false),
+            unwinding_cancel: Cell::new(false),
+            shield: Cell::new(0),
+            parked_shielded: Cell::new(false),
+            orphaned: AtomicBool::new(false),
         }
     }
 
@@ -442,21 +478,27 @@ fn last_ref_dropped(p: NonNull<CoInner>) {
         // Resurrect with one count. A registry walk racing with us sees a
         // zero count and leaves the block to us (`try_upgrade`).
         inner.refs.store(1, Relaxed);
-        inner.cancel.store(true, Relaxed);
+        // Release: pairs with the Acquire load of `cancel` by a waker that
+        // finds the coroutine already scheduled (`context::wake`).
+        inner.cancel.store(true, Release);
         crate::context::wake_cancelled(CoRef(p));
         return;
     }
     if state == SUSPENDED {
-        // Its cancellation was dropped without running (its home context
-        // closed while the coroutine had suspended again inside its own
-        // unwinding). The stack holds live frames that must not be skipped
-        // and the home registry may still point here: leak the block and
-        // its stack rather than free memory something can still reach.
-        eprintln!(
-            "coscheduler: coroutine {} ({}) could not be unwound; leaking it",
-            inner.id,
-            inner.display_name()
-        );
+        // Cancelled, suspended again inside its own unwinding (a destructor
+        // that waits), and now unreachable: nothing can ever resume it. Its
+        // stack holds live frames that must not be skipped and its home
+        // registry still points here, so the block and its stack are kept
+        // for good: counted, and skipped by its context's shutdown.
+        if !inner.orphaned.swap(true, Relaxed) {
+            crate::pool::note_leaked();
+            eprintln!(
+                "coscheduler: coroutine {} ({}) suspended inside its own unwinding and can never be \
+                 resumed; its stack is leaked (counted in pool::stats().leaked)",
+                inner.id,
+                inner.display_name()
+            );
+        }
         return;
     }
     // SAFETY: initialised by `CoRef::new`, unreachable now, dropped once.

@@ -154,7 +154,8 @@ unsafe fn run_one(
 /// Whether a claimed coroutine is to be resumed.
 enum Claim {
     Run,
-    /// It could not start (no stack); its handle was told.
+    /// It could not start (no stack, or its context is shutting down);
+    /// its handle was told.
     Skip,
 }
 
@@ -191,6 +192,11 @@ fn claim(co: &CoInner, ctx: &ContextInner) -> Claim {
                 co.state.store(RUNNING, Relaxed);
             }
             Claim::Run
+        }
+        NEW if ctx.draining.get() => {
+            // The context is shutting down: nothing new starts here.
+            crate::join::cancel_unstarted(co, crate::join::JoinError::Cancelled);
+            Claim::Skip
         }
         NEW => {
             if co
@@ -289,7 +295,6 @@ fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Sen
     if ptr::eq(co.registry_ctx.load(Relaxed), ctx) {
         ctx.unregister(co);
     }
-    let locks = co.locks_held.get();
     co.state.store(FINISHED, Release);
     if let Some(f) = fiber {
         if co.paint {
@@ -314,20 +319,26 @@ fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Sen
         Some(Outcome::Panicked(p)) if panic.is_none() => *panic = Some(p),
         _ => {}
     }
-    if locks != 0 && co.joinable {
-        // Its value already went to its handle; the worker that ran it must
-        // not be the one to pay for the leak.
-        eprintln!(
-            "coscheduler: coroutine {} ({}) finished while holding {locks} lock(s)",
-            co.id,
-            co.display_name()
-        );
-    } else if locks != 0 && panic.is_none() {
-        *panic = Some(Box::new(format!(
+}
+
+/// QEMU's `assert(co->locks_held == 0)` when a coroutine terminates: a body
+/// that returns holding a lock (a guard leaked with `mem::forget`, or moved
+/// to another coroutine) panics *inside the coroutine*, so the panic is the
+/// coroutine's own — its `JoinHandle` reports it, or, for a coroutine
+/// entered directly, its enterer — and never the worker's that ran it.
+///
+/// # Safety
+/// `co` is the running coroutine of this thread.
+pub(crate) unsafe fn assert_no_locks_held(co: *const CoInner) {
+    // SAFETY: running, so alive; `locks_held` is an executing-thread field.
+    let co = unsafe { &*co };
+    let locks = co.locks_held.get();
+    if locks != 0 {
+        panic!(
             "coroutine {} ({}) finished while holding {locks} lock(s)",
             co.id,
             co.display_name()
-        )));
+        );
     }
 }
 

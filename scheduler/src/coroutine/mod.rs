@@ -6,7 +6,8 @@ pub(crate) mod entry;
 
 use std::fmt;
 use std::panic::{Location, resume_unwind};
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::fence;
 
 use self::control::{Cancelled, CoInner, CoRef, FINISHED, RUNNING};
 use crate::context::{self, AioContext};
@@ -365,36 +366,66 @@ pub fn suspend() {
 
 /// Suspends the running coroutine `co`.
 ///
+/// # Cancellation points
+///
+/// A suspension is where a cancelled coroutine (its last handle dropped,
+/// or its runtime shutting down) is unwound: when it is resumed with its
+/// `cancel` flag set, `suspend` raises a private panic payload instead of
+/// returning, and the coroutine's destructors run. Not every suspension may
+/// do that. A suspension is *shielded* — resumed normally, and only by a
+/// real wake — when
+/// - it happens inside [`raw::shield`](crate::raw::shield);
+/// - the coroutine's own cancellation is already unwinding (a destructor
+///   that waits for a lock, a sleep, a join): it waits and goes on
+///   unwinding;
+/// - the thread is panicking: the coroutine may be running destructors of
+///   an ordinary panic, and raising a second unwind out of a destructor
+///   aborts the process. (The thread's panic count is shared by all its
+///   coroutines, so this also shields coroutines that merely run while
+///   another one is suspended mid-unwind; they are unwound at their next
+///   unshielded suspension.)
+///
+/// User code that catches the cancellation (`catch_unwind` around a call
+/// that suspends) and discards it is cancelled again at its next
+/// suspension: a cancelled coroutine cannot suspend normally any more.
+///
+/// A cancelled coroutine may also return from a shielded suspension without
+/// the wake it waited for (shutdown resumes what it can); every wait in this
+/// workspace re-checks its condition in a loop.
+///
 /// # Safety
 /// `co` must be this thread's running coroutine.
 #[inline]
 pub(crate) unsafe fn suspend_running(co: *const CoInner) {
-    loop {
-        // SAFETY: the running coroutine's yielder was attached by its
-        // trampoline and stays valid while the fiber is attached.
-        unsafe {
-            let yielder = (*co).yielder.get();
-            let _ = (*yielder).suspend(Suspend::Yielded);
+    // SAFETY: the coroutine is alive while it runs; these are its
+    // executing-thread fields and we are on that thread.
+    let shielded = unsafe {
+        let inner = &*co;
+        let shielded =
+            inner.shield.get() != 0 || inner.unwinding_cancel.get() || std::thread::panicking();
+        inner.parked_shielded.set(shielded);
+        shielded
+    };
+    // SAFETY: the running coroutine's yielder was attached by its trampoline
+    // and stays valid while the fiber is attached.
+    unsafe {
+        let yielder = (*co).yielder.get();
+        let _ = (*yielder).suspend(Suspend::Yielded);
+    }
+    // From here on we may be on another thread (migratable coroutines):
+    // nothing read from thread-locals before the switch is reused.
+    // SAFETY: the coroutine is alive while it runs.
+    let inner = unsafe { &*co };
+    if inner.cancel.load(Relaxed) {
+        // Pairs with the fence in `context::wake`: a wake that found this
+        // coroutine already scheduled and was absorbed published its
+        // condition before that fence, so the caller's re-check after we
+        // return sees it.
+        fence(SeqCst);
+        if !shielded {
+            inner.unwinding_cancel.set(true);
+            resume_unwind(Box::new(Cancelled { id: inner.id }));
         }
-        // From here on we may be on another thread (migratable coroutines):
-        // nothing read from thread-locals before the switch is reused.
-        // SAFETY: the coroutine is alive while it runs.
-        let inner = unsafe { &*co };
-        if !inner.cancel.load(Relaxed) || inner.cancel_injected.get() {
-            // A normal wake, or a suspension inside the cancellation's own
-            // unwinding (a destructor that waits), which runs on normally.
-            return;
-        }
-        if std::thread::panicking() {
-            // Suspended from a destructor while a panic unwinds: a second
-            // unwind from here would abort the process. Stay suspended;
-            // nothing can wake this coroutine any more, so it is leaked
-            // (with a message) when its last reference goes.
-            continue;
-        }
-        // Nobody can wake this coroutine any more: unwind it, once.
-        inner.cancel_injected.set(true);
-        resume_unwind(Box::new(Cancelled));
     }
 }
 

@@ -54,6 +54,12 @@ pub struct PoolStats {
     pub hard_max: usize,
     /// Failed stack allocations (for example `ENOMEM` at the mapping limit).
     pub alloc_failures: u64,
+    /// Coroutines that could not be unwound and were leaked with their
+    /// stacks since the process started: suspended inside their own
+    /// unwinding with nothing left that could resume them, or still stuck
+    /// when a shutdown's timeout ran out (each one is also reported by
+    /// [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout)).
+    pub leaked: u64,
 }
 
 impl PoolStats {
@@ -354,6 +360,7 @@ pub fn stats() -> PoolStats {
         freed: g.retired.freed.load(Relaxed),
         hard_max,
         alloc_failures: g.retired.failures.load(Relaxed),
+        leaked: LEAKED.load(Relaxed),
     };
     for c in threads.iter() {
         s.hits += c.hits.load(Relaxed);
@@ -364,6 +371,15 @@ pub fn stats() -> PoolStats {
         s.pooled += c.local_pooled.load(Relaxed) as usize;
     }
     s
+}
+
+/// Coroutines leaked since the process started (see [`PoolStats::leaked`]).
+static LEAKED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a coroutine leaked with its stack.
+pub(crate) fn note_leaked() {
+    // Relaxed: a statistic.
+    LEAKED.fetch_add(1, Relaxed);
 }
 
 /// QEMU's `qemu_coroutine_inc_pool_size`: lets the shared pool keep

@@ -37,6 +37,7 @@ pub struct Builder {
     poll_max: Duration,
     thread_name: String,
     migrate_started: bool,
+    shutdown_timeout: Duration,
 }
 
 impl Default for Builder {
@@ -49,6 +50,7 @@ impl Default for Builder {
             poll_max: DEFAULT_POLL_MAX,
             thread_name: "coscheduler-worker".to_owned(),
             migrate_started: false,
+            shutdown_timeout: crate::context::DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -111,6 +113,16 @@ impl Builder {
         self
     }
 
+    /// How long [`Runtime::shutdown`] (and `Drop`) waits for suspended
+    /// coroutines to finish unwinding before it leaks the rest (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`](crate::DEFAULT_SHUTDOWN_TIMEOUT), 5 s).
+    /// Unwinding normally takes microseconds; the timeout only matters
+    /// when a destructor waits for something that never comes.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
     /// Applies a `[runtime]` configuration section.
     pub fn config(mut self, cfg: &crate::RuntimeConfig) -> Self {
         if let Some(n) = cfg.threads() {
@@ -149,6 +161,10 @@ impl Builder {
             idle: IdleSet::new(n),
             shutdown: AtomicBool::new(false),
             migrate_started: self.migrate_started,
+            shutdown_timeout: self.shutdown_timeout,
+            drain_timeout_ns: Default::default(),
+            stopped: Default::default(),
+            stopped_cv: Default::default(),
         });
         let cores = if self.pin_threads {
             core_affinity::get_core_ids().filter(|c| !c.is_empty())

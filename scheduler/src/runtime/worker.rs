@@ -128,29 +128,35 @@ pub(crate) fn run(
                 let limit = starved.next_check();
                 ctx.inner.wait(limit, &hooks);
             }
-            Err(p) => report_worker_panic(ctx.name(), &p),
+            Err(p) => crate::context::report_contained_panic(&ctx.inner, &*p),
         }
     }
+    // From here on a spawn from a destructor goes to the injector, which the
+    // shutdown drains, never to our deque.
     drop(clear);
     starved.cancel_all();
-    // Unstarted coroutines left in our deque go back to the injector, where
-    // the Runtime drops them (their handles report cancellation).
     while let Some(co) = local.deque.pop() {
-        local.shared.injector.push(co);
+        crate::join::cancel_unstarted(&co, crate::join::JoinError::Cancelled);
     }
-    AioContext::close_this_thread();
+    let timeout = Duration::from_nanos(local.shared.drain_timeout_ns.load(Relaxed));
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(far_future);
+    let leaked = AioContext::close_this_thread(deadline);
+    let mut stopped = local
+        .shared
+        .stopped
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    stopped.workers += 1;
+    stopped.leaked.extend(leaked);
+    drop(stopped);
+    local.shared.stopped_cv.notify_all();
 }
 
-/// A panic reached a worker's loop: say so (a payload raised with
-/// `resume_unwind` never went through the panic hook).
-#[cold]
-fn report_worker_panic(worker: &str, payload: &Box<dyn std::any::Any + Send>) {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "<non-string payload>".to_owned());
-    eprintln!("coscheduler: {worker}: a panic reached the worker loop and was contained: {msg}");
+/// A deadline that never comes, for a timeout too long to add.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// Local deque, then the injector, then a random victim.

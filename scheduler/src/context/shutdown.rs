@@ -1,0 +1,195 @@
+//! A context's shutdown: unwind every coroutine homed here, then close.
+//!
+//! Runs on the owning thread, as a Runtime worker's last act or when a plain
+//! thread that used coroutines exits. The procedure, step by step:
+//!
+//! 1. **Mark.** Every started coroutine registered here is marked cancelled
+//!    (`cancel`, Release: pairs with the Acquire load of a waker that finds
+//!    it already scheduled, see `context::wake`). From then on each of them
+//!    is unwound at its first *unshielded* suspension (see
+//!    `coroutine::suspend_running`): its destructors run here, on its home
+//!    thread.
+//! 2. **Turn.** The loop keeps running as usual: bottom halves, hand-offs
+//!    from other threads, timers, the ready queue. Two things differ: a
+//!    coroutine that never started is dropped unstarted when it comes up
+//!    (its handle reports `JoinError::Cancelled`), and every resumed one
+//!    unwinds.
+//! 3. **Resume.** Each turn, every registered coroutine that is suspended
+//!    at a cancellation point and not already scheduled is resumed, so that
+//!    it unwinds now. The resume goes through the wake protocol (a claim of
+//!    `scheduled`), so a coroutine whose wake is already in flight is left
+//!    to that wake and never resumed twice. Coroutines suspended *shielded*
+//!    — inside their own unwinding, waiting for a lock, a join, a sleep —
+//!    are left to the wakes they wait for. Those typically come from other
+//!    contexts going through the same procedure (a lock holder on another
+//!    worker unwinds and hands the lock to a cancelled waiter here), which
+//!    is why a context keeps serving its hand-off queue until its own
+//!    coroutines are gone, instead of closing after one pass.
+//! 4. **Done or out of time.** The drain ends when no started coroutine is
+//!    left here, not counting orphans (suspended inside their own unwinding
+//!    with nothing left that can resume them: leaked and counted when their
+//!    last handle went), or at the deadline. Coroutines still suspended then
+//!    are leaked — their stacks hold live frames that must not be skipped —
+//!    counted in `pool::stats().leaked`, and returned to the caller to be
+//!    reported.
+//! 5. **Close.** `closed` is set, then a `SeqCst` fence, then everything
+//!    still queued (hand-offs, bottom halves, the ready queue, timers) is
+//!    dropped. A pusher does the mirror image (push, fence, check `closed`,
+//!    drain itself), so a late hand-off is never stranded (see
+//!    `ContextInner::push_remote`).
+
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::ptr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::time::{Duration, Instant};
+
+use super::metrics::bump;
+use super::{ContextInner, NoHooks, SuspendedInfo, drop_queued, report_contained_panic};
+use crate::coroutine::control::{self, CoRef, LocalList, SUSPENDED};
+use crate::coroutine::enter;
+use crate::sync::fence;
+
+/// How long a shutdown waits for its coroutines to finish unwinding, unless
+/// the Runtime was built with another
+/// [`shutdown_timeout`](crate::Builder::shutdown_timeout); also what a
+/// plain thread's exit waits.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// While draining, how often the context looks again without being woken
+/// (a resumed coroutine may have suspended at a cancellation point again).
+const DRAIN_RECHECK: Duration = Duration::from_millis(10);
+
+impl ContextInner {
+    /// Owner: the shutdown procedure of the module docs. Returns the
+    /// coroutines that were still suspended at `deadline` (leaked). Calling
+    /// it again once closed returns nothing.
+    pub(crate) fn shut_down(&self, deadline: Instant) -> Vec<SuspendedInfo> {
+        if self.closed.load(Relaxed) {
+            return Vec::new();
+        }
+        self.draining.set(true);
+        loop {
+            // A notification only asks for a turn, which this is.
+            self.take_notified();
+            let turn = catch_unwind(AssertUnwindSafe(|| {
+                let mut progress = self.run_bhs();
+                progress |= self.take_handoffs();
+                progress |= self.run_timers();
+                progress |= self.run_ready();
+                progress
+            }));
+            let progress = match turn {
+                Ok(p) => p,
+                Err(p) => {
+                    report_contained_panic(self, &*p);
+                    true
+                }
+            };
+            let (remaining, resumed) = self.resume_cancelled();
+            if remaining == 0 && self.ready_is_empty() && !self.has_incoming() {
+                break;
+            }
+            if progress || resumed {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            self.wait(Some(deadline.min(now + DRAIN_RECHECK)), &NoHooks);
+        }
+        let stuck = self.leak_stuck();
+        self.close();
+        stuck
+    }
+
+    /// Steps 1 and 3: marks every registered coroutine cancelled and
+    /// resumes those suspended at a cancellation point. Returns how many
+    /// coroutines homed here are left (orphans excluded) and whether any
+    /// was resumed.
+    fn resume_cancelled(&self) -> (usize, bool) {
+        // References are taken *before* anything runs: unwinding one
+        // coroutine can finish and free another, so the raw snapshot may
+        // not be dereferenced once coroutines have run.
+        // SAFETY: owner only, short borrow.
+        let snapshot = unsafe { (*self.registry.get()).snapshot() };
+        let mut remaining = 0;
+        let mut live = Vec::with_capacity(snapshot.len());
+        for p in snapshot {
+            // SAFETY: a registered block is never freed while registered,
+            // and nothing has run since the snapshot was taken.
+            match unsafe { CoRef::try_upgrade(p) } {
+                Some(co) => live.push(co),
+                None => {
+                    // Its last handle is being dropped: unless it is an
+                    // orphan, its cancellation is on its way here.
+                    // SAFETY: registered, hence not freed (above).
+                    if !unsafe { (*p).orphaned.load(Relaxed) } {
+                        remaining += 1;
+                    }
+                }
+            }
+        }
+        let mut resumed = false;
+        for co in live {
+            if !ptr::eq(co.home.load(Acquire), self) || co.orphaned.load(Relaxed) {
+                // A stale entry of a coroutine that migrated away, or one
+                // that nothing can resume.
+                continue;
+            }
+            remaining += 1;
+            // Release: pairs with the waker's Acquire in `context::wake`.
+            co.cancel.store(true, Release);
+            // `parked_shielded` is an executing-thread field: we are the
+            // coroutine's home thread and it is suspended.
+            if co.state() == SUSPENDED
+                && !co.parked_shielded.get()
+                && control::try_schedule(&co, Location::caller()).is_ok()
+            {
+                control::clear_scheduled(&co);
+                resumed = true;
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(&co, true))) {
+                    report_contained_panic(self, &*p);
+                }
+            }
+        }
+        (remaining, resumed)
+    }
+
+    /// Step 4, out of time: leaks what is still suspended here.
+    fn leak_stuck(&self) -> Vec<SuspendedInfo> {
+        // SAFETY: owner only, short borrow.
+        let snapshot = unsafe { (*self.registry.get()).snapshot() };
+        let mut stuck = Vec::new();
+        for p in snapshot {
+            // SAFETY: registered, hence not freed.
+            let co = unsafe { &*p };
+            if ptr::eq(co.home.load(Acquire), self) && !co.orphaned.swap(true, Relaxed) {
+                crate::pool::note_leaked();
+                bump(&self.counters.coroutines_leaked, 1);
+                stuck.push(self.describe(co));
+            }
+        }
+        stuck
+    }
+
+    /// Step 5: closes the context and drops whatever is still queued.
+    fn close(&self) {
+        self.closed.store(true, Relaxed);
+        // Pairs with the fence in `push_remote`: a push we do not see below
+        // is followed by its pusher seeing `closed` and draining itself.
+        fence(SeqCst);
+        self.drop_bhs();
+        self.drain_closed();
+        // SAFETY: owner only, short borrow.
+        let mut queued = unsafe { std::mem::replace(&mut *self.ready.get(), LocalList::new()) };
+        while let Some(co) = queued.pop_front() {
+            control::clear_scheduled(&co);
+            drop_queued(co);
+        }
+        // SAFETY: owner only, short borrow; the callbacks are dropped after
+        // it ends, unrun.
+        let timers = unsafe { (*self.timers.get()).clear() };
+        drop(timers);
+    }
+}
