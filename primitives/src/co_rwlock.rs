@@ -155,7 +155,7 @@ impl<T: ?Sized> CoRwLock<T> {
         } else {
             let waited = self.wait_ticket(st, true, false);
             // Possibly admit the next reader, which admits the one after.
-            let st = self.state.lock();
+            let st = self.lock_state_shielded();
             self.maybe_wake_one(st);
             self.record_wait(waited)
         };
@@ -286,9 +286,17 @@ impl<T: ?Sized> CoRwLock<T> {
         if let (Some(s), true) = (self.stats, timing.start != 0) {
             stats::record_hold(s, stats::now().saturating_sub(timing.start), timing.weight);
         }
-        let mut st = self.state.lock();
+        let mut st = self.lock_state_shielded();
         release_share(&mut st);
         self.maybe_wake_one(st);
+    }
+
+    /// Takes the internal mutex for a step that must complete once begun:
+    /// the caller owns a share (or a granted ticket) that no guard stands
+    /// for yet, so the coroutine must not be unwound by a cancellation
+    /// while it waits for the mutex (see `coscheduler::raw::shield`).
+    fn lock_state_shielded(&self) -> CoMutexGuard<'_, RwState> {
+        hooks::shield(|| self.state.lock())
     }
 
     #[inline]
@@ -364,7 +372,7 @@ impl<T: ?Sized> Drop for TicketCancel<'_, T> {
     #[cold]
     fn drop(&mut self) {
         hooks::clear_wait_reason();
-        let mut st = self.lock.state.lock();
+        let mut st = self.lock.lock_state_shielded();
         // Acquire: pairs with the Release store in `maybe_wake_one`; decisive
         // under the mutex, where grants happen.
         if self.ticket.granted.load(Acquire) {
@@ -438,7 +446,7 @@ impl<'a, T: ?Sized> CoRwLockReadGuard<'a, T> {
         let lock = self.lock;
         let timing = self.timing;
         std::mem::forget(self);
-        let mut st = lock.state.lock();
+        let mut st = lock.lock_state_shielded();
         assert!(
             st.owners > 0,
             "upgrade of a read lock that is not held; owners = {}",
@@ -474,7 +482,7 @@ impl<'a, T: ?Sized> CoRwLockWriteGuard<'a, T> {
         let lock = self.lock;
         let timing = self.timing;
         std::mem::forget(self);
-        let mut st = lock.state.lock();
+        let mut st = lock.lock_state_shielded();
         assert_eq!(
             st.owners, -1,
             "downgrade of a write lock that is not held; owners = {}",

@@ -22,28 +22,44 @@
 
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicBool;
+use loom::sync::atomic::fence;
 use loom::thread;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 use super::*;
 
 /// A loom thread standing in for a coroutine.
 struct Slot {
     thread: thread::Thread,
-    /// The pending wake (QEMU's "scheduled" mark).
+    /// The pending wake (the scheduler's `scheduled` mark).
     token: AtomicBool,
+    /// Cancellation requested (the control block's `cancel`).
+    cancel: AtomicBool,
+    /// A cancellation unwind is in progress on this "coroutine": its parks
+    /// are shielded (the control block's `unwinding_cancel`). Touched by its
+    /// own thread only.
+    unwinding: std::cell::Cell<bool>,
     /// The context this "coroutine" runs in. Touched by its own thread
     /// only, so a plain std atomic (not a loom one: nothing to explore).
     ctx: std::sync::atomic::AtomicUsize,
 }
 
+// SAFETY: `unwinding` is only touched by the slot's own thread (see above);
+// everything else is atomic or immutable.
+unsafe impl Sync for Slot {}
+
 loom::thread_local! {
     static ME: Arc<Slot> = Arc::new(Slot {
         thread: thread::current(),
         token: AtomicBool::new(false),
+        cancel: AtomicBool::new(false),
+        unwinding: std::cell::Cell::new(false),
         ctx: std::sync::atomic::AtomicUsize::new(0),
     });
 }
+
+/// The unwind payload of a cancelled "coroutine".
+struct Cancelled;
 
 struct LoomParker;
 
@@ -54,24 +70,51 @@ impl Parker for LoomParker {
         ME.with(Arc::clone)
     }
 
+    /// The scheduler's suspension: wait for the token, consume it (the
+    /// scheduler clears `scheduled` with a plain Release store before it
+    /// resumes the coroutine), and if cancelled, unwind unless already
+    /// unwinding (`suspend_running`).
     fn park() {
         ME.with(|me| {
-            // Acquire: pairs with the Release swap in `unpark`, as the
-            // scheduler's hand-off orders a waker before the woken run.
-            while !me.token.swap(false, Acquire) {
+            // Acquire: pairs with the Release of the claim in `unpark`.
+            while !me.token.load(Acquire) {
                 thread::park();
+            }
+            // Release: pairs with the Acquire of the next claimer.
+            me.token.store(false, Release);
+            if me.cancel.load(Relaxed) {
+                // Pairs with the fence of an absorbed wake in `unpark`.
+                fence(SeqCst);
+                if !me.unwinding.replace(true) {
+                    std::panic::resume_unwind(Box::new(Cancelled));
+                }
             }
         });
     }
 
+    /// `context::wake`: claim the token; a second wake of one suspension is
+    /// a bug, unless the target is cancelled, where it is absorbed.
     fn unpark(handle: Arc<Slot>) {
-        // Release: pairs with the Acquire swap in `park`.
-        let already = handle.token.swap(true, Release);
-        assert!(
-            !already,
-            "double wake: a waiter was woken twice for one suspension"
-        );
-        handle.thread.unpark();
+        loop {
+            // AcqRel: as `try_schedule`.
+            if handle
+                .token
+                .compare_exchange(false, true, AcqRel, Acquire)
+                .is_ok()
+            {
+                handle.thread.unpark();
+                return;
+            }
+            assert!(
+                handle.cancel.load(Acquire),
+                "double wake: a waiter was woken twice for one suspension"
+            );
+            // Pairs with the fence in `park`.
+            fence(SeqCst);
+            if handle.token.load(Relaxed) {
+                return;
+            }
+        }
     }
 
     fn stamp() -> u64 {
@@ -80,6 +123,21 @@ impl Parker for LoomParker {
 
     fn context() -> usize {
         ME.with(|me| me.ctx.load(Relaxed))
+    }
+}
+
+/// The shutdown's cancellation of a suspended coroutine: mark it, then
+/// resume it through the wake protocol (leaving it to a wake already in
+/// flight).
+fn cancel(slot: &Slot) {
+    // Release: pairs with the Acquire in `unpark`.
+    slot.cancel.store(true, Release);
+    if slot
+        .token
+        .compare_exchange(false, true, AcqRel, Acquire)
+        .is_ok()
+    {
+        slot.thread.unpark();
     }
 }
 
@@ -256,5 +314,76 @@ fn loom_mutex_local_first() {
             t.join().unwrap();
         }
         s.assert_idle(3);
+    });
+}
+
+/// Shutdown cancels a waiter queued behind a holder while the holder
+/// unlocks: whichever order the cancellation, the grant and the wakes come
+/// in, the cancelled waiter leaves the queue consistently (it takes the
+/// grant it was promised and passes the lock on), no wake is lost or
+/// doubled, and the mutex ends idle.
+#[test]
+fn loom_mutex_waiter_cancelled_at_shutdown() {
+    loom::model(|| {
+        let s = Shared::new();
+        s.mutex.try_lock_fast(1).expect("uncontended");
+        let (tx, rx) = loom::sync::mpsc::channel();
+        let waiter = {
+            let s = s.clone();
+            thread::spawn(move || {
+                tx.send(ME.with(Arc::clone)).unwrap();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    s.critical_section(2)
+                }));
+                match r {
+                    Ok(()) => 1,
+                    Err(p) => {
+                        assert!(p.is::<Cancelled>(), "only the cancellation unwinds");
+                        0
+                    }
+                }
+            })
+        };
+        let slot = rx.recv().unwrap();
+        let canceller = thread::spawn(move || cancel(&slot));
+        // SAFETY: we hold the mutex.
+        s.counter.with_mut(|c| unsafe { *c += 1 });
+        let _ = s.mutex.unlock();
+        canceller.join().unwrap();
+        let ran = waiter.join().unwrap();
+        s.assert_idle(1 + ran);
+    });
+}
+
+/// Two waiters, the older one cancelled: the lock still reaches the
+/// younger one (the cancelled waiter passes on the grant it takes).
+#[test]
+fn loom_mutex_cancelled_waiter_passes_the_lock_on() {
+    loom::model(|| {
+        let s = Shared::new();
+        s.mutex.try_lock_fast(1).expect("uncontended");
+        let (tx, rx) = loom::sync::mpsc::channel();
+        let doomed = {
+            let s = s.clone();
+            thread::spawn(move || {
+                tx.send(ME.with(Arc::clone)).unwrap();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    s.critical_section(2)
+                }));
+                usize::from(r.is_ok())
+            })
+        };
+        let slot = rx.recv().unwrap();
+        let other = {
+            let s = s.clone();
+            thread::spawn(move || s.critical_section(3))
+        };
+        cancel(&slot);
+        // SAFETY: we hold the mutex.
+        s.counter.with_mut(|c| unsafe { *c += 1 });
+        let _ = s.mutex.unlock();
+        other.join().unwrap();
+        let ran = doomed.join().unwrap();
+        s.assert_idle(2 + ran);
     });
 }
