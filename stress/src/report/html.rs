@@ -321,12 +321,17 @@ fn percentile_points(histogram: &Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 fn percentile_chart(named: &NamedHistogram) -> String {
-    let points = percentile_points(&named.histogram);
+    let points: Vec<(f64, f64)> = percentile_points(&named.histogram)
+        .into_iter()
+        .map(|(x, value)| (x, value.log10()))
+        .collect();
     let x_end = points.iter().map(|p| p.0).fold(1.0, f64::max).ceil();
     let (low, high) = points
         .iter()
-        .fold((f64::MAX, 1.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
-    let y = (low / 1.5).max(1.0)..(high * 1.5);
+        .fold((f64::MAX, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    // Whole decades, at least two, so that every label is a power of ten.
+    let y_start = low.floor();
+    let y_end = high.ceil().max(y_start + 2.0);
     let caption = format!(
         "{} ({} values)",
         named.name,
@@ -336,21 +341,32 @@ fn percentile_chart(named: &NamedHistogram) -> String {
         let mut chart = ChartBuilder::on(root)
             .caption(caption, ("sans-serif", 15))
             .margin(8)
+            .margin_right(28)
             .x_label_area_size(34)
             .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_end, y.log_scale())?;
+            .build_cartesian_2d(0.0..x_end, y_start..y_end)?;
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .y_desc("latency")
+            .y_desc("latency (log scale)")
             .x_labels(x_end as usize + 1)
+            .y_labels((y_end - y_start) as usize + 1)
             .x_label_formatter(&|x| percentile_label(*x))
-            .y_label_formatter(&|y| format_nanos(y.round() as u64))
+            .y_label_formatter(&|y| decade_label(*y))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         chart.draw_series(LineSeries::new(points, CURVE.stroke_width(2)))?;
         Ok(())
     })
+}
+
+/// The label of a tick on the logarithmic latency axis: only whole decades are labelled,
+/// `10^y` nanoseconds in the report's units (`100 ns`, `1.00 µs`, `10.0 ms`).
+fn decade_label(y: f64) -> String {
+    if (y - y.round()).abs() > 1e-9 {
+        return String::new();
+    }
+    format_nanos(10f64.powi(y.round() as i32).round() as u64)
 }
 
 /// Operations per second between consecutive samples, at each interval's end.
@@ -374,6 +390,7 @@ fn throughput_chart(timeline: &[Sample]) -> String {
         let mut chart = ChartBuilder::on(root)
             .caption("throughput over time", ("sans-serif", 15))
             .margin(8)
+            .margin_right(28)
             .x_label_area_size(34)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..x_end, 0.0..y_end)?;
@@ -532,6 +549,14 @@ mod tests {
         assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
         assert_eq!(percentile_label(1.5), "");
         assert!((percentile_x(0.99) - 2.0).abs() < 1e-9);
+        let decades: Vec<String> = (2..=7).map(|y| decade_label(f64::from(y))).collect();
+        assert_eq!(
+            decades,
+            [
+                "100 ns", "1.00 µs", "10.0 µs", "100 µs", "1.00 ms", "10.0 ms"
+            ]
+        );
+        assert_eq!(decade_label(2.5), "");
     }
 
     #[test]
