@@ -219,6 +219,17 @@ pub struct Cli {
     )]
     pub cycle: Option<String>,
 
+    /// Coroutines of each kind (in suspend(), in co_sleep, queued on a held CoMutex) left
+    /// suspended per context at each soak teardown, for it to unwind [default: 16]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "COSTRESS_SOAK_LEFTOVERS",
+        help_heading = "Soak",
+        requires = "soak"
+    )]
+    pub leftovers: Option<String>,
+
     /// Skip the check, before the run, that the coroutines fit under vm.max_map_count
     #[arg(long)]
     pub no_preflight: bool,
@@ -239,7 +250,7 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub test_deadlock: bool,
 
-    /// In a soak, leak on purpose in the second cycle, to test the leak checks
+    /// In a soak, leak on purpose in the first cycle, to test the leak checks
     #[arg(long, hide = true, requires = "soak")]
     pub test_leak: bool,
 }
@@ -334,6 +345,7 @@ where
             enabled: cli.soak,
             ops: cli.ops.clone(),
             cycle: cli.cycle.clone(),
+            leftovers: cli.leftovers.clone(),
         },
     };
     Ok(Parsed { cli, invocation })
@@ -431,6 +443,7 @@ mod tests {
                 enabled: true,
                 ops: Some("1e9".to_owned()),
                 cycle: Some("2s".to_owned()),
+                leftovers: None,
             }
         );
     }

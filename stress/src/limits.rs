@@ -119,9 +119,9 @@ pub fn preflight(demand: &Demand<'_>, mappings: &Mappings) -> Result<(), String>
         return Ok(());
     }
     Err(format!(
-        "{workload} would hold about {needed} coroutines at once ({per} per context on {contexts} \
-         contexts), and each coroutine stack costs {MAPPINGS_PER_STACK} memory mappings \
-         (stack + guard page); {advice}",
+        "too many coroutines for the kernel's limit on memory mappings: {workload} would hold \
+         about {needed} at once ({per} per context on {contexts} contexts), {MAPPINGS_PER_STACK} \
+         mappings each (stack + guard page)\n{advice}",
         workload = demand.workload,
         per = demand.per_context,
         contexts = demand.contexts,
@@ -140,7 +140,7 @@ pub fn diagnose_failure(demand: &Demand<'_>, at_start: &Mappings, error: &str) -
     format!(
         "a coroutine stack could not be mapped ({error}), most likely because the process \
          reached the kernel's limit on memory mappings: {workload} holds about {needed} \
-         coroutines at once, {MAPPINGS_PER_STACK} mappings each; {advice}",
+         coroutines at once, {MAPPINGS_PER_STACK} mappings each\n{advice}",
         workload = demand.workload,
         needed = demand.total(),
         advice = advice(demand, at_start, demand.total()),
@@ -154,11 +154,11 @@ fn advice(demand: &Demand<'_>, mappings: &Mappings, needed: usize) -> String {
         None => "run on fewer contexts (--threads)".to_owned(),
     };
     format!(
-        "vm.max_map_count is {limit} and {in_use} mappings are in use, so about {fit} \
-         coroutines fit, with {stack} stacks or any other size (the count of mappings, not \
-         memory, is the limit). Fix: raise the limit, e.g. `sudo sysctl -w \
-         vm.max_map_count={suggested}` (add `vm.max_map_count = {suggested}` to \
-         /etc/sysctl.conf to keep it after a reboot), or {smaller}.",
+        "  vm.max_map_count is {limit} and {in_use} mappings are in use: about {fit} coroutines \
+         fit, with {stack} stacks or any other size (mappings, not memory, are the limit)\n  \
+         fix: raise the limit, e.g. `sudo sysctl -w vm.max_map_count={suggested}` (add \
+         `vm.max_map_count = {suggested}` to /etc/sysctl.conf to keep it after a reboot), or \
+         {smaller}",
         limit = mappings.limit,
         in_use = mappings.in_use,
         stack = format_size(demand.stack_size),
@@ -210,7 +210,7 @@ mod tests {
         let two_contexts = |per: usize| per * 2;
         let message = preflight(&demand(20_000, &two_contexts), &DEFAULT_LIMIT).unwrap_err();
         for needle in [
-            "about 40000 coroutines at once (20000 per context on 2 contexts)",
+            "about 40000 at once (20000 per context on 2 contexts)",
             "vm.max_map_count is 65530",
             "about 32165 coroutines fit",
             "with 1 MiB stacks",

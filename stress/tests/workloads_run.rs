@@ -255,6 +255,7 @@ fn mixed_runs_every_part() {
 fn hgrm_files_are_percentile_distributions() {
     let dir = scratch("run-hgrm");
     let out = dir.join("hgrm");
+    fs::create_dir_all(&out).unwrap();
     let doc = run_json(&dir, "sleep", &["--hgrm", out.to_str().unwrap()]);
     let workload = one_workload(&doc, "sleep");
     let mut files = 0;

@@ -19,8 +19,8 @@ them and checks its counts. The report has one section per workload:
 throughput       operations completed, over the time the workload ran. What one operation
                  is depends on the workload: an increment (mutex), a read or write (rwlock),
                  an item produced or consumed (queue), a round trip (wake), a coroutine
-                 created or joined (lifecycle), a sleep (sleep), a request (echo). For mixed,
-                 each part's line follows.
+                 created or joined (lifecycle), a sleep (sleep), a request (echo). For
+                 mixed, each part's line follows.
 
 checks           conservation checks: something counted two ways that must agree, such as
                  the counter against the sum of the increments. \"expected\" is the count

@@ -73,9 +73,10 @@ pub fn render(histogram: &Histogram<u64>) -> String {
     out
 }
 
-/// The footer line that states the unit of the `Value` column.
+/// The footer line that states the unit of the `Value` column. Footer lines separate their
+/// fields with commas, so this one has none in its value.
 pub const UNIT_LINE: &str =
-    "#[Unit    = microseconds (values recorded in nanoseconds, written with 3 decimals)]";
+    "#[Unit    = microseconds (recorded in nanoseconds; written with 3 decimals)]";
 
 /// The sub-buckets per bucket that `sigfig` significant figures need: the smallest power of
 /// two covering 2 × 10^sigfig (hdrhistogram does not expose its own copy).

@@ -61,6 +61,8 @@ pub struct SoakRequest {
     pub ops: Option<String>,
     /// `--cycle`: how long the workload runs in each create/drop cycle.
     pub cycle: Option<String>,
+    /// `--leftovers`: coroutines of each kind left suspended per context at each teardown.
+    pub leftovers: Option<String>,
 }
 
 /// A parsed command line: every setting the run reads, with the origin of each override.

@@ -21,7 +21,7 @@ pub use error::SettingsError;
 pub use file::FileConfig;
 pub use invocation::{Format, Invocation, Origin, Override, SoakRequest};
 pub use outputs::Outputs;
-pub use soak::{DEFAULT_CYCLE, Soak, SoakLimit};
+pub use soak::{DEFAULT_CYCLE, DEFAULT_LEFTOVERS, Soak, SoakLimit};
 pub use stress::{DEFAULT_WORKLOAD, StressConfig};
 
 /// The configuration file read when `--config` is not given, if it exists.

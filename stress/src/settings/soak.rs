@@ -8,6 +8,12 @@ use super::invocation::SoakRequest;
 /// How long each cycle runs its workload when `--cycle` is not given.
 pub const DEFAULT_CYCLE: Duration = Duration::from_secs(1);
 
+/// Leftover coroutines of each kind per context when `--leftovers` is not given.
+pub const DEFAULT_LEFTOVERS: usize = 16;
+
+/// The most `--leftovers`: each costs three coroutines per context.
+const MAX_LEFTOVERS: usize = 4_096;
+
 /// The shortest and longest `--cycle`.
 const CYCLE_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(3_600));
 
@@ -27,6 +33,9 @@ pub struct Soak {
     pub limit: SoakLimit,
     /// How long the workload runs in each cycle.
     pub cycle: Duration,
+    /// Coroutines of each kind (suspended, sleeping, waiting on a lock) left suspended per
+    /// context when the runtime is torn down; 0 leaves none (and no lock holder either).
+    pub leftovers: usize,
 }
 
 impl Soak {
@@ -44,7 +53,15 @@ impl Soak {
             Some(text) => parse_cycle(text)?,
             None => DEFAULT_CYCLE,
         };
-        Ok(Soak { limit, cycle })
+        let leftovers = match &request.leftovers {
+            Some(text) => parse_leftovers(text)?,
+            None => DEFAULT_LEFTOVERS,
+        };
+        Ok(Soak {
+            limit,
+            cycle,
+            leftovers,
+        })
     }
 }
 
@@ -77,6 +94,17 @@ fn parse_ops(text: &str) -> Result<u64, SettingsError> {
     Ok(value)
 }
 
+fn parse_leftovers(text: &str) -> Result<usize, SettingsError> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if count <= MAX_LEFTOVERS => Ok(count),
+        _ => Err(SettingsError::invalid(
+            "--leftovers",
+            format!("{text:?}"),
+            format!("an integer from 0 to {MAX_LEFTOVERS}"),
+        )),
+    }
+}
+
 fn parse_cycle(text: &str) -> Result<Duration, SettingsError> {
     let (min, max) = CYCLE_RANGE;
     let expected = format!(
@@ -103,6 +131,7 @@ mod tests {
             enabled: true,
             ops: ops.map(str::to_owned),
             cycle: cycle.map(str::to_owned),
+            leftovers: None,
         }
     }
 
@@ -112,6 +141,7 @@ mod tests {
         let soak = Soak::resolve(&request(None, None), ten).unwrap();
         assert_eq!(soak.limit, SoakLimit::Time(ten));
         assert_eq!(soak.cycle, DEFAULT_CYCLE);
+        assert_eq!(soak.leftovers, DEFAULT_LEFTOVERS);
         for (text, ops) in [
             ("1e9", 1_000_000_000),
             ("2.5e3", 2_500),
@@ -134,6 +164,15 @@ mod tests {
                 "{err}"
             );
         }
+        let mut many = request(None, None);
+        many.leftovers = Some("5000".to_owned());
+        let err = Soak::resolve(&many, Duration::ZERO).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--leftovers = \"5000\": expected an integer from 0 to 4096"
+        );
+        many.leftovers = Some("0".to_owned());
+        assert_eq!(Soak::resolve(&many, Duration::ZERO).unwrap().leftovers, 0);
         for text in ["1ms", "2h", "soon"] {
             let err = Soak::resolve(&request(None, Some(text)), Duration::ZERO).unwrap_err();
             assert!(

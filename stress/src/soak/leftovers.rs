@@ -68,7 +68,8 @@ pub(super) struct Leftovers {
 
 impl Leftovers {
     /// Parks `per_kind` coroutines of each kind on every context of `runtime`, plus the
-    /// holder of the mutex on the first, and waits until they have all started.
+    /// holder of the mutex on the first (none at all when `per_kind` is 0), and waits until
+    /// they have all started.
     ///
     /// # Errors
     ///
@@ -79,6 +80,9 @@ impl Leftovers {
         stack_size: usize,
     ) -> Result<Leftovers, String> {
         let shared = Arc::new(Shared::default());
+        if per_kind == 0 {
+            return Ok(Leftovers { shared, spawned: 0 });
+        }
         let mut spawned = 0u64;
         let mut spawn = |context: usize, name: String, body: fn(&Shared)| {
             let token = Token(Arc::clone(&shared));

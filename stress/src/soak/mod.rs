@@ -44,9 +44,6 @@ use leftovers::Leftovers;
 /// Leaked coroutines are caught exactly by the stack count instead.
 pub const MAPPING_MARGIN: usize = 64;
 
-/// Leftover coroutines of each kind per context.
-const LEFTOVERS_PER_KIND: usize = 16;
-
 /// How long the thread count may take to come back after a teardown: a joined thread is
 /// removed from `/proc/self/task` a moment after `join` returns.
 const THREAD_SETTLE: Duration = Duration::from_secs(2);
@@ -56,7 +53,7 @@ const THREAD_SETTLE: Duration = Duration::from_secs(2);
 pub struct Options {
     /// When to stop and how long each cycle runs.
     pub limits: Soak,
-    /// Plant a leak in the second cycle (`--test-leak`), to show the checks catch it.
+    /// Plant a leak in the first cycle (`--test-leak`), to show the checks catch it.
     pub leak_on_purpose: bool,
 }
 
@@ -103,7 +100,7 @@ pub fn run(settings: &Settings, options: Options, interrupt: &Interrupt) -> Exit
     let mut last = None;
     for number in 1u64.. {
         let workload = selected[(number as usize - 1) % selected.len()];
-        let leak = options.leak_on_purpose && number == 2;
+        let leak = options.leak_on_purpose && number == 1;
         let (cycle, outcome) = match run_cycle(
             workload,
             settings,
@@ -157,7 +154,7 @@ fn run_cycle(
         .map_err(|err| format!("{}: {err}", workload.name()))?;
     let mut leftovers = Leftovers::park(
         &runtime,
-        LEFTOVERS_PER_KIND,
+        options.limits.leftovers,
         settings.runtime.stack_size_bytes(),
     )?;
     if leak {
@@ -300,7 +297,7 @@ fn nanos(duration: Duration) -> u64 {
 fn header(settings: &Settings, options: &Options) -> String {
     format!(
         "costress {} soak: {} in cycles of {}, until {}; threads {}, {} coroutines per \
-         context, {LEFTOVERS_PER_KIND} leftovers of each kind per context\n",
+         context, {} leftovers of each kind per context\n",
         env!("CARGO_PKG_VERSION"),
         settings.stress.workloads().join(", "),
         humantime::format_duration(options.limits.cycle),
@@ -310,6 +307,7 @@ fn header(settings: &Settings, options: &Options) -> String {
             .threads()
             .map_or_else(|| "one per core".to_owned(), |n| n.to_string()),
         settings.stress.coroutines(),
+        options.limits.leftovers,
     )
 }
 
