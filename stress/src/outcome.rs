@@ -272,6 +272,7 @@ pub enum LockKind {
     /// A `CoMutex`.
     Mutex,
     /// A `CoRwLock` (readers and writers together).
+    #[serde(rename = "rwlock")]
     RwLock,
     /// A `CoQueue` (its "acquisitions" are waits).
     Queue,
