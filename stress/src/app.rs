@@ -107,8 +107,9 @@ fn list() -> String {
     let width = all.iter().map(|w| w.name().len()).max().unwrap_or(0);
     let indent = " ".repeat(width + 2);
     let mut out = String::from(
-        "Workloads (run one or more with `costress NAME...`; each runs for --duration on a \
-         runtime of its own):\n\n",
+        "Workloads: run one or more with `costress NAME...`; each runs for --duration on a\n\
+         runtime of its own. A context is one of the runtime's worker threads, each with its\n\
+         own event loop; --coroutines sets how many coroutines a workload starts per context.\n\n",
     );
     for workload in all {
         let default = if workload.name() == workloads::DEFAULT {
@@ -128,8 +129,8 @@ fn list() -> String {
         ));
     }
     out.push_str(
-        "`costress --explain` describes every line and column of the report; the workloads are \
-         defined in stress/README.md.\n",
+        "`costress --explain` describes every line and column of the report; stress/README.md\n\
+         has more on each workload.\n",
     );
     out
 }

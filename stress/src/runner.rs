@@ -177,7 +177,6 @@ pub fn run_on(
             .collect();
         outcome.pool = Some(PoolSnapshot::between(pool_before, &metrics.pool));
         outcome.timeline = samples;
-        outcome.interrupted |= run.interrupt.is_raised();
         outcome
     })
 }

@@ -420,6 +420,9 @@ pub(super) fn run_parts(
     if error.is_none() {
         env.wait_for_deadline();
     }
+    // Taken as the wait ends, so that a signal during the wind-down does not mark a run
+    // that reached its deadline as cut short.
+    let interrupted = env.interrupted();
     part_env.stop.set();
     let mut reports = Vec::with_capacity(running.len());
     for (name, part) in running {
@@ -435,7 +438,7 @@ pub(super) fn run_parts(
         return Err(err);
     }
     let mut outcome = outcome(workload, elapsed, reports);
-    outcome.interrupted = env.interrupted();
+    outcome.interrupted = interrupted;
     Ok(outcome)
 }
 
