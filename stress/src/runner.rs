@@ -138,6 +138,11 @@ pub fn run_on(
     pool_before: &PoolStats,
 ) -> Result<Outcome, RunError> {
     let settings = run.settings;
+    // Lock statistics are process-wide and kept per name; each run's locks have names of
+    // their own, so what earlier runs recorded is only memory (the statistics of exited
+    // worker threads are kept until a reset): a soak of thousands of cycles would grow by
+    // their histograms every cycle.
+    coprimitives::stats::reset();
     let progress = Arc::new(Progress::default());
     let dump = || runtime.dump();
     let (result, samples) = thread::scope(|scope| {
