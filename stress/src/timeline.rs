@@ -49,15 +49,18 @@ pub fn start<'scope, 'env>(
 ) -> Sampler<'scope> {
     let (stop, stopped) = mpsc::channel::<()>();
     let started = Instant::now();
+    // The first sample is taken here, before the workload starts, not whenever the
+    // sampler thread first runs.
+    let first = Sample {
+        elapsed_ns: 0,
+        ops: progress.get(),
+    };
     let thread = scope.spawn(move || {
         let sample = || Sample {
             elapsed_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
             ops: progress.get(),
         };
-        let mut samples = vec![Sample {
-            elapsed_ns: 0,
-            ops: progress.get(),
-        }];
+        let mut samples = vec![first];
         let mut next = started + period;
         loop {
             let wait = next.saturating_duration_since(Instant::now());
