@@ -530,6 +530,7 @@ fn cycle_chart(title: &str, points: &[(f64, f64)]) -> String {
         chart
             .configure_mesh()
             .x_desc("cycle")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format_rate(*y))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
