@@ -1,20 +1,18 @@
-//! The run itself: parse, resolve, run each workload under the watchdog, report, exit.
+//! The run itself: parse, resolve, check the outputs and the mapping limit, run each
+//! workload (or the soak), report, exit.
 
 use std::ffi::OsString;
-use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::thread;
 
-use coscheduler::Runtime;
-
-use crate::cli::{self, Format};
+use crate::cli::{self, Parsed};
 use crate::exit::Exit;
-use crate::outcome::{ContextSnapshot, Outcome, PoolSnapshot};
-use crate::report::{hgrm, human, json};
+use crate::interrupt::Interrupt;
+use crate::outcome::Outcome;
+use crate::report::{self, explain};
+use crate::runner::{self, Run};
 use crate::settings::Settings;
-use crate::workload::{Progress, RunError, Workload, WorkloadEnv};
-use crate::{progress, watchdog, workloads};
+use crate::workload::Workload;
+use crate::{soak, workloads};
 
 /// The entry point of the `costress` binary.
 pub fn main() -> ExitCode {
@@ -23,30 +21,49 @@ pub fn main() -> ExitCode {
 
 /// Runs `costress` with `args` (program name first) and returns its exit status.
 fn run(args: impl IntoIterator<Item = OsString>) -> Exit {
-    let invocation = match cli::parse_from(args) {
-        Ok(invocation) => invocation,
+    let Parsed { cli, invocation } = match cli::parse_from(args) {
+        Ok(parsed) => parsed,
         Err(err) => {
             // clap prints help and the version to stdout, errors to stderr, with usage.
             let _ = err.print();
             return Exit::from_clap(&err);
         }
     };
-    if invocation.cli.list {
+    if cli.list {
         print!("{}", list());
         return Exit::Success;
     }
-    let settings = match Settings::resolve(&invocation) {
+    if cli.explain {
+        print!("{}", explain::text());
+        return Exit::Success;
+    }
+    let settings = match Settings::resolve(&invocation, &workloads::names()) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("costress: {err}");
             return Exit::BadInput;
         }
     };
-    if invocation.cli.print_config {
+    if cli.print_config {
         print!("{}", settings.to_toml());
         return Exit::Success;
     }
-    let selected: Vec<&dyn Workload> = if invocation.cli.test_deadlock {
+    if let Err(err) = settings.outputs.validate() {
+        eprintln!("costress: {err}");
+        return Exit::BadInput;
+    }
+    let interrupt = Interrupt::install().unwrap_or_else(|err| {
+        eprintln!("costress: cannot handle Ctrl-C ({err}); it will end the run without a report");
+        Interrupt::manual()
+    });
+    if let Some(limits) = settings.soak {
+        let options = soak::Options {
+            limits,
+            leak_on_purpose: cli.test_leak,
+        };
+        return soak::run(&settings, options, &interrupt);
+    }
+    let selected: Vec<&dyn Workload> = if cli.test_deadlock {
         vec![&workloads::deadlock::Deadlock]
     } else {
         let names = settings.stress.workloads();
@@ -55,9 +72,25 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Exit {
             .map(|name| workloads::find(name).expect("Settings::resolve checked the names"))
             .collect()
     };
+    if settings.preflight {
+        for workload in &selected {
+            if let Err(err) = runner::preflight(*workload, &settings) {
+                eprintln!("costress: {}: {err}", workload.name());
+                return err.exit();
+            }
+        }
+    }
+    let run = Run {
+        settings: &settings,
+        duration: settings.stress.duration(),
+        interrupt: &interrupt,
+    };
     let mut outcomes = Vec::with_capacity(selected.len());
     for workload in selected {
-        match run_one(workload, &settings) {
+        if interrupt.is_raised() {
+            break;
+        }
+        match runner::run_one(workload, run) {
             Ok(outcome) => outcomes.push(outcome),
             Err(err) => {
                 eprintln!("costress: {}: {err}", workload.name());
@@ -65,95 +98,52 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Exit {
             }
         }
     }
-    report(&settings, &outcomes)
+    finish(&settings, &outcomes, interrupt.is_raised())
 }
 
-/// The `--list` text: each workload's name and description.
+/// The `--list` text: each workload's name and what it does, in words.
 fn list() -> String {
     let all = workloads::all();
     let width = all.iter().map(|w| w.name().len()).max().unwrap_or(0);
-    all.iter()
-        .map(|w| {
-            let default = if w.name() == workloads::DEFAULT {
-                " [default]"
-            } else {
-                ""
-            };
-            format!("{:<width$}  {}{default}\n", w.name(), w.description())
-        })
-        .collect()
-}
-
-/// Runs one workload on a runtime of its own, with the watchdog and the progress line around
-/// it, and adds the runtime's counters to its outcome.
-///
-/// Each workload gets a fresh [`Runtime`] built from `[runtime]`, so its per-context counters
-/// are its own; the pool is process-wide, so its counters are taken as a difference.
-fn run_one(workload: &dyn Workload, settings: &Settings) -> Result<Outcome, RunError> {
-    let pool_before = coscheduler::pool::stats();
-    let runtime = Runtime::builder()
-        .config(&settings.runtime)
-        .build()
-        .map(Arc::new)
-        .map_err(|err| RunError::failed(format!("cannot start the runtime: {err}")))?;
-    let progress = Arc::new(Progress::default());
-    let dump = || runtime.dump();
-    let result = thread::scope(|scope| {
-        let stall_timeout = settings.stress.stall_timeout();
-        let watchdog = watchdog::arm(
-            scope,
+    let indent = " ".repeat(width + 2);
+    let mut out = String::from(
+        "Workloads: run one or more with `costress NAME...`; each runs for --duration on a\n\
+         runtime of its own. A context is one of the runtime's worker threads, each with its\n\
+         own event loop; --coroutines sets how many coroutines a workload starts per context.\n\n",
+    );
+    for workload in all {
+        let default = if workload.name() == workloads::DEFAULT {
+            " [default]"
+        } else {
+            ""
+        };
+        let text = format!("{}{default}", workload.description());
+        let options = textwrap::Options::new(92)
+            .initial_indent(&indent)
+            .subsequent_indent(&indent);
+        let wrapped = textwrap::fill(&text, options);
+        out.push_str(&format!(
+            "{:<width$}{}\n\n",
             workload.name(),
-            &progress,
-            stall_timeout,
-            &dump,
-            watchdog::exit_on_stall,
-        );
-        let line = progress::start(
-            scope,
-            progress::wanted(settings.quiet),
-            workload.name(),
-            settings.stress.duration(),
-            &progress,
-        );
-        let env = WorkloadEnv::new(settings, &runtime, Arc::clone(&progress));
-        let result = panic::catch_unwind(AssertUnwindSafe(|| workload.run(&env)));
-        line.finish();
-        watchdog.disarm();
-        result.unwrap_or_else(|payload| Err(RunError::panicked(payload.as_ref())))
-    });
-    let outcome = result.map(|mut outcome| {
-        let metrics = runtime.metrics();
-        outcome.contexts = metrics
-            .per_context
-            .iter()
-            .enumerate()
-            .map(|(index, context)| ContextSnapshot::from_metrics(index, context))
-            .collect();
-        outcome.pool = Some(PoolSnapshot::between(&pool_before, &metrics.pool));
-        outcome
-    });
-    // A workload joins every thread it handed the runtime to, so this is the last handle.
-    // Were it not, the runtime would shut down when the last one goes.
-    match Arc::try_unwrap(runtime) {
-        Ok(runtime) => runtime.shutdown(),
-        Err(shared) => drop(shared),
+            &wrapped[width..]
+        ));
     }
-    outcome
+    out.push_str(
+        "`costress --explain` describes every line and column of the report; stress/README.md\n\
+         has more on each workload.\n",
+    );
+    out
 }
 
-/// Prints the report, writes the `.hgrm` files, and picks the exit status.
-fn report(settings: &Settings, outcomes: &[Outcome]) -> Exit {
-    let text = match (settings.format, settings.quiet) {
-        (Format::Json, _) => json::render(settings, outcomes),
-        (Format::Human, false) => human::render(settings, outcomes),
-        (Format::Human, true) => human::render_summary(outcomes),
-    };
-    print!("{text}");
-    if let Some(dir) = &settings.hgrm_dir {
-        if let Err(err) = hgrm::write_all(dir, outcomes) {
-            eprintln!("costress: --hgrm: cannot write histograms: {err}");
-            return Exit::BadInput;
-        }
+/// Prints the report, writes the other outputs, and picks the exit status.
+fn finish(settings: &Settings, outcomes: &[Outcome], interrupted: bool) -> Exit {
+    if interrupted {
+        eprintln!("costress: interrupted; reporting what ran");
+    }
+    print!("{}", report::render(settings, outcomes, interrupted));
+    if let Err(err) = report::write_files(settings, outcomes, interrupted) {
+        eprintln!("costress: {err}");
+        return Exit::BadInput;
     }
     let mut exit = Exit::Success;
     for outcome in outcomes.iter().filter(|outcome| !outcome.passed()) {
@@ -165,5 +155,34 @@ fn report(settings: &Settings, outcomes: &[Outcome]) -> Exit {
         }
         exit = Exit::CheckFailed;
     }
-    exit
+    if interrupted { Exit::Interrupted } else { exit }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_explains_every_workload_in_words() {
+        let text = list();
+        for workload in workloads::all() {
+            let entry = text
+                .split("\n\n")
+                .find(|entry| entry.starts_with(workload.name()))
+                .unwrap_or_else(|| panic!("{} is not listed:\n{text}", workload.name()));
+            assert!(
+                entry.contains("Checks") || entry.contains("checks"),
+                "{entry}"
+            );
+            assert!(
+                entry.lines().all(|line| line.chars().count() <= 92),
+                "{entry}"
+            );
+        }
+        assert!(
+            !text.contains("(W"),
+            "no unexplained WORKLOADS.md codes:\n{text}"
+        );
+        assert!(text.contains("[default]"));
+    }
 }

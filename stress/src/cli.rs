@@ -4,40 +4,46 @@
 //! resolves flag over environment, and [`Settings::resolve`](crate::settings::Settings::resolve)
 //! lays the result over the configuration file. The override flags take text, not typed
 //! values, so that a bad `--stack-size` is checked by the same code and worded the same way as
-//! a bad `stack_size` in the file.
+//! a bad `stack_size` in the file. [`parse_from`] turns clap's matches into the plain
+//! [`Invocation`] that the settings read, with the origin of every override.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use crate::settings::{Section, Settings};
+use crate::settings::{Format, Invocation, Origin, Override, Section, Settings, SoakRequest};
 
-/// How the report is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Format {
-    /// Tables for people.
-    #[default]
-    Human,
-    /// One JSON document (schema in stress/README.md).
-    Json,
-}
+/// What `costress --help` says first; the rest of `--help` lists the options.
+const LONG_ABOUT: &str = "\
+Runs load-testing workloads on coscheduler for a fixed time, then checks that nothing was \
+lost (every increment counted, every item consumed once, every wake received) and reports \
+throughput, latency percentiles and the scheduler's counters.
 
-/// `costress [OPTIONS] [WORKLOAD]...`
-///
-/// The configuration overrides are plain text here; [`parse_from`] collects them into
-/// [`Invocation::overrides`] together with where each came from, and that is what the
-/// settings read.
+With no argument it runs the `mixed` workload (all of them at once) for 10 s, using \
+./config.toml when there is one. `costress --list` describes the workloads; \
+`costress --explain` says what each line and column of the report means.";
+
+/// What `costress --help` says last.
+const AFTER_HELP: &str = "\
+Defaults shown are built in; precedence: built-in defaults < config file < COSTRESS_* \
+environment < flags. `--print-config` shows the result.
+
+Exit status: 0 every check passed; 1 a check failed or a workload could not finish; 2 bad \
+input (unknown workload, bad value, unwritable output path); 3 the watchdog fired (no \
+progress for --stall-timeout); 4 the coroutines do not fit under the kernel's mapping limit \
+(vm.max_map_count); 5 the soak found a leak; 130 interrupted (Ctrl-C or SIGTERM: the report \
+of what ran is still printed; a second Ctrl-C exits at once).";
+
+/// The command line of `costress`, as clap parses it.
 #[derive(Debug, Parser)]
 #[command(
     name = "costress",
     version,
-    about = "Stress-tests coscheduler: runs workloads, checks nothing was lost, reports latency.",
-    after_help = "Defaults shown are built in. Precedence: built-in defaults < config file < \
-                  COSTRESS_* environment < flags.\n\
-                  Exit status: 0 ok, 1 a check failed, 2 bad input, 3 the watchdog fired."
+    about = "Load tests for coscheduler: run workloads, check nothing was lost, report latency.",
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Workloads to run, one after another; see --list
@@ -163,17 +169,78 @@ pub struct Cli {
     )]
     pub format: Format,
 
-    /// Also write each histogram to DIR in HdrHistogram's percentile-distribution format
-    #[arg(long, value_name = "DIR", env = "COSTRESS_HGRM")]
+    /// Also write each histogram to DIR (which must exist) as an HdrHistogram
+    /// percentile-distribution file, values in microseconds
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "COSTRESS_HGRM",
+        help_heading = "Output"
+    )]
     pub hgrm: Option<PathBuf>,
 
+    /// Also write the report as one self-contained HTML page with latency percentile charts
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "COSTRESS_HTML",
+        help_heading = "Output"
+    )]
+    pub html: Option<PathBuf>,
+
     /// No progress line; one summary line per workload instead of tables
-    #[arg(short, long, env = "COSTRESS_QUIET")]
+    #[arg(short, long, env = "COSTRESS_QUIET", help_heading = "Output")]
     pub quiet: bool,
 
-    /// List the workloads and exit
+    /// Instead of running each workload once, run the mixed workload in cycles, creating and
+    /// dropping a runtime each time, and check after each that nothing leaked (threads,
+    /// mappings, stacks, destructors, locks)
+    #[arg(long, help_heading = "Soak")]
+    pub soak: bool,
+
+    /// Stop the soak after this many contended lock operations, such as 1e9 [default: stop
+    /// after --duration]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "COSTRESS_SOAK_OPS",
+        help_heading = "Soak",
+        requires = "soak"
+    )]
+    pub ops: Option<String>,
+
+    /// How long the workload runs in each soak cycle [default: 1s]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "COSTRESS_SOAK_CYCLE",
+        help_heading = "Soak",
+        requires = "soak"
+    )]
+    pub cycle: Option<String>,
+
+    /// Coroutines of each kind (in suspend(), in co_sleep, queued on a held CoMutex) left
+    /// suspended per context at each soak teardown, for it to unwind [default: 16]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "COSTRESS_SOAK_LEFTOVERS",
+        help_heading = "Soak",
+        requires = "soak"
+    )]
+    pub leftovers: Option<String>,
+
+    /// Skip the check, before the run, that the coroutines fit under vm.max_map_count
+    #[arg(long)]
+    pub no_preflight: bool,
+
+    /// Describe each workload and exit
     #[arg(long)]
     pub list: bool,
+
+    /// Explain every line and column of the report and exit
+    #[arg(long)]
+    pub explain: bool,
 
     /// Print the resolved configuration as TOML and exit
     #[arg(long)]
@@ -182,6 +249,10 @@ pub struct Cli {
     /// Run a scenario that deadlocks on purpose, to test the watchdog
     #[arg(long, hide = true)]
     pub test_deadlock: bool,
+
+    /// In a soak, leak on purpose in the first cycle, to test the leak checks
+    #[arg(long, hide = true, requires = "soak")]
+    pub test_leak: bool,
 }
 
 /// The flags that override configuration keys: the flag's id (which is also the key) and the
@@ -199,45 +270,13 @@ const OVERRIDES: [(&str, Section); 10] = [
     ("stall_timeout", Section::Stress),
 ];
 
-/// Where a value on the command line came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// A flag, or a positional argument (`--stack-size`, `WORKLOAD`).
-    Flag(String),
-    /// An environment variable (`COSTRESS_STACK_SIZE`).
-    Env(String),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Flag(name) | Origin::Env(name) => f.write_str(name),
-        }
-    }
-}
-
-/// A configuration key set on the command line or in the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Override {
-    /// The table the key lives in.
-    pub section: Section,
-    /// The key (`stack_size`).
-    pub key: &'static str,
-    /// The text given.
-    pub value: String,
-    /// Which flag or variable gave it.
-    pub origin: Origin,
-}
-
-/// A parsed command line, with the origin of every override.
+/// A parsed command line: the flags as clap gave them, and the plain data the settings read.
 #[derive(Debug)]
-pub struct Invocation {
-    /// The parsed flags.
+pub struct Parsed {
+    /// The flags, including those that are not settings (`--list`, `--explain`, ...).
     pub cli: Cli,
-    /// The configuration keys given by flags or `COSTRESS_*`, in the order `--help` lists them.
-    pub overrides: Vec<Override>,
-    /// Where the `WORKLOAD` arguments came from, when there were any.
-    pub workloads_origin: Option<Origin>,
+    /// What the settings read, with the origin of every override.
+    pub invocation: Invocation,
 }
 
 /// The clap command, with each override's built-in default added to its help.
@@ -271,7 +310,7 @@ pub fn command() -> clap::Command {
 ///
 /// clap's error for an unknown flag or a missing value, and also for `--help` and
 /// `--version`, which clap reports as errors that print to stdout and exit 0.
-pub fn parse_from<I, T>(args: I) -> Result<Invocation, clap::Error>
+pub fn parse_from<I, T>(args: I) -> Result<Parsed, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -292,11 +331,24 @@ where
         })
         .collect();
     let workloads_origin = origin(&command, &matches, "workloads");
-    Ok(Invocation {
-        cli,
+    let invocation = Invocation {
+        config: cli.config.clone(),
         overrides,
+        workloads: cli.workloads.clone(),
         workloads_origin,
-    })
+        format: cli.format,
+        hgrm: cli.hgrm.clone(),
+        html: cli.html.clone(),
+        quiet: cli.quiet,
+        no_preflight: cli.no_preflight,
+        soak: SoakRequest {
+            enabled: cli.soak,
+            ops: cli.ops.clone(),
+            cycle: cli.cycle.clone(),
+            leftovers: cli.leftovers.clone(),
+        },
+    };
+    Ok(Parsed { cli, invocation })
 }
 
 /// Whether `id` came from a flag or the environment; `None` if it was not given.
@@ -348,7 +400,8 @@ mod tests {
 
     #[test]
     fn flags_record_their_origin() {
-        let invocation = parse_from(["costress", "--stack-size", "64KiB", "mutex"]).unwrap();
+        let parsed = parse_from(["costress", "--stack-size", "64KiB", "mutex"]).unwrap();
+        let invocation = &parsed.invocation;
         assert_eq!(
             invocation.overrides,
             [Override {
@@ -362,6 +415,36 @@ mod tests {
             invocation.workloads_origin,
             Some(Origin::Flag("WORKLOAD".to_owned()))
         );
-        assert_eq!(invocation.cli.workloads, ["mutex"]);
+        assert_eq!(invocation.workloads, ["mutex"]);
+    }
+
+    #[test]
+    fn help_is_written_for_users() {
+        let help = command().render_long_help().to_string();
+        assert!(help.starts_with("Runs load-testing workloads"), "{help}");
+        for internal in ["[`", "parse_from", "Invocation", "overrides"] {
+            assert!(
+                !help.contains(internal),
+                "--help leaks {internal:?}:\n{help}"
+            );
+        }
+        for documented in ["--explain", "--list", "vm.max_map_count", "130"] {
+            assert!(help.contains(documented), "--help lacks {documented:?}");
+        }
+    }
+
+    #[test]
+    fn soak_flags_need_soak() {
+        assert!(parse_from(["costress", "--ops", "1e9"]).is_err());
+        let parsed = parse_from(["costress", "--soak", "--ops", "1e9", "--cycle", "2s"]).unwrap();
+        assert_eq!(
+            parsed.invocation.soak,
+            SoakRequest {
+                enabled: true,
+                ops: Some("1e9".to_owned()),
+                cycle: Some("2s".to_owned()),
+                leftovers: None,
+            }
+        );
     }
 }

@@ -19,6 +19,17 @@ pub enum Exit {
     /// The watchdog fired: no progress for `stall_timeout`. A dump of the suspended
     /// coroutines was printed first.
     Stalled = 3,
+    /// The coroutines do not fit under the kernel's limit on memory mappings
+    /// (`vm.max_map_count`): found before the run, or when a stack allocation failed in it.
+    /// The message gives the limit, how many fit and how to raise it.
+    ResourceLimit = 4,
+    /// The soak found a leak after a runtime was dropped: a thread, mappings, stacks, a
+    /// destructor that did not run, a lock left held or a reference left behind. The
+    /// report names the cycle and what leaked.
+    Leaked = 5,
+    /// Stopped by SIGINT or SIGTERM; the report of what ran was printed, marked
+    /// interrupted (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 impl Exit {
@@ -55,8 +66,11 @@ mod tests {
             Exit::CheckFailed,
             Exit::BadInput,
             Exit::Stalled,
+            Exit::ResourceLimit,
+            Exit::Leaked,
+            Exit::Interrupted,
         ]
         .map(Exit::code);
-        assert_eq!(codes, [0, 1, 2, 3]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 130]);
     }
 }

@@ -23,10 +23,15 @@
 
 pub mod cli;
 pub mod exit;
+pub mod interrupt;
+pub mod limits;
 pub mod outcome;
 pub mod progress;
 pub mod report;
+pub mod runner;
 pub mod settings;
+pub mod soak;
+pub mod timeline;
 pub mod watchdog;
 pub mod workload;
 pub mod workloads;

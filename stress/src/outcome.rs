@@ -265,6 +265,193 @@ impl PoolSnapshot {
     }
 }
 
+/// What kind of primitive a [`LockSnapshot`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    /// A `CoMutex`.
+    Mutex,
+    /// A `CoRwLock` (readers and writers together).
+    #[serde(rename = "rwlock")]
+    RwLock,
+    /// A `CoQueue` (its "acquisitions" are waits).
+    Queue,
+}
+
+impl LockKind {
+    /// Whether its acquisitions are lock operations (a queue's waits are not).
+    pub fn is_lock(self) -> bool {
+        matches!(self, LockKind::Mutex | LockKind::RwLock)
+    }
+}
+
+impl fmt::Display for LockKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockKind::Mutex => "mutex",
+            LockKind::RwLock => "rwlock",
+            LockKind::Queue => "queue",
+        })
+    }
+}
+
+/// The counters of one named lock over a workload, from its contention statistics.
+///
+/// They explain the lock histograms' counts: those record *contended* acquisitions only
+/// (an uncontended one reads no clock), and, above about 50,000 contended acquisitions per
+/// second on a thread, one in N of them with weight N. So a histogram's count estimates
+/// `contended`, and both are smaller than `acquisitions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockSnapshot {
+    /// Unique within the outcome ("counter", or "mutex: counter" in `mixed`).
+    pub name: String,
+    /// The primitive.
+    pub kind: LockKind,
+    /// Every acquisition (for a queue, every wait), exact.
+    pub acquisitions: u64,
+    /// Acquisitions that did not get the lock at once (spun, raced or queued), exact.
+    pub contended: u64,
+    /// Acquisitions that got the lock at once, exact.
+    pub uncontended: u64,
+    /// What the wait histogram counted: `contended`, or an estimate of it when sampled.
+    pub timed: u64,
+}
+
+impl LockSnapshot {
+    /// The snapshot of `stats`, under `name`.
+    pub fn new(name: impl Into<String>, stats: &coprimitives::stats::LockStats) -> LockSnapshot {
+        let kind = match stats.kind {
+            coprimitives::stats::LockKind::RwLock => LockKind::RwLock,
+            coprimitives::stats::LockKind::Queue => LockKind::Queue,
+            _ => LockKind::Mutex,
+        };
+        LockSnapshot {
+            name: name.into(),
+            kind,
+            acquisitions: stats.counters.acquisitions(),
+            contended: stats.counters.contended(),
+            uncontended: stats.counters.fast,
+            timed: stats.wait.len(),
+        }
+    }
+}
+
+/// The progress counter at one moment of a workload, for throughput over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    /// Nanoseconds since the workload started.
+    pub elapsed_ns: u64,
+    /// Operations completed by then (as published in batches by the workload).
+    pub ops: u64,
+}
+
+/// How a soak cycle ended its runtime: both must unwind every coroutine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Teardown {
+    /// `Runtime::shutdown()`.
+    Shutdown,
+    /// Dropping the runtime.
+    Drop,
+}
+
+impl fmt::Display for Teardown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Teardown::Shutdown => "shutdown",
+            Teardown::Drop => "drop",
+        })
+    }
+}
+
+/// One create/run/drop cycle of a soak, and what was checked after it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoakCycle {
+    /// 1 for the first cycle.
+    pub cycle: u64,
+    /// How the runtime was ended.
+    pub teardown: Teardown,
+    /// How long the workload ran, in nanoseconds.
+    pub elapsed_ns: u64,
+    /// How long the teardown took, in nanoseconds.
+    pub teardown_ns: u64,
+    /// The workload's operations.
+    pub ops: u64,
+    /// Contended acquisitions of its mutexes and rwlocks.
+    pub contended_lock_ops: u64,
+    /// Coroutines left suspended when the runtime was ended, for it to unwind.
+    pub left_suspended: u64,
+    /// Whether the workload's own checks passed.
+    pub workload_passed: bool,
+    /// The leak checks made after the teardown.
+    pub checks: Vec<Check>,
+    /// Threads of the process after the teardown (`/proc/self/task`).
+    pub threads: usize,
+    /// Mappings of the process after the teardown (`/proc/self/maps`).
+    pub mappings: usize,
+    /// Coroutine stacks neither pooled nor unmapped after the teardown: held by coroutines
+    /// that were never unwound.
+    pub stacks_in_use: u64,
+    /// Resident memory after the teardown, in KiB (`VmRSS`).
+    pub rss_kib: u64,
+    /// The most resident memory so far, in KiB (`VmHWM`).
+    pub max_rss_kib: u64,
+}
+
+impl SoakCycle {
+    /// Whether the workload and every leak check passed.
+    pub fn passed(&self) -> bool {
+        self.workload_passed && self.checks.iter().all(|check| check.passed)
+    }
+}
+
+/// A whole soak: the baseline it measured against and every cycle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoakSummary {
+    /// What ends the soak, in words ("1000000000 contended lock operations", "10s").
+    pub limit: String,
+    /// Threads before the first cycle.
+    pub baseline_threads: usize,
+    /// Mappings before the first cycle, less those of pooled stacks.
+    pub baseline_mappings: usize,
+    /// Mappings a cycle may leave above the baseline (allocator arenas and the like).
+    pub mapping_margin: usize,
+    /// Every cycle, in order.
+    pub cycles: Vec<SoakCycle>,
+    /// Whether a signal stopped the soak.
+    pub interrupted: bool,
+}
+
+impl SoakSummary {
+    /// Whether every cycle passed.
+    pub fn passed(&self) -> bool {
+        !self.cycles.is_empty() && self.cycles.iter().all(SoakCycle::passed)
+    }
+
+    /// The first cycle that failed.
+    pub fn first_failure(&self) -> Option<&SoakCycle> {
+        self.cycles.iter().find(|cycle| !cycle.passed())
+    }
+
+    /// Operations over every cycle.
+    pub fn ops(&self) -> u64 {
+        self.cycles.iter().map(|cycle| cycle.ops).sum()
+    }
+
+    /// Contended lock operations over every cycle.
+    pub fn contended_lock_ops(&self) -> u64 {
+        self.cycles
+            .iter()
+            .map(|cycle| cycle.contended_lock_ops)
+            .sum()
+    }
+
+    /// The highest resident memory seen, in KiB.
+    pub fn max_rss_kib(&self) -> u64 {
+        self.cycles.iter().map(|c| c.max_rss_kib).max().unwrap_or(0)
+    }
+}
+
 /// The throughput of one part of a workload that runs several at once (`mixed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartThroughput {
@@ -287,10 +474,17 @@ pub struct Outcome {
     pub checks: Vec<Check>,
     /// Latency histograms, in nanoseconds.
     pub histograms: Vec<NamedHistogram>,
+    /// The counters of the workload's named locks, which the lock histograms sample.
+    pub locks: Vec<LockSnapshot>,
     /// Per-context counters, in context order; empty when the workload did not collect them.
     pub contexts: Vec<ContextSnapshot>,
     /// The pool's counters, when collected.
     pub pool: Option<PoolSnapshot>,
+    /// The progress counter sampled over the run; empty when not collected.
+    pub timeline: Vec<Sample>,
+    /// Whether the run was cut short by SIGINT or SIGTERM (then it ran for less than the
+    /// configured duration, and its checks cover what did run).
+    pub interrupted: bool,
 }
 
 impl Outcome {
@@ -303,9 +497,21 @@ impl Outcome {
             parts: Vec::new(),
             checks: Vec::new(),
             histograms: Vec::new(),
+            locks: Vec::new(),
             contexts: Vec::new(),
             pool: None,
+            timeline: Vec::new(),
+            interrupted: false,
         }
+    }
+
+    /// Contended acquisitions of the workload's locks (mutexes and rwlocks, not queues).
+    pub fn contended_lock_ops(&self) -> u64 {
+        self.locks
+            .iter()
+            .filter(|lock| lock.kind.is_lock())
+            .map(|lock| lock.contended)
+            .sum()
     }
 
     /// Adds a check.

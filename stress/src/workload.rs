@@ -8,8 +8,13 @@ use std::time::{Duration, Instant};
 use coscheduler::Runtime;
 
 use crate::exit::Exit;
+use crate::interrupt::Interrupt;
 use crate::outcome::Outcome;
 use crate::settings::Settings;
+
+/// How often a workload waiting for its deadline looks at the interrupt flag: short enough
+/// that Ctrl-C feels immediate, long enough to cost nothing.
+const INTERRUPT_POLL: Duration = Duration::from_millis(10);
 
 /// One stress scenario.
 ///
@@ -22,8 +27,13 @@ pub trait Workload: Sync {
     /// The name used on the command line and in reports (`mutex`).
     fn name(&self) -> &'static str;
 
-    /// One line for `--list`: what it exercises and what its check proves.
+    /// A paragraph for `--list`: what it does, what its checks prove, what it measures.
     fn description(&self) -> &'static str;
+
+    /// About how many coroutines it holds at once with `per_context` coroutines per context
+    /// (`stress.coroutines`) on `contexts` contexts: what the mapping-limit preflight
+    /// compares with `vm.max_map_count`.
+    fn coroutines(&self, per_context: usize, contexts: usize) -> usize;
 
     /// Runs the workload to its deadline.
     ///
@@ -64,12 +74,14 @@ pub struct WorkloadEnv<'a> {
     settings: &'a Settings,
     runtime: &'a Arc<Runtime>,
     progress: Arc<Progress>,
+    interrupt: Interrupt,
     started: Instant,
     deadline: Instant,
 }
 
 impl<'a> WorkloadEnv<'a> {
-    /// An environment whose deadline is `stress.duration` from now.
+    /// An environment whose deadline is `stress.duration` from now, and that is never
+    /// interrupted.
     pub fn new(
         settings: &'a Settings,
         runtime: &'a Arc<Runtime>,
@@ -81,9 +93,23 @@ impl<'a> WorkloadEnv<'a> {
             settings,
             runtime,
             progress,
+            interrupt: Interrupt::manual(),
             started,
             deadline,
         }
+    }
+
+    /// The same environment with its deadline `duration` after its start (a soak cycle's
+    /// length rather than `stress.duration`).
+    pub fn with_duration(mut self, duration: Duration) -> WorkloadEnv<'a> {
+        self.deadline = self.started + duration;
+        self
+    }
+
+    /// The same environment, stopped early when `interrupt` is raised.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> WorkloadEnv<'a> {
+        self.interrupt = interrupt;
+        self
     }
 
     /// The resolved settings of this run.
@@ -106,9 +132,22 @@ impl<'a> WorkloadEnv<'a> {
         self.deadline
     }
 
-    /// Whether the deadline has passed.
+    /// Whether the deadline has passed or the run was interrupted.
     pub fn expired(&self) -> bool {
-        Instant::now() >= self.deadline
+        self.interrupted() || Instant::now() >= self.deadline
+    }
+
+    /// Whether the run was interrupted (SIGINT, SIGTERM).
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.is_raised()
+    }
+
+    /// Sleeps until the deadline, or until the run is interrupted.
+    pub fn wait_for_deadline(&self) {
+        while !self.expired() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(INTERRUPT_POLL));
+        }
     }
 
     /// Time since the environment was made.
@@ -143,6 +182,14 @@ impl RunError {
     pub fn failed(message: impl Into<String>) -> RunError {
         RunError {
             exit: Exit::CheckFailed,
+            message: message.into(),
+        }
+    }
+
+    /// The run hit a resource limit of the OS, such as the mapping limit (exit status 4).
+    pub fn resource_limit(message: impl Into<String>) -> RunError {
+        RunError {
+            exit: Exit::ResourceLimit,
             message: message.into(),
         }
     }

@@ -241,9 +241,12 @@ fn version_and_list() {
 
     let (output, stdout, _) = run(costress(&dir).arg("--list"));
     assert_eq!(code(&output), 0);
-    let names: Vec<&str> = stdout
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
+    // An introduction, one paragraph per workload (its name, then its description), and a
+    // closing line.
+    let paragraphs: Vec<&str> = stdout.trim_end().split("\n\n").collect();
+    let names: Vec<&str> = paragraphs[1..paragraphs.len() - 1]
+        .iter()
+        .filter_map(|paragraph| paragraph.split_whitespace().next())
         .collect();
     assert_eq!(
         names,

@@ -94,7 +94,7 @@ fn json_has_the_documented_fields() {
         },
     )
     .with_check(Check::equal("counter == increments", 10, 10));
-    let text = json::render(&Settings::default(), &[synthetic(), passing]);
+    let text = json::render(&Settings::default(), &[synthetic(), passing], false);
     let doc: Value = serde_json::from_str(&text).expect("the report is JSON");
 
     assert_eq!(field(&doc, "schema"), json::SCHEMA);
@@ -183,7 +183,7 @@ fn json_has_the_documented_fields() {
 
 #[test]
 fn human_report_shows_every_table() {
-    let text = human::render(&Settings::default(), &[synthetic()]);
+    let text = human::render(&Settings::default(), &[synthetic()], false);
     for needle in [
         "== mixed: FAILED ==",
         "throughput  1,000,000 ops in 2.00 s = 500,000 ops/s",
@@ -199,11 +199,12 @@ fn human_report_shows_every_table() {
         "hand-offs",
         "total",
         "3,000",
-        "pool        max 128, pooled 17, hits 990, misses 10 (99.0% hits), allocated 27",
+        "pool        shared max 128; pooled at the end 17 (shared pool + every thread's cache of \
+         up to 256); hits 990, misses 10 (99.0% hits); allocated 27",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
-    let summary = human::render_summary(&[synthetic()]);
+    let summary = human::render_summary(&[synthetic()], false);
     assert_eq!(summary.lines().count(), 1);
     assert!(
         summary.starts_with("mixed: FAILED, 500,000 ops/s; items consumed once"),
@@ -265,6 +266,10 @@ fn parse_hgrm(text: &str) -> Distribution {
             .parse()
             .unwrap_or_else(|_| panic!("footer {name}"))
     };
+    assert!(
+        footer["Unit"].starts_with("microseconds"),
+        "the unit is stated: {footer:?}"
+    );
     Distribution {
         rows,
         mean: number("Mean"),

@@ -255,6 +255,7 @@ fn mixed_runs_every_part() {
 fn hgrm_files_are_percentile_distributions() {
     let dir = scratch("run-hgrm");
     let out = dir.join("hgrm");
+    fs::create_dir_all(&out).unwrap();
     let doc = run_json(&dir, "sleep", &["--hgrm", out.to_str().unwrap()]);
     let workload = one_workload(&doc, "sleep");
     let mut files = 0;
@@ -347,7 +348,11 @@ fn parse_hgrm(text: &str) -> Hgrm {
     }
     let (_, last_percentile, last_total) = *rows.last().unwrap();
     assert_eq!(last_percentile, 1.0);
-    assert_eq!(footer.len(), 3, "{footer:?}");
+    assert_eq!(footer.len(), 4, "{footer:?}");
+    assert!(
+        footer[3].starts_with("#[Unit    = microseconds"),
+        "the unit is stated: {footer:?}"
+    );
     assert!(footer[0].starts_with("#[Mean    =") && footer[0].contains("StdDeviation   ="));
     assert!(footer[1].starts_with("#[Max     =") && footer[1].contains("Total count    ="));
     assert!(footer[2].starts_with("#[Buckets =") && footer[2].contains("SubBuckets     ="));

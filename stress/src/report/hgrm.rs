@@ -7,7 +7,8 @@
 //! row, at percentile 1.0, has no fourth column (it would be infinite).
 //!
 //! Values are recorded in nanoseconds and written in microseconds with three decimals, so
-//! nothing is lost and the plots read in a familiar unit.
+//! nothing is lost and the plots read in a familiar unit. The unit is stated in the file, in
+//! a last `#[Unit = ...]` footer line, which the plotters skip like the other footer lines.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -68,8 +69,14 @@ pub fn render(histogram: &Histogram<u64>) -> String {
         histogram.buckets(),
         sub_bucket_count(histogram.sigfig())
     );
+    let _ = writeln!(out, "{UNIT_LINE}");
     out
 }
+
+/// The footer line that states the unit of the `Value` column. Footer lines separate their
+/// fields with commas, so this one has none in its value.
+pub const UNIT_LINE: &str =
+    "#[Unit    = microseconds (recorded in nanoseconds; written with 3 decimals)]";
 
 /// The sub-buckets per bucket that `sigfig` significant figures need: the smallest power of
 /// two covering 2 × 10^sigfig (hdrhistogram does not expose its own copy).
@@ -162,6 +169,7 @@ mod tests {
         );
         assert!(text.contains("#[Mean    ="), "{text}");
         assert!(text.contains("Total count    =         1000]"), "{text}");
+        assert_eq!(text.lines().last(), Some(UNIT_LINE));
     }
 
     #[test]

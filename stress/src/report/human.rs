@@ -12,37 +12,59 @@
 //! 0                 40        1,234           12           34            5
 //! total        ...
 //!
-//! pool        max 128, pooled 17, hits 1,000, misses 10 (99.0% hits), allocated 27
+//! pool        shared max 128; pooled 17 (shared + thread caches); hits 1,000, misses 10 ...
 //! ```
+//!
+//! `costress --explain` (see [`super::explain`]) describes every line and column.
 
 use std::fmt::Write as _;
 
 use humantime::format_duration;
 
 use super::{PERCENTILES, format_count, format_nanos};
-use crate::outcome::{ContextSnapshot, NamedHistogram, Outcome, PoolSnapshot};
+use crate::outcome::{ContextSnapshot, LockSnapshot, NamedHistogram, Outcome, PoolSnapshot};
 use crate::settings::Settings;
 
 /// The full report: a header with the settings that matter, then each outcome.
-pub fn render(settings: &Settings, outcomes: &[Outcome]) -> String {
+/// `interrupted` says the run was stopped by a signal, so later workloads did not run.
+pub fn render(settings: &Settings, outcomes: &[Outcome], interrupted: bool) -> String {
     let mut out = header(settings);
+    if interrupted {
+        let _ = writeln!(
+            out,
+            "INTERRUPTED: stopped by a signal; {} of {} workloads ran, the last one cut short",
+            outcomes.len(),
+            settings.stress.workloads().len()
+        );
+    }
     for outcome in outcomes {
         out.push('\n');
         out.push_str(&render_outcome(outcome));
     }
+    out.push_str("\n(costress --explain says what each line and column means)\n");
     out
 }
 
 /// One line per outcome, for `--quiet`.
-pub fn render_summary(outcomes: &[Outcome]) -> String {
-    outcomes
+pub fn render_summary(outcomes: &[Outcome], interrupted: bool) -> String {
+    let mut out: String = outcomes
         .iter()
         .map(|outcome| summary_line(outcome) + "\n")
-        .collect()
+        .collect();
+    if interrupted {
+        out.push_str("interrupted\n");
+    }
+    out
 }
 
-fn verdict(outcome: &Outcome) -> &'static str {
-    if outcome.passed() { "ok" } else { "FAILED" }
+fn verdict(outcome: &Outcome) -> String {
+    let verdict = if outcome.passed() { "ok" } else { "FAILED" };
+    if outcome.interrupted {
+        let ran = u64::try_from(outcome.throughput.elapsed.as_nanos()).unwrap_or(u64::MAX);
+        format!("{verdict}, interrupted after {}", format_nanos(ran))
+    } else {
+        verdict.to_owned()
+    }
 }
 
 fn summary_line(outcome: &Outcome) -> String {
@@ -107,6 +129,10 @@ fn render_outcome(outcome: &Outcome) -> String {
         out.push('\n');
         out.push_str(&histogram_table(&outcome.histograms));
     }
+    if !outcome.locks.is_empty() {
+        out.push('\n');
+        out.push_str(&lock_table(&outcome.locks));
+    }
     if !outcome.contexts.is_empty() {
         out.push('\n');
         out.push_str(&context_table(&outcome.contexts));
@@ -160,6 +186,45 @@ fn histogram_table(histograms: &[NamedHistogram]) -> String {
     out
 }
 
+/// The locks' exact counters beside the count their wait histogram recorded, which covers
+/// contended acquisitions only (sampled when they are frequent).
+fn lock_table(locks: &[LockSnapshot]) -> String {
+    let width = locks
+        .iter()
+        .map(|lock| lock.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut out = format!(
+        "{:<width$} {:>6} {:>13} {:>13} {:>13} {:>13}\n",
+        "lock", "kind", "acquisitions", "uncontended", "contended", "in histogram"
+    );
+    for lock in locks {
+        let cells = [
+            lock.acquisitions,
+            lock.uncontended,
+            lock.contended,
+            lock.timed,
+        ]
+        .map(format_count);
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>6} {:>13} {:>13} {:>13} {:>13}",
+            lock.name,
+            lock.kind.to_string(),
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3]
+        );
+    }
+    out.push_str(
+        "(lock wait/hold histograms time contended acquisitions only; above 50k a second on a \
+         thread they are weighted samples, so \"in histogram\" estimates \"contended\")\n",
+    );
+    out
+}
+
 fn context_table(contexts: &[ContextSnapshot]) -> String {
     let row = |name: &str, c: &ContextSnapshot| {
         let cells = [c.started, c.switches, c.steals, c.hand_offs, c.parks].map(format_count);
@@ -183,16 +248,23 @@ fn context_table(contexts: &[ContextSnapshot]) -> String {
     out
 }
 
+/// The pool's line. Its maximum bounds the shared pool only; every thread also caches up
+/// to [`THREAD_CACHE`] stacks of its own, which is why "pooled" can exceed "max".
 fn pool_line(pool: &PoolSnapshot) -> String {
     let hit_rate = pool
         .hit_rate()
         .map_or_else(String::new, |rate| format!(" ({:.1}% hits)", rate * 100.0));
     format!(
-        "pool        max {}, pooled {}, hits {}, misses {}{hit_rate}, allocated {}\n",
+        "pool        shared max {}; pooled at the end {} (shared pool + every thread's cache of \
+         up to {THREAD_CACHE}); hits {}, misses {}{hit_rate}; allocated {}, freed {}\n",
         format_count(pool.max_size as u64),
         format_count(pool.pooled as u64),
         format_count(pool.hits),
         format_count(pool.misses),
         format_count(pool.allocated),
+        format_count(pool.freed),
     )
 }
+
+/// Stacks a thread caches outside the shared pool's maximum: two batches.
+const THREAD_CACHE: usize = 2 * coscheduler::pool::BATCH_SIZE;

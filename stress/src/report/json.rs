@@ -7,7 +7,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::outcome::{
-    Check, ContextSnapshot, HistogramKind, NamedHistogram, Outcome, PoolSnapshot, Throughput,
+    Check, ContextSnapshot, HistogramKind, LockSnapshot, NamedHistogram, Outcome, PoolSnapshot,
+    Sample, SoakSummary, Throughput,
 };
 use crate::settings::{FileConfig, Settings};
 
@@ -19,21 +20,26 @@ struct Document<'a> {
     schema: &'static str,
     costress_version: &'static str,
     passed: bool,
+    interrupted: bool,
     config_file: Option<String>,
     config: FileConfig,
     workloads: Vec<WorkloadReport<'a>>,
+    soak: Option<&'a SoakSummary>,
 }
 
 #[derive(Serialize)]
 struct WorkloadReport<'a> {
     name: &'a str,
     passed: bool,
+    interrupted: bool,
     throughput: ThroughputReport,
     parts: Vec<PartReport<'a>>,
     checks: &'a [Check],
     histograms: Vec<HistogramReport<'a>>,
+    locks: &'a [LockSnapshot],
     contexts: &'a [ContextSnapshot],
     pool: Option<&'a PoolSnapshot>,
+    timeline: &'a [Sample],
 }
 
 #[derive(Serialize)]
@@ -104,6 +110,7 @@ impl<'a> WorkloadReport<'a> {
         WorkloadReport {
             name: &outcome.workload,
             passed: outcome.passed(),
+            interrupted: outcome.interrupted,
             throughput: ThroughputReport::new(&outcome.throughput),
             parts: outcome
                 .parts
@@ -119,18 +126,42 @@ impl<'a> WorkloadReport<'a> {
                 .iter()
                 .map(HistogramReport::new)
                 .collect(),
+            locks: &outcome.locks,
             contexts: &outcome.contexts,
             pool: outcome.pool.as_ref(),
+            timeline: &outcome.timeline,
         }
     }
 }
 
 /// The report as pretty-printed JSON, ending in a newline.
-pub fn render(settings: &Settings, outcomes: &[Outcome]) -> String {
+///
+/// `passed` is true only if the run was not `interrupted` and every workload passed.
+pub fn render(settings: &Settings, outcomes: &[Outcome], interrupted: bool) -> String {
+    render_with_soak(settings, outcomes, interrupted, None)
+}
+
+/// The report of a soak: the cycles, and in `workloads` the outcome of the failing cycle
+/// (or of the last one).
+pub fn render_soak(settings: &Settings, outcomes: &[Outcome], soak: &SoakSummary) -> String {
+    render_with_soak(settings, outcomes, soak.interrupted, Some(soak))
+}
+
+fn render_with_soak(
+    settings: &Settings,
+    outcomes: &[Outcome],
+    interrupted: bool,
+    soak: Option<&SoakSummary>,
+) -> String {
+    let passed = match soak {
+        Some(soak) => soak.passed(),
+        None => !outcomes.is_empty() && outcomes.iter().all(Outcome::passed),
+    };
     let document = Document {
         schema: SCHEMA,
         costress_version: env!("CARGO_PKG_VERSION"),
-        passed: outcomes.iter().all(Outcome::passed),
+        passed: passed && !interrupted,
+        interrupted,
         config_file: settings
             .config_file()
             .map(|path| path.display().to_string()),
@@ -139,6 +170,7 @@ pub fn render(settings: &Settings, outcomes: &[Outcome]) -> String {
             stress: settings.stress.clone(),
         },
         workloads: outcomes.iter().map(WorkloadReport::new).collect(),
+        soak,
     };
     let mut text = serde_json::to_string_pretty(&document)
         .expect("the report has string keys and finite numbers");

@@ -45,6 +45,12 @@ enum Kind {
         name: String,
         expected: Vec<&'static str>,
     },
+    /// An output path that cannot be written.
+    Output {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     /// What toml said, when no key could be blamed.
     Other(String),
 }
@@ -87,6 +93,14 @@ impl SettingsError {
         })
     }
 
+    pub(super) fn output(flag: &'static str, path: &Path, reason: String) -> SettingsError {
+        SettingsError::new(Kind::Output {
+            flag,
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
     pub(super) fn other(message: &str) -> SettingsError {
         SettingsError::new(Kind::Other(message.trim_end().to_owned()))
     }
@@ -119,7 +133,7 @@ impl SettingsError {
             Kind::UnknownKey { key, .. } | Kind::Invalid { key, .. } => Some(key),
             Kind::UnknownWorkload { .. } => Some("stress.workloads"),
             Kind::UnknownTopLevel { name, .. } => Some(name),
-            Kind::Io { .. } | Kind::Other(_) => None,
+            Kind::Io { .. } | Kind::Output { .. } | Kind::Other(_) => None,
         }
     }
 }
@@ -170,6 +184,9 @@ impl fmt::Display for SettingsError {
                 "unknown workload {name:?} (expected one of: {}; see costress --list)",
                 expected.join(", ")
             ),
+            Kind::Output { flag, path, reason } => {
+                write!(f, "{flag}: {}: {reason}", path.display())
+            }
             Kind::Other(message) => f.write_str(message),
         }
     }

@@ -8,6 +8,9 @@
 
 mod error;
 mod file;
+mod invocation;
+mod outputs;
+mod soak;
 mod stress;
 
 use std::path::{Path, PathBuf};
@@ -16,10 +19,10 @@ use coscheduler::RuntimeConfig;
 
 pub use error::SettingsError;
 pub use file::FileConfig;
-pub use stress::StressConfig;
-
-use crate::cli::{Format, Invocation, Origin};
-use crate::workloads;
+pub use invocation::{Format, Invocation, Origin, Override, SoakRequest};
+pub use outputs::Outputs;
+pub use soak::{DEFAULT_CYCLE, DEFAULT_LEFTOVERS, Soak, SoakLimit};
+pub use stress::{DEFAULT_WORKLOAD, StressConfig};
 
 /// The configuration file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "config.toml";
@@ -52,25 +55,36 @@ pub struct Settings {
     pub stress: StressConfig,
     /// How to print the report.
     pub format: Format,
-    /// Where to write `.hgrm` files, if anywhere.
-    pub hgrm_dir: Option<PathBuf>,
+    /// The files written besides stdout (`--hgrm`, `--html`).
+    pub outputs: Outputs,
     /// No progress line, short report.
     pub quiet: bool,
+    /// Check before the run that its coroutines fit under the mapping limit (on unless
+    /// `--no-preflight`).
+    pub preflight: bool,
+    /// Run create/drop cycles instead of the workloads once (`--soak`).
+    pub soak: Option<Soak>,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
 
 impl Settings {
     /// Lays the configuration file, the environment and the flags over the built-in
-    /// defaults, and checks the result, workload names included.
+    /// defaults, and checks the result, workload names included: `known` lists the names the
+    /// caller can run.
+    ///
+    /// Output paths are not checked here (see [`Outputs::validate`]), so that
+    /// `--print-config` works whatever they are.
     ///
     /// # Errors
     ///
     /// A [`SettingsError`] naming the file, variable or flag, the key, the value and the
     /// expected form.
-    pub fn resolve(invocation: &Invocation) -> Result<Settings, SettingsError> {
-        let cli = &invocation.cli;
-        let config_file = match &cli.config {
+    pub fn resolve(
+        invocation: &Invocation,
+        known: &[&'static str],
+    ) -> Result<Settings, SettingsError> {
+        let config_file = match &invocation.config {
             Some(path) => Some(path.clone()),
             None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|path| path.is_file()),
         };
@@ -93,7 +107,7 @@ impl Settings {
             .as_deref()
             .map(|path| format!("{}: stress.workloads", path.display()));
         if let Some(origin) = &invocation.workloads_origin {
-            let joined = cli.workloads.join(",");
+            let joined = invocation.workloads.join(",");
             stress
                 .set("workloads", &joined)
                 .map_err(|err| err.with_origin(origin.to_string()))?;
@@ -103,13 +117,23 @@ impl Settings {
                 Origin::Flag(_) => None,
             };
         }
-        check_workloads(&stress, workloads_origin)?;
+        check_workloads(&stress, known, workloads_origin)?;
+        let soak = if invocation.soak.enabled {
+            Some(Soak::resolve(&invocation.soak, stress.duration())?)
+        } else {
+            None
+        };
         Ok(Settings {
             runtime,
             stress,
-            format: cli.format,
-            hgrm_dir: cli.hgrm.clone(),
-            quiet: cli.quiet,
+            format: invocation.format,
+            outputs: Outputs {
+                hgrm_dir: invocation.hgrm.clone(),
+                html_file: invocation.html.clone(),
+            },
+            quiet: invocation.quiet,
+            preflight: !invocation.no_preflight,
+            soak,
             config_file,
         })
     }
@@ -135,16 +159,20 @@ impl Settings {
     }
 }
 
-/// Refuses workload names the registry does not know.
-fn check_workloads(stress: &StressConfig, origin: Option<String>) -> Result<(), SettingsError> {
+/// Refuses workload names that are not in `known`.
+fn check_workloads(
+    stress: &StressConfig,
+    known: &[&'static str],
+    origin: Option<String>,
+) -> Result<(), SettingsError> {
     let Some(unknown) = stress
         .workloads()
         .into_iter()
-        .find(|name| workloads::find(name).is_none())
+        .find(|name| !known.contains(&name.as_str()))
     else {
         return Ok(());
     };
-    let err = SettingsError::unknown_workload(&unknown, workloads::names());
+    let err = SettingsError::unknown_workload(&unknown, known.to_vec());
     Err(match origin {
         Some(origin) => err.with_origin(origin),
         None => err,

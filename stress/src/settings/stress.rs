@@ -11,7 +11,9 @@ use humantime_serde::re::humantime;
 use serde::{Deserialize, Serialize};
 
 use super::error::SettingsError;
-use crate::workloads;
+
+/// The workload run when none is named: all of them at once.
+pub const DEFAULT_WORKLOAD: &str = "mixed";
 
 /// The name of the table.
 pub(super) const SECTION: &str = "stress";
@@ -90,7 +92,7 @@ impl Default for Fields {
             coroutines: 32,
             seed: 1,
             stall_timeout: Duration::from_secs(10),
-            workloads: Workloads(vec![workloads::DEFAULT.to_owned()]),
+            workloads: Workloads(vec![DEFAULT_WORKLOAD.to_owned()]),
         }
     }
 }

@@ -33,6 +33,10 @@ impl Workload for Deadlock {
         "two coroutines take two CoMutexes in opposite order, to trip the watchdog (test only)"
     }
 
+    fn coroutines(&self, _per_context: usize, _contexts: usize) -> usize {
+        2
+    }
+
     fn run(&self, env: &WorkloadEnv<'_>) -> Result<Outcome, RunError> {
         let locks = Arc::new(LOCK_NAMES.map(|name| CoMutex::with_stats((), name)));
         let holding = Arc::new(AtomicUsize::new(0));

@@ -26,9 +26,11 @@ use crate::workload::RunError;
 /// The workload's name.
 pub(super) const NAME: &str = "echo";
 
-/// The `--list` line.
-pub(super) const DESCRIPTION: &str = "loopback TCP echo (W8); checks bytes sent == bytes echoed, \
-     request latency and I/O wake latency";
+/// The `--list` paragraph.
+pub(super) const DESCRIPTION: &str = "Clients send 64-byte requests over loopback TCP, each to a server coroutine of its \
+     own, and wait for the echo. Checks that every client connected and every byte sent \
+     came back unchanged. Measures request latency (the round trip) and I/O wake latency \
+     (from the send to the server coroutine running with the request).";
 
 /// The most client connections: each costs two file descriptors, and the usual soft limit
 /// is 1024.
@@ -82,6 +84,11 @@ struct Running {
     io_wake: Recorder,
     clients: Vec<JoinHandle<Result<ClientCounts, String>>>,
     acceptor: JoinHandle<Result<ServerCounts, String>>,
+}
+
+/// Coroutines held at once, for the mapping-limit preflight. A client and a server per connection, and the acceptor.
+pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
+    2 * (per_context * contexts).clamp(1, MAX_CONNECTIONS) + 1
 }
 
 /// Binds the listener, starts the acceptor and the clients.

@@ -30,9 +30,13 @@ use crate::workload::RunError;
 /// The workload's name.
 pub(super) const NAME: &str = "lifecycle";
 
-/// The `--list` line.
-pub(super) const DESCRIPTION: &str = "create/enter/finish churn and spawn storms through the pool \
-     (W2, W5); checks every coroutine ran exactly once, pool hit rate";
+/// The `--list` paragraph.
+pub(super) const DESCRIPTION: &str = "Coroutines are created, run to completion and freed as fast as possible: entered \
+     directly, spawned on the current context, and spawned from a plain thread through \
+     the runtime's shared queue (the injector), where any worker may take them. Checks \
+     that every coroutine created ran exactly once and every spawn was joined. Measures \
+     the time from spawn to first run; the report's pool line shows how often a stack was \
+     reused.";
 
 /// Coroutines per batch: created and entered, or spawned before joining them all.
 const BATCH: usize = 64;
@@ -108,6 +112,12 @@ struct Running {
     injected: Recorder,
     churners: Vec<JoinHandle<Result<Counts, String>>>,
     injector: Option<thread::JoinHandle<Counts>>,
+}
+
+/// Coroutines held at once, for the mapping-limit preflight. Each churner holds a batch of `BATCH` spawned coroutines (and one entered) at a time, the injector thread one batch.
+pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
+    let churners = (per_context / 8).max(1) * contexts;
+    churners * (1 + BATCH) + BATCH
 }
 
 /// Starts the churners and the injector thread.

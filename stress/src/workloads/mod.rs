@@ -15,11 +15,15 @@ mod sleep;
 mod wake;
 
 use crate::outcome::Outcome;
+use crate::settings::DEFAULT_WORKLOAD;
 use crate::workload::{RunError, Workload, WorkloadEnv};
 use part::Start;
 
 /// The workload run when none is named: all the others at once.
-pub const DEFAULT: &str = "mixed";
+pub const DEFAULT: &str = DEFAULT_WORKLOAD;
+
+/// Coroutines a part holds at once, given the per-context count and the contexts.
+type Count = fn(usize, usize) -> usize;
 
 /// Every part, in `--list` order: what `mixed` runs together.
 const PARTS: [(&str, Start); 7] = [
@@ -37,6 +41,7 @@ struct Single {
     name: &'static str,
     description: &'static str,
     start: Start,
+    count: Count,
 }
 
 impl Workload for Single {
@@ -46,6 +51,10 @@ impl Workload for Single {
 
     fn description(&self) -> &'static str {
         self.description
+    }
+
+    fn coroutines(&self, per_context: usize, contexts: usize) -> usize {
+        (self.count)(per_context, contexts)
     }
 
     fn run(&self, env: &WorkloadEnv<'_>) -> Result<Outcome, RunError> {
@@ -62,7 +71,18 @@ impl Workload for Mixed {
     }
 
     fn description(&self) -> &'static str {
-        "all of the above at once, on one runtime; all of their checks"
+        "All of the above at once, on one runtime, so that every path of the scheduler is \
+         busy at the same time; each part keeps its own checks and histograms, prefixed with \
+         its name. The default."
+    }
+
+    fn coroutines(&self, per_context: usize, contexts: usize) -> usize {
+        // Every other registered workload is one of the parts.
+        WORKLOADS
+            .iter()
+            .filter(|workload| workload.name() != DEFAULT)
+            .map(|workload| workload.coroutines(per_context, contexts))
+            .sum()
     }
 
     fn run(&self, env: &WorkloadEnv<'_>) -> Result<Outcome, RunError> {
@@ -76,36 +96,43 @@ static WORKLOADS: [&dyn Workload; 8] = [
         name: mutex::NAME,
         description: mutex::DESCRIPTION,
         start: mutex::start,
+        count: mutex::coroutines,
     },
     &Single {
         name: rwlock::NAME,
         description: rwlock::DESCRIPTION,
         start: rwlock::start,
+        count: rwlock::coroutines,
     },
     &Single {
         name: queue::NAME,
         description: queue::DESCRIPTION,
         start: queue::start,
+        count: queue::coroutines,
     },
     &Single {
         name: wake::NAME,
         description: wake::DESCRIPTION,
         start: wake::start,
+        count: wake::coroutines,
     },
     &Single {
         name: lifecycle::NAME,
         description: lifecycle::DESCRIPTION,
         start: lifecycle::start,
+        count: lifecycle::coroutines,
     },
     &Single {
         name: sleep::NAME,
         description: sleep::DESCRIPTION,
         start: sleep::start,
+        count: sleep::coroutines,
     },
     &Single {
         name: echo::NAME,
         description: echo::DESCRIPTION,
         start: echo::start,
+        count: echo::coroutines,
     },
     &Mixed,
 ];
@@ -152,5 +179,18 @@ mod tests {
         );
         let parts: Vec<&str> = PARTS.iter().map(|(name, _)| *name).collect();
         assert_eq!(parts, expected[..7], "mixed runs every other workload");
+    }
+
+    #[test]
+    fn mixed_holds_the_coroutines_of_every_part() {
+        let mixed = find(DEFAULT).unwrap().coroutines(32, 2);
+        let parts: usize = names()
+            .iter()
+            .filter(|name| **name != DEFAULT)
+            .map(|name| find(name).unwrap().coroutines(32, 2))
+            .sum();
+        assert_eq!(mixed, parts);
+        assert_eq!(find("mutex").unwrap().coroutines(20_000, 2), 40_000);
+        assert!(find("sleep").unwrap().coroutines(1, 1) >= 2);
     }
 }

@@ -24,9 +24,11 @@ use crate::workload::RunError;
 /// The workload's name.
 pub(super) const NAME: &str = "mutex";
 
-/// The `--list` line.
-pub(super) const DESCRIPTION: &str = "contended CoMutex: coroutines on every context increment one \
-     counter (W4); checks counter == increments";
+/// The `--list` paragraph.
+pub(super) const DESCRIPTION: &str = "Many coroutines on every context take turns incrementing one shared counter under a \
+     CoMutex, so the lock is handed between threads all the time. Checks that the counter \
+     equals the sum of every coroutine's increments and that the lock counted as many \
+     acquisitions. Measures lock wait and lock hold.";
 
 /// Increments between progress updates.
 const TALLY_EVERY: u64 = 256;
@@ -38,6 +40,11 @@ struct Running {
     counter: Arc<CoMutex<u64>>,
     stats_name: String,
     workers: Vec<JoinHandle<u64>>,
+}
+
+/// Coroutines held at once, for the mapping-limit preflight. Every context runs `per_context` incrementing coroutines.
+pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
+    per_context * contexts
 }
 
 /// Spawns the incrementing coroutines.
@@ -88,6 +95,7 @@ impl Part for Running {
                     increments,
                     lock.counters.acquisitions(),
                 ))
+                .lock("counter", &lock)
                 .histogram("lock wait", HistogramKind::LockWait, lock.wait)
                 .histogram("lock hold", HistogramKind::LockHold, lock.hold);
         }

@@ -14,14 +14,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use coscheduler::{AioContext, Coroutine, JoinError, JoinHandle, Runtime};
 use hdrhistogram::Histogram;
 
+use coprimitives::stats::LockStats;
+
 use crate::outcome::{
-    Check, HistogramKind, NamedHistogram, Outcome, PartThroughput, Throughput, new_histogram,
+    Check, HistogramKind, LockSnapshot, NamedHistogram, Outcome, PartThroughput, Throughput,
+    new_histogram,
 };
 use crate::settings::Settings;
 use crate::workload::{Progress, RunError, WorkloadEnv};
@@ -51,6 +53,8 @@ pub(super) struct PartReport {
     pub(super) checks: Vec<Check>,
     /// Latency histograms, with names unique within the part.
     pub(super) histograms: Vec<NamedHistogram>,
+    /// Counters of the part's named locks, with names unique within the part.
+    pub(super) locks: Vec<LockSnapshot>,
 }
 
 impl PartReport {
@@ -65,6 +69,12 @@ impl PartReport {
     /// Adds a check.
     pub(super) fn check(mut self, check: Check) -> PartReport {
         self.checks.push(check);
+        self
+    }
+
+    /// Adds the counters of the lock called `name` in the report.
+    pub(super) fn lock(mut self, name: &str, stats: &LockStats) -> PartReport {
+        self.locks.push(LockSnapshot::new(name, stats));
         self
     }
 
@@ -408,9 +418,11 @@ pub(super) fn run_parts(
         }
     }
     if error.is_none() {
-        let left = env.deadline().saturating_duration_since(Instant::now());
-        thread::sleep(left);
+        env.wait_for_deadline();
     }
+    // Taken as the wait ends, so that a signal during the wind-down does not mark a run
+    // that reached its deadline as cut short.
+    let interrupted = env.interrupted();
     part_env.stop.set();
     let mut reports = Vec::with_capacity(running.len());
     for (name, part) in running {
@@ -425,7 +437,9 @@ pub(super) fn run_parts(
     if let Some(err) = error {
         return Err(err);
     }
-    Ok(outcome(workload, elapsed, reports))
+    let mut outcome = outcome(workload, elapsed, reports);
+    outcome.interrupted = interrupted;
+    Ok(outcome)
 }
 
 /// Merges the parts' reports into one outcome (see [`run_parts`]).
@@ -456,6 +470,12 @@ fn outcome(workload: &str, elapsed: Duration, reports: Vec<(&'static str, PartRe
                 histogram.name
             };
             outcome = outcome.with_histogram(label, histogram.kind, histogram.histogram);
+        }
+        for mut lock in report.locks {
+            if several {
+                lock.name = format!("{name}: {}", lock.name);
+            }
+            outcome.locks.push(lock);
         }
     }
     outcome

@@ -23,9 +23,12 @@ use crate::workload::RunError;
 /// The workload's name.
 pub(super) const NAME: &str = "queue";
 
-/// The `--list` line.
-pub(super) const DESCRIPTION: &str = "producers and consumers over CoQueue and CoMutex; checks \
-     every item is consumed exactly once";
+/// The `--list` paragraph.
+pub(super) const DESCRIPTION: &str = "Producers push numbered items into a bounded buffer guarded by a CoMutex, waiting on \
+     a CoQueue while it is full; consumers pop them, waiting while it is empty. Checks \
+     that every item was consumed exactly once and in its producer's order, and that the \
+     buffer ends empty. Measures lock wait and hold, and how long consumers and producers \
+     waited on the queues.";
 
 /// Items the buffer holds before producers wait.
 const CAPACITY: usize = 256;
@@ -78,6 +81,11 @@ struct Running {
     names: [String; 3],
     producers: Vec<JoinHandle<Counts>>,
     consumers: Vec<JoinHandle<Counts>>,
+}
+
+/// Coroutines held at once, for the mapping-limit preflight. Every context runs `per_context` (at least 2) producers and consumers.
+pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
+    per_context.max(2) * contexts
 }
 
 /// Spawns the producers and the consumers.
@@ -222,18 +230,19 @@ impl Part for Running {
         let [mutex, not_empty, not_full] = &self.names;
         if let Some(lock) = stats::snapshot_of(mutex) {
             report = report
+                .lock("buffer mutex", &lock)
                 .histogram("lock wait", HistogramKind::LockWait, lock.wait)
                 .histogram("lock hold", HistogramKind::LockHold, lock.hold);
         }
         if let Some(queue) = stats::snapshot_of(not_empty) {
-            report = report.histogram(
+            report = report.lock("not_empty queue", &queue).histogram(
                 "consumer wait (queue empty)",
                 HistogramKind::LockWait,
                 queue.wait,
             );
         }
         if let Some(queue) = stats::snapshot_of(not_full) {
-            report = report.histogram(
+            report = report.lock("not_full queue", &queue).histogram(
                 "producer wait (queue full)",
                 HistogramKind::LockWait,
                 queue.wait,

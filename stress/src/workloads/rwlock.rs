@@ -27,9 +27,11 @@ use crate::workload::RunError;
 /// The workload's name.
 pub(super) const NAME: &str = "rwlock";
 
-/// The `--list` line.
-pub(super) const DESCRIPTION: &str = "CoRwLock readers and writers with upgrades and downgrades; \
-     checks that readers never see a torn write and writes == versions";
+/// The `--list` paragraph.
+pub(super) const DESCRIPTION: &str = "Readers and writers share a CoRwLock; writers sometimes yield while holding it, \
+     readers upgrade to writers and writers downgrade to readers. Checks that no reader \
+     saw a half-written value, that the final version equals the writes, and that no \
+     writer got in during a downgrade. Measures lock wait and lock hold.";
 
 /// Operations between progress updates.
 const TALLY_EVERY: u64 = 128;
@@ -76,6 +78,11 @@ struct Running {
     lock: Arc<CoRwLock<Versioned>>,
     stats_name: String,
     workers: Vec<JoinHandle<Counts>>,
+}
+
+/// Coroutines held at once, for the mapping-limit preflight. Every context runs `per_context` reader/writer coroutines.
+pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
+    per_context * contexts
 }
 
 /// Spawns the readers and writers.
@@ -191,6 +198,7 @@ impl Part for Running {
             ));
         if let Some(lock) = stats::snapshot_of(&self.stats_name) {
             report = report
+                .lock("lock", &lock)
                 .histogram("lock wait", HistogramKind::LockWait, lock.wait)
                 .histogram("lock hold", HistogramKind::LockHold, lock.hold);
         }

@@ -25,9 +25,11 @@ use crate::workload::RunError;
 /// The workload's name.
 pub(super) const NAME: &str = "sleep";
 
-/// The `--list` line.
-pub(super) const DESCRIPTION: &str = "coroutines sleeping on timers (W7); checks no sleep ends \
-     early and sleeps == wake-ups, oversleep and timer wake latency";
+/// The `--list` paragraph.
+pub(super) const DESCRIPTION: &str = "Many coroutines per context sleep for 50 µs to 2 ms, again and again, half with \
+     co_sleep and half on a timer of their own. Checks that no sleep ended early, no \
+     timer fired early, and no sleeper woke without its timer. Measures oversleep (how \
+     late co_sleep returned) and timer wake latency.";
 
 /// The shortest and longest sleep, in microseconds.
 const SLEEP_MICROS: (u64, u64) = (50, 2_000);
@@ -71,6 +73,11 @@ struct Running {
     timer_wake: Recorder,
     sleepers: Vec<JoinHandle<Counts>>,
     timers: Vec<JoinHandle<Counts>>,
+}
+
+/// Coroutines held at once, for the mapping-limit preflight. Every context runs `2 × per_context` sleepers.
+pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
+    2 * per_context * contexts
 }
 
 /// Starts the sleepers.

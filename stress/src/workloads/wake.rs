@@ -31,9 +31,11 @@ use crate::workload::RunError;
 /// The workload's name.
 pub(super) const NAME: &str = "wake";
 
-/// The `--list` line.
-pub(super) const DESCRIPTION: &str = "cross-context and local ping-pong between coroutine pairs \
-     (W3); checks wakes sent == wakes received, wake latency by source";
+/// The `--list` paragraph.
+pub(super) const DESCRIPTION: &str = "Pairs of coroutines wake each other in turn (ping-pong), some pairs on one context, \
+     some across two. Checks that every wake sent was received, in total and per pair. \
+     Measures wake latency: from the wake call to the woken coroutine running, on one \
+     context and across contexts.";
 
 /// Round trips between progress updates.
 const TALLY_EVERY: u64 = 64;
@@ -93,6 +95,12 @@ struct Running {
     local: Recorder,
     cross: Recorder,
     pairs: Vec<(JoinHandle<Counts>, JoinHandle<Counts>)>,
+}
+
+/// Coroutines held at once, for the mapping-limit preflight. Every context starts `per_context / 4` (at least 1) local pairs and as many cross-context pairs.
+pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
+    let pairs = if contexts > 1 { 2 } else { 1 };
+    (per_context / 4).max(1) * contexts * pairs * 2
 }
 
 /// Starts the pairs.

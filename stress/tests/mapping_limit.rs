@@ -1,0 +1,98 @@
+//! More coroutines than `vm.max_map_count` allows are refused before the run, with the
+//! limit, how many fit and the fix, and exit status 4; a stack allocation that fails in the
+//! middle of a run gets the same diagnosis.
+
+mod common;
+
+use std::fs;
+
+use common::{code, costress, run, scratch};
+
+/// The limit, if this kernel publishes it.
+fn max_map_count() -> Option<usize> {
+    fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn too_many_coroutines_are_refused_before_the_run() {
+    let Some(limit) = max_map_count() else {
+        eprintln!("skipped: no /proc/sys/vm/max_map_count");
+        return;
+    };
+    // Two contexts of `per_context` mutex coroutines, two mappings each: past the limit.
+    let per_context = (limit / 4 + 1000).min(65_536);
+    if per_context * 4 <= limit {
+        eprintln!("skipped: vm.max_map_count = {limit} is too high to exceed");
+        return;
+    }
+    let dir = scratch("mapping-limit-preflight");
+    let (output, stdout, stderr) = run(costress(&dir).args([
+        "mutex",
+        "--threads",
+        "2",
+        "--pin-threads",
+        "false",
+        "--duration",
+        "1h",
+        "--coroutines",
+        &per_context.to_string(),
+    ]));
+    assert_eq!(code(&output), 4, "{stderr}");
+    assert!(stdout.is_empty(), "refused before the run: {stdout}");
+    for needle in [
+        "limit on memory mappings".to_owned(),
+        format!("vm.max_map_count is {limit}"),
+        "coroutines fit, with 1 MiB stacks".to_owned(),
+        "sudo sysctl -w vm.max_map_count=".to_owned(),
+        "or run with --coroutines".to_owned(),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} not in {stderr}");
+    }
+    assert!(
+        !stderr.contains("Cannot allocate memory"),
+        "no stack was allocated: {stderr}"
+    );
+}
+
+#[test]
+fn a_failed_stack_allocation_in_the_run_names_the_limit() {
+    let Some(limit) = max_map_count() else {
+        eprintln!("skipped: no /proc/sys/vm/max_map_count");
+        return;
+    };
+    // One context, so the failure is certain: more stacks than mappings allow at all.
+    let per_context = limit / 2 + 100;
+    if per_context > 65_536 {
+        eprintln!("skipped: vm.max_map_count = {limit} is too high to exceed");
+        return;
+    }
+    let dir = scratch("mapping-limit-run");
+    let (output, _, stderr) = run(costress(&dir).args([
+        "mutex",
+        "--no-preflight",
+        "--threads",
+        "1",
+        "--pin-threads",
+        "false",
+        "--duration",
+        "200ms",
+        "--stack-size",
+        "64KiB",
+        "--coroutines",
+        &per_context.to_string(),
+    ]));
+    assert_eq!(code(&output), 4, "{stderr}");
+    for needle in [
+        "a coroutine stack could not be mapped".to_owned(),
+        "os error 12".to_owned(),
+        format!("vm.max_map_count is {limit}"),
+        "with 64 KiB stacks".to_owned(),
+        "sudo sysctl -w vm.max_map_count=".to_owned(),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} not in {stderr}");
+    }
+}
