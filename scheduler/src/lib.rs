@@ -128,6 +128,12 @@ mod idle_model;
 #[cfg(loom)]
 #[path = "pool/batch.rs"]
 mod pool_batch_model;
+#[cfg(loom)]
+#[path = "coroutine/refcount.rs"]
+mod refcount_model;
+#[cfg(loom)]
+#[path = "coroutine/wake_mark.rs"]
+mod wake_mark_model;
 
 #[cfg(not(loom))]
 pub use config::{Config, ConfigError, RuntimeConfig};

@@ -39,12 +39,33 @@
 //! eventfd write among producers; a spurious eventfd write (the owner found
 //! work in its re-check and never slept) only costs one empty epoll return.
 //! Modelled in `loom_tests` below.
+//!
+//! # The mailbox and its "close" protocol
+//!
+//! [`Mailbox`] puts the hand-off queue, the gate, the bottom-half list,
+//! QEMU's `notified` flag and the context's `closed` flag together: every
+//! way another thread can give a context work. Closing (the last step of a
+//! context's shutdown) must not strand anything posted concurrently:
+//!
+//! - **poster:** push the node; `fence(SeqCst)`; load `closed`; if set, take
+//!   everything queued and give it back to the caller to drop;
+//! - **owner, closing:** store `closed`; `fence(SeqCst)`; take everything
+//!   queued.
+//!
+//! Store-buffering again: at least one side sees the other's write, so a
+//! node is taken by the owner's final drain or by its own poster (or by
+//! another late poster: `take_all` is one swap, so drainers get disjoint
+//! nodes). Bottom halves use the same order with the list's mutex instead of
+//! the fences: the poster pushes under the mutex and then loads `closed`;
+//! the owner stores `closed` before it locks the mutex to drain, so if the
+//! drain came first, the poster's later lock synchronizes with it and its
+//! load sees the flag. Modelled in `loom_tests::close_*`.
 
 use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
-use crate::sync::{AtomicPtr, AtomicU8, fence};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, Mutex, MutexGuard, fence};
 
 /// A node type that carries its own queue link.
 pub(crate) trait Linked {
@@ -197,6 +218,150 @@ impl SleepGate {
     }
 }
 
+/// Everything other threads can post to a context (see "The mailbox and its
+/// close protocol" above). `T` is the hand-off node type (a coroutine's
+/// control block), `B` a bottom half.
+pub(crate) struct Mailbox<T: Linked, B> {
+    handoffs: HandoffQueue<T>,
+    gate: SleepGate,
+    /// QEMU's `notified`: an `aio_notify` not yet consumed by a poll.
+    notified: AtomicBool,
+    bh_pending: AtomicBool,
+    bhs: Mutex<Vec<B>>,
+    closed: AtomicBool,
+}
+
+impl<T: Linked, B> Mailbox<T, B> {
+    /// An open, empty mailbox.
+    pub(crate) fn new() -> Mailbox<T, B> {
+        Mailbox {
+            handoffs: HandoffQueue::new(),
+            gate: SleepGate::new(),
+            notified: AtomicBool::new(false),
+            bh_pending: AtomicBool::new(false),
+            bhs: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn bh_list(&self) -> MutexGuard<'_, Vec<B>> {
+        // The list is only pushed to, taken or spliced under the lock; a
+        // poisoned lock cannot hold a half-updated Vec.
+        self.bhs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Any thread: hands `node` to the owner, calling `wake` if the owner
+    /// sleeps. If the mailbox is closed, returns what was queued — `node`
+    /// and possibly other late nodes — for the caller to dispose of.
+    ///
+    /// # Safety
+    /// As [`HandoffQueue::push`].
+    pub(crate) unsafe fn post_handoff(
+        &self,
+        node: *mut T,
+        wake: impl FnOnce(),
+    ) -> Option<Taken<T>> {
+        // SAFETY: the caller's contract.
+        unsafe { self.handoffs.push(node) };
+        // Pairs with the fence in `close`: push, then check.
+        fence(SeqCst);
+        if self.closed.load(Relaxed) {
+            return Some(self.handoffs.take_all());
+        }
+        self.gate.notify(wake);
+        None
+    }
+
+    /// Any thread: queues a bottom half, calling `wake` if the owner sleeps.
+    /// If the mailbox is closed, returns the queued bottom halves (this one
+    /// among them) for the caller to drop: nobody would run them, and a
+    /// bottom half often holds a handle to its own context, a cycle that
+    /// would leak the context.
+    pub(crate) fn post_bh(&self, bh: B, wake: impl FnOnce()) -> Option<Vec<B>> {
+        self.bh_list().push(bh);
+        // Release: pairs with the Acquire load in `take_bhs`.
+        self.bh_pending.store(true, Release);
+        // Ordered against `close` by the list's mutex (module docs).
+        if self.closed.load(Relaxed) {
+            return Some(std::mem::take(&mut *self.bh_list()));
+        }
+        self.gate.notify(wake);
+        None
+    }
+
+    /// Any thread: QEMU's `aio_notify`.
+    pub(crate) fn notify(&self, wake: impl FnOnce()) {
+        // Release: pairs with the Acquire swap in `take_notified`.
+        self.notified.store(true, Release);
+        self.gate.notify(wake);
+    }
+
+    /// Owner: consumes a pending `aio_notify`.
+    pub(crate) fn take_notified(&self) -> bool {
+        // Acquire: pairs with the Release store in `notify`, so whatever the
+        // notifier published before notifying is visible to the poller.
+        self.notified.load(Relaxed) && self.notified.swap(false, Acquire)
+    }
+
+    /// True if anything was posted and not taken yet (a hint; the owner's
+    /// re-check after `prepare_sleep`'s fence is what makes it exact).
+    pub(crate) fn has_incoming(&self) -> bool {
+        !self.handoffs.is_empty() || self.bh_pending.load(Relaxed) || self.notified.load(Relaxed)
+    }
+
+    /// Owner: the hand-off queue, oldest first.
+    pub(crate) fn take_handoffs(&self) -> Taken<T> {
+        self.handoffs.take_all()
+    }
+
+    /// Owner: the queued bottom halves, if any were posted.
+    pub(crate) fn take_bhs(&self) -> Option<Vec<B>> {
+        // Acquire: pairs with the Release store in `post_bh`.
+        if !self.bh_pending.load(Acquire) {
+            return None;
+        }
+        self.bh_pending.store(false, Relaxed);
+        Some(std::mem::take(&mut *self.bh_list()))
+    }
+
+    /// Owner: puts back bottom halves it took but did not run, ahead of any
+    /// posted since.
+    pub(crate) fn requeue_bhs(&self, rest: Vec<B>) {
+        if rest.is_empty() {
+            return;
+        }
+        self.bh_list().splice(0..0, rest);
+        // Release: as in `post_bh`.
+        self.bh_pending.store(true, Release);
+    }
+
+    /// Owner: commits to sleeping (see the protocol above); re-check
+    /// [`has_incoming`](Mailbox::has_incoming) before blocking.
+    pub(crate) fn prepare_sleep(&self) {
+        self.gate.prepare_sleep();
+    }
+
+    /// Owner: woke up, or decided not to sleep.
+    pub(crate) fn finish_sleep(&self) -> bool {
+        self.gate.finish_sleep()
+    }
+
+    /// True once [`close`](Mailbox::close) has run.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Owner: closes the mailbox and returns everything still queued. From
+    /// here on posters dispose of what they post themselves.
+    pub(crate) fn close(&self) -> (Taken<T>, Vec<B>) {
+        self.closed.store(true, Relaxed);
+        // Pairs with the fence in `post_handoff`.
+        fence(SeqCst);
+        let bhs = std::mem::take(&mut *self.bh_list());
+        (self.handoffs.take_all(), bhs)
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -286,6 +451,72 @@ mod loom_tests {
             }
             seen.sort_unstable();
             assert_eq!(seen, vec![1, 2], "each node exactly once");
+        });
+    }
+
+    fn node(value: usize) -> *mut Node {
+        Box::into_raw(Box::new(Node {
+            value,
+            link: AtomicPtr::new(ptr::null_mut()),
+        }))
+    }
+
+    fn values(taken: Taken<Node>) -> Vec<usize> {
+        // SAFETY: taken nodes are owned by whoever took them.
+        taken.map(|n| unsafe { Box::from_raw(n) }.value).collect()
+    }
+
+    /// The owner closes while two threads post hand-offs: every node is
+    /// disposed of exactly once, by the owner's last turn, by its close, or
+    /// by a poster that saw the flag; nothing is stranded in the queue.
+    #[test]
+    fn close_strands_no_handoff() {
+        loom::model(|| {
+            let mb: Arc<Mailbox<Node, usize>> = Arc::new(Mailbox::new());
+            let posters: Vec<_> = (1..=2)
+                .map(|v| {
+                    let mb = mb.clone();
+                    thread::spawn(move || {
+                        // SAFETY: a fresh node, disposed of once below.
+                        let back = unsafe { mb.post_handoff(node(v), || {}) };
+                        back.map(values).unwrap_or_default()
+                    })
+                })
+                .collect();
+            let mut seen = values(mb.take_handoffs());
+            let (rest, bhs) = mb.close();
+            assert!(bhs.is_empty());
+            seen.extend(values(rest));
+            for p in posters {
+                seen.extend(p.join().unwrap());
+            }
+            assert!(mb.take_handoffs().next().is_none(), "nothing stranded");
+            seen.sort_unstable();
+            assert_eq!(seen, vec![1, 2], "each node exactly once");
+        });
+    }
+
+    /// The same for bottom halves, ordered by the list's mutex.
+    #[test]
+    fn close_strands_no_bottom_half() {
+        loom::model(|| {
+            let mb: Arc<Mailbox<Node, usize>> = Arc::new(Mailbox::new());
+            let posters: Vec<_> = (1..=2)
+                .map(|v| {
+                    let mb = mb.clone();
+                    thread::spawn(move || mb.post_bh(v, || {}).unwrap_or_default())
+                })
+                .collect();
+            let mut seen = mb.take_bhs().unwrap_or_default();
+            let (rest, bhs) = mb.close();
+            assert!(rest.count() == 0);
+            seen.extend(bhs);
+            for p in posters {
+                seen.extend(p.join().unwrap());
+            }
+            assert!(mb.bh_list().is_empty(), "nothing stranded");
+            seen.sort_unstable();
+            assert_eq!(seen, vec![1, 2], "each bottom half exactly once");
         });
     }
 }

@@ -26,11 +26,11 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
 use std::ptr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::time::{Duration, Instant};
 
-use self::handoff::{HandoffQueue, Linked, SleepGate};
+use self::handoff::{Linked, Mailbox};
 use self::io::IoDriver;
 pub use self::metrics::ContextMetrics;
 use self::metrics::{Counters, bump};
@@ -41,9 +41,10 @@ use self::timers::{TimerFn, Timers};
 use crate::coroutine::control::{
     self, CoInner, CoRef, FINISHED, LocalList, NEW, RUNNING, SUSPENDED, WaitReason,
 };
+use crate::coroutine::wake_mark::{self, WakeDecision};
 use crate::coroutine::{Coroutine, enter};
 use crate::join::JoinHandle;
-use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, fence};
+use crate::sync::{Arc, AtomicPtr, AtomicU64};
 use crate::tls;
 
 /// QEMU's default `poll-max-ns` (32 µs).
@@ -80,15 +81,11 @@ pub struct AioContext {
 pub(crate) struct ContextInner {
     pub(crate) id: u64,
     name: Box<str>,
-    handoff: HandoffQueue<CoInner>,
-    gate: SleepGate,
-    /// QEMU's `notified`: an `aio_notify` not yet consumed by a poll.
-    notified: AtomicBool,
-    bh_pending: AtomicBool,
-    bhs: Mutex<Vec<Bh>>,
+    /// Hand-offs, bottom halves, notifications and the closed flag
+    /// ([`handoff`] documents and model-checks the protocols).
+    mailbox: Mailbox<CoInner, Bh>,
     waker: OnceLock<mio::Waker>,
     pub(crate) counters: Counters,
-    closed: AtomicBool,
     poll_max_ns: AtomicU64,
     pub(crate) stack_size: usize,
 
@@ -137,14 +134,9 @@ impl ContextInner {
             // Relaxed: only uniqueness is needed.
             id: NEXT_ID.fetch_add(1, Relaxed),
             name: settings.name.into_boxed_str(),
-            handoff: HandoffQueue::new(),
-            gate: SleepGate::new(),
-            notified: AtomicBool::new(false),
-            bh_pending: AtomicBool::new(false),
-            bhs: Mutex::new(Vec::new()),
+            mailbox: Mailbox::new(),
             waker: OnceLock::new(),
             counters: Counters::default(),
-            closed: AtomicBool::new(false),
             poll_max_ns: AtomicU64::new(duration_ns(settings.poll_max)),
             stack_size: settings.stack_size,
             ready: UnsafeCell::new(LocalList::new()),
@@ -195,31 +187,15 @@ impl ContextInner {
     }
 
     /// Any thread: gives `co` (already marked scheduled) to this context.
-    ///
-    /// Push first, check `closed` after (a SeqCst fence between, paired with
-    /// the one in `close`): either the owner's final drain sees the node, or
-    /// we see the flag and drain it ourselves. Checking before pushing would
-    /// leave a node stranded when `close` drains in between.
+    /// After the context closed, the coroutine is dropped here instead (see
+    /// the mailbox's close protocol).
     pub(crate) fn push_remote(&self, co: CoRef) {
         let raw = co.into_raw() as *mut CoInner;
         // SAFETY: `raw` carries one reference, is not on any queue (one
         // accepted wake), and is reclaimed by whoever takes it (the owner's
-        // `take_handoffs`, or a drain after `closed`).
-        unsafe { self.handoff.push(raw) };
-        fence(SeqCst);
-        if self.closed.load(Relaxed) {
-            self.drain_closed();
-            return;
-        }
-        self.gate.notify(|| self.wake_thread());
-    }
-
-    /// Any thread, once `closed`: drops whatever is on the hand-off queue.
-    /// `take_all` is a swap, so concurrent drainers get disjoint nodes.
-    fn drain_closed(&self) {
-        for raw in self.handoff.take_all() {
-            // SAFETY: reclaiming the reference its pusher gave up.
-            drop_queued(unsafe { CoRef::from_raw(raw) });
+        // `take_handoffs`, or the drain of a closed mailbox).
+        if let Some(late) = unsafe { self.mailbox.post_handoff(raw, || self.wake_thread()) } {
+            drop_taken(late);
         }
     }
 
@@ -233,49 +209,31 @@ impl ContextInner {
 
     /// QEMU's `aio_notify`.
     pub(crate) fn notify(&self) {
-        self.notified.store(true, Release);
-        self.gate.notify(|| self.wake_thread());
+        self.mailbox.notify(|| self.wake_thread());
     }
 
     fn schedule_bh(&self, bh: Bh) {
-        self.bhs.lock().unwrap_or_else(|e| e.into_inner()).push(bh);
-        // Release: pairs with the Acquire load in `run_bhs`.
-        self.bh_pending.store(true, Release);
-        if self.closed.load(Acquire) {
-            // Nobody will run it. Drop it here rather than keep it: a bottom
-            // half often holds a handle to its own context, a cycle that
-            // would leak the context. `close` drains after setting the flag,
-            // so one of the two sides sees the other's push.
-            self.drop_bhs();
-            return;
+        if let Some(unrun) = self.mailbox.post_bh(bh, || self.wake_thread()) {
+            drop(unrun);
         }
-        self.gate.notify(|| self.wake_thread());
-    }
-
-    /// Drops queued bottom halves unrun (the context is closed).
-    fn drop_bhs(&self) {
-        let bhs = std::mem::take(&mut *self.bhs.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(bhs);
     }
 
     /// Consumes a pending `aio_notify`. Whoever drives the loop calls this
     /// once per turn, before `dispatch` (never inside it: a notification
     /// consumed there could not end the blocking poll it was meant for).
     pub(crate) fn take_notified(&self) -> bool {
-        // Acquire: pairs with the Release store in `notify`, so whatever the
-        // notifier published before notifying is visible to the poller.
-        self.notified.load(Relaxed) && self.notified.swap(false, Acquire)
+        self.mailbox.take_notified()
     }
 
     /// True if a source other than the ready queue has work.
     fn has_incoming(&self) -> bool {
-        !self.handoff.is_empty() || self.bh_pending.load(Relaxed) || self.notified.load(Relaxed)
+        self.mailbox.has_incoming()
     }
 
     /// Owner: takes the hand-off queue into the ready queue.
     fn take_handoffs(&self) -> bool {
         let mut any = 0;
-        for raw in self.handoff.take_all() {
+        for raw in self.mailbox.take_handoffs() {
             // SAFETY: each node carries the reference given up in
             // `push_remote`; we are the owner, with no live borrow of `ready`.
             unsafe { self.push_ready(CoRef::from_raw(raw)) };
@@ -286,22 +244,15 @@ impl ContextInner {
     }
 
     fn run_bhs(&self) -> bool {
-        if !self.bh_pending.load(Acquire) {
+        let Some(bhs) = self.mailbox.take_bhs() else {
             return false;
-        }
-        self.bh_pending.store(false, Relaxed);
-        let bhs = std::mem::take(&mut *self.bhs.lock().unwrap_or_else(|e| e.into_inner()));
+        };
         let n = bhs.len();
         let mut bhs = bhs.into_iter();
         while let Some(bh) = bhs.next() {
             if let Err(p) = catch_unwind(AssertUnwindSafe(bh)) {
                 // Keep the rest for the next turn, then let the panic out.
-                let rest: Vec<Bh> = bhs.collect();
-                if !rest.is_empty() {
-                    let mut q = self.bhs.lock().unwrap_or_else(|e| e.into_inner());
-                    q.splice(0..0, rest);
-                    self.bh_pending.store(true, Release);
-                }
+                self.mailbox.requeue_bhs(bhs.collect());
                 resume_unwind(p);
             }
             bump(&self.counters.bottom_halves, 1);
@@ -501,10 +452,10 @@ impl ContextInner {
             return;
         }
         // The "hand-off + notify" protocol, owner side (see `handoff`).
-        self.gate.prepare_sleep();
+        self.mailbox.prepare_sleep();
         hooks.before_sleep();
         if self.has_incoming() || hooks.has_work() {
-            self.gate.finish_sleep();
+            self.mailbox.finish_sleep();
             hooks.after_sleep();
             return;
         }
@@ -512,7 +463,7 @@ impl ContextInner {
         bump(&self.counters.parks, 1);
         let started = Instant::now();
         self.poll_io(timeout);
-        self.gate.finish_sleep();
+        self.mailbox.finish_sleep();
         hooks.after_sleep();
         self.adapt_polling(started.elapsed());
     }
@@ -620,7 +571,7 @@ impl ContextInner {
             name: co.name.as_deref().map(str::to_owned),
             context: self.id,
             waiting_on: wait.map(describe_wait),
-            scheduled: !co.scheduled.load(Relaxed).is_null(),
+            scheduled: co.scheduled.pending().is_some(),
         }
     }
 
@@ -667,10 +618,15 @@ impl ContextInner {
 impl Drop for ContextInner {
     fn drop(&mut self) {
         // Coroutines still queued hold references that would otherwise leak.
-        for raw in self.handoff.take_all() {
-            // SAFETY: reclaiming the reference `push_remote` gave up.
-            drop_queued(unsafe { CoRef::from_raw(raw) });
-        }
+        drop_taken(self.mailbox.take_handoffs());
+    }
+}
+
+/// Drops hand-offs taken from a closed (or dropped) mailbox.
+fn drop_taken(taken: self::handoff::Taken<CoInner>) {
+    for raw in taken {
+        // SAFETY: reclaiming the reference `push_remote` gave up.
+        drop_queued(unsafe { CoRef::from_raw(raw) });
     }
 }
 
@@ -1093,49 +1049,18 @@ fn panic_migration(co: &CoInner, home: *const ContextInner, target: &ContextInne
 /// QEMU's `aio_co_wake`: wakes `co` in its home context, or in the waker's
 /// context if it never ran.
 ///
-/// # Wakes of a cancelled coroutine
-///
-/// Cancellation resumes a coroutine outside the normal wake protocol's
-/// ownership (the canceller takes the wake slot, then the coroutine unwinds
-/// and may suspend again in a destructor), so a real waker that committed
-/// to waking it earlier (a lock granter, a joined coroutine finishing) can
-/// arrive late. For a cancelled coroutine such wakes are tolerated: one that
-/// finds it already scheduled is *absorbed*, and one that finds it finished
-/// is dropped. Absorbing is safe because of a fence pair: the waker
-/// published its condition (the grant) before its failed claim; it then
-/// issues `fence(SeqCst)` and re-reads `scheduled`; the coroutine, resumed
-/// with `cancel` set, issues `fence(SeqCst)` in `suspend_running` after the
-/// scheduler cleared `scheduled` and before it re-checks the condition.
-/// Either the coroutine's re-check sees the condition, or the waker's
-/// re-read sees the mark cleared and retries the claim (store-buffering
-/// pattern). `cancel` is stored with Release by the home thread before it
-/// resumes the coroutine (or by the last handle's drop, when no waker can
-/// exist), and read here with Acquire before the re-read, so a waker that
-/// sees `cancel` also sees every clear that preceded it.
+/// A coroutine being cancelled tolerates extra wakes (absorbed, or dropped
+/// once it finished): see [`wake_mark`](crate::coroutine::wake_mark) for the
+/// protocol and why no wake-up is lost.
 #[track_caller]
 pub(crate) fn wake(co: &CoRef) {
-    let site = Location::caller();
-    loop {
-        if co.state() == FINISHED {
-            if co.cancel.load(Acquire) {
-                return;
-            }
-            woken_after_finish(co);
-        }
-        let Err(first) = control::try_schedule(co, site) else {
-            break;
-        };
-        if !co.cancel.load(Acquire) {
-            control::double_wake(co, first);
-        }
-        // Pairs with the fence in `suspend_running` (see above).
-        fence(SeqCst);
-        if !co.scheduled.load(Relaxed).is_null() {
-            // Absorbed: the pending entry re-checks after its fence.
-            return;
-        }
+    let finished = || co.state() == FINISHED;
+    match wake_mark::decide_wake(&co.scheduled, &co.cancel, finished, Location::caller()) {
+        WakeDecision::Deliver => deliver_woken(co.clone()),
+        WakeDecision::Absorbed => {}
+        WakeDecision::DoubleWake(first) => control::double_wake(co, first),
+        WakeDecision::AfterFinish => woken_after_finish(co),
     }
-    deliver_woken(co.clone());
 }
 
 #[cold]

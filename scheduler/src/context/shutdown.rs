@@ -40,14 +40,15 @@
 
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::ptr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::metrics::bump;
-use super::{ContextInner, NoHooks, SuspendedInfo, drop_queued, report_contained_panic};
+use super::{
+    ContextInner, NoHooks, SuspendedInfo, drop_queued, drop_taken, report_contained_panic,
+};
 use crate::coroutine::control::{self, CoRef, LocalList, SUSPENDED};
 use crate::coroutine::enter;
-use crate::sync::fence;
 
 /// How long a shutdown waits for its coroutines to finish unwinding, unless
 /// the Runtime was built with another
@@ -64,7 +65,7 @@ impl ContextInner {
     /// coroutines that were still suspended at `deadline` (leaked). Calling
     /// it again once closed returns nothing.
     pub(crate) fn shut_down(&self, deadline: Instant) -> Vec<SuspendedInfo> {
-        if self.closed.load(Relaxed) {
+        if self.mailbox.is_closed() {
             return Vec::new();
         }
         self.draining.set(true);
@@ -175,12 +176,9 @@ impl ContextInner {
 
     /// Step 5: closes the context and drops whatever is still queued.
     fn close(&self) {
-        self.closed.store(true, Relaxed);
-        // Pairs with the fence in `push_remote`: a push we do not see below
-        // is followed by its pusher seeing `closed` and draining itself.
-        fence(SeqCst);
-        self.drop_bhs();
-        self.drain_closed();
+        let (handoffs, bhs) = self.mailbox.close();
+        drop(bhs);
+        drop_taken(handoffs);
         // SAFETY: owner only, short borrow.
         let mut queued = unsafe { std::mem::replace(&mut *self.ready.get(), LocalList::new()) };
         while let Some(co) = queued.pop_front() {

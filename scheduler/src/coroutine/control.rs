@@ -40,11 +40,13 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
+use super::refcount::RefCount;
+use super::wake_mark::WakeMark;
 use crate::context::ContextInner;
 use crate::fiber::{Fiber, FiberYielder};
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, fence};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
 
 /// Created, never entered: no home, maybe no stack yet.
 pub(crate) const NEW: u8 = 0;
@@ -112,7 +114,7 @@ pub(crate) use super::entry::Entry;
 
 /// The control block. See the module documentation for ownership rules.
 pub(crate) struct CoInner {
-    refs: AtomicUsize,
+    refs: RefCount,
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
     /// Usable stack bytes this coroutine asks for.
@@ -121,8 +123,8 @@ pub(crate) struct CoInner {
     pub(crate) migratable: bool,
     pub(crate) state: AtomicU8,
     pub(crate) cancel: AtomicBool,
-    /// Null, or where the pending wake was issued.
-    pub(crate) scheduled: AtomicPtr<Location<'static>>,
+    /// The pending wake, if any (QEMU's `scheduled`; see [`wake_mark`](super::wake_mark)).
+    pub(crate) scheduled: WakeMark,
     /// Null before the first enter; otherwise a strong `Arc<ContextInner>`
     /// reference turned into a raw pointer.
     pub(crate) home: AtomicPtr<ContextInner>,
@@ -219,14 +221,14 @@ impl CoInner {
             };
         }
         put! {
-            refs: AtomicUsize::new(1),
+            refs: RefCount::new(),
             id: next_id(),
             name: spec.name,
             stack_size: spec.stack_size,
             migratable: spec.migratable,
             state: AtomicU8::new(NEW),
             cancel: AtomicBool::new(false),
-            scheduled: AtomicPtr::new(ptr::null_mut()),
+            scheduled: WakeMark::new(),
             home: AtomicPtr::new(ptr::null_mut()),
             handoff_next: AtomicPtr::new(ptr::null_mut()),
             entry: UnsafeCell::new(Some(spec.entry)),
@@ -394,7 +396,7 @@ impl CoRef {
     #[inline]
     pub(crate) unsafe fn clone_from_ptr(p: *const CoInner) -> CoRef {
         // SAFETY: live per the contract.
-        unsafe { (*p).refs.fetch_add(1, Relaxed) };
+        unsafe { (*p).refs.inc() };
         // SAFETY: non-null: it points to a live block.
         CoRef(unsafe { NonNull::new_unchecked(p as *mut CoInner) })
     }
@@ -410,20 +412,9 @@ impl CoRef {
     /// `last_ref_dropped`).
     pub(crate) unsafe fn try_upgrade(p: *const CoInner) -> Option<CoRef> {
         // SAFETY: not freed, per the contract.
-        let refs = unsafe { &(*p).refs };
-        let mut n = refs.load(Relaxed);
-        loop {
-            if n == 0 {
-                return None;
-            }
-            // Relaxed, as `clone`: the registry's owner thread already
-            // synchronises with the coroutine's state through `state`.
-            match refs.compare_exchange_weak(n, n + 1, Relaxed, Relaxed) {
-                // SAFETY: non-null, and we now own one count.
-                Ok(_) => return Some(CoRef(unsafe { NonNull::new_unchecked(p as *mut CoInner) })),
-                Err(actual) => n = actual,
-            }
-        }
+        let upgraded = unsafe { (*p).refs.try_inc() };
+        // SAFETY: non-null, and we now own one count.
+        upgraded.then(|| CoRef(unsafe { NonNull::new_unchecked(p as *mut CoInner) }))
     }
 
     /// The raw pointer, still owned by `self`.
@@ -445,9 +436,7 @@ impl std::ops::Deref for CoRef {
 impl Clone for CoRef {
     #[inline]
     fn clone(&self) -> CoRef {
-        // Relaxed, as for `Arc`: a new reference can only be made from an
-        // existing one, which already keeps the block alive.
-        self.refs.fetch_add(1, Relaxed);
+        self.refs.inc();
         CoRef(self.0)
     }
 }
@@ -455,13 +444,9 @@ impl Clone for CoRef {
 impl Drop for CoRef {
     #[inline]
     fn drop(&mut self) {
-        // Release so that our uses of the block happen before its teardown;
-        // the Acquire fence in `last_ref_dropped` pairs with it.
-        if self.refs.fetch_sub(1, Release) != 1 {
-            return;
+        if self.refs.dec() {
+            last_ref_dropped(self.0);
         }
-        fence(Acquire);
-        last_ref_dropped(self.0);
     }
 }
 
@@ -477,7 +462,7 @@ fn last_ref_dropped(p: NonNull<CoInner>) {
     if state == SUSPENDED && !inner.cancel.load(Relaxed) {
         // Resurrect with one count. A registry walk racing with us sees a
         // zero count and leaves the block to us (`try_upgrade`).
-        inner.refs.store(1, Relaxed);
+        inner.refs.resurrect();
         // Release: pairs with the Acquire load of `cancel` by a waker that
         // finds the coroutine already scheduled (`context::wake`).
         inner.cancel.store(true, Release);
@@ -730,26 +715,13 @@ pub(crate) fn try_schedule(
     co: &CoInner,
     site: &'static Location<'static>,
 ) -> Result<(), &'static Location<'static>> {
-    // AcqRel: Acquire pairs with the Release clear in `clear_scheduled`, so a
-    // waker that wins also sees the state the coroutine left when it was last
-    // entered; Release publishes `site` to a losing waker's message.
-    match co.scheduled.compare_exchange(
-        ptr::null_mut(),
-        site as *const Location<'static> as *mut Location<'static>,
-        AcqRel,
-        Acquire,
-    ) {
-        Ok(_) => Ok(()),
-        // SAFETY: non-null values stored here are `&'static Location`s.
-        Err(prev) => Err(unsafe { &*prev }),
-    }
+    co.scheduled.claim(site)
 }
 
 /// Clears the scheduled mark just before the coroutine is entered for it.
 #[inline]
 pub(crate) fn clear_scheduled(co: &CoInner) {
-    // Release: pairs with the Acquire of the next waker's CAS.
-    co.scheduled.store(ptr::null_mut(), Release);
+    co.scheduled.clear();
 }
 
 /// Panics for a second wake of one suspension (QEMU aborts with "already

@@ -28,10 +28,8 @@ use crate::tls::{self, ThreadState};
 #[track_caller]
 pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
     if !wake_consumed {
-        let site = first.scheduled.load(Acquire);
-        if !site.is_null() {
-            // SAFETY: non-null values of `scheduled` are `&'static Location`s.
-            already_scheduled(first, unsafe { &*site });
+        if let Some(site) = first.scheduled.pending() {
+            already_scheduled(first, site);
         }
     }
     let ts = tls::thread_state();

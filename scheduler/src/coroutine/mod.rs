@@ -3,11 +3,12 @@
 pub(crate) mod control;
 pub(crate) mod enter;
 pub(crate) mod entry;
+pub(crate) mod refcount;
+pub(crate) mod wake_mark;
 
 use std::fmt;
 use std::panic::{Location, resume_unwind};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
-use std::sync::atomic::fence;
+use std::sync::atomic::Ordering::Acquire;
 
 use self::control::{Cancelled, CoInner, CoRef, FINISHED, RUNNING};
 use crate::context::{self, AioContext};
@@ -416,16 +417,12 @@ pub(crate) unsafe fn suspend_running(co: *const CoInner) {
     // nothing read from thread-locals before the switch is reused.
     // SAFETY: the coroutine is alive while it runs.
     let inner = unsafe { &*co };
-    if inner.cancel.load(Relaxed) {
-        // Pairs with the fence in `context::wake`: a wake that found this
-        // coroutine already scheduled and was absorbed published its
-        // condition before that fence, so the caller's re-check after we
-        // return sees it.
-        fence(SeqCst);
-        if !shielded {
-            inner.unwinding_cancel.set(true);
-            resume_unwind(Box::new(Cancelled { id: inner.id }));
-        }
+    // A wake that found this coroutine already scheduled and was absorbed
+    // published its condition first; `resumed_cancelled`'s fence makes the
+    // caller's re-check after we return see it (see `wake_mark`).
+    if wake_mark::resumed_cancelled(&inner.cancel) && !shielded {
+        inner.unwinding_cancel.set(true);
+        resume_unwind(Box::new(Cancelled { id: inner.id }));
     }
 }
 
