@@ -22,6 +22,7 @@ fn results(benchmarks: Vec<Benchmark>) -> Results {
         date: "2026-01-01T00:00:00Z".into(),
         quick: true,
         profile: "release".into(),
+        loads: Vec::new(),
         benchmarks,
     }
 }
@@ -39,6 +40,11 @@ fn count(name: &str, value: f64) -> Benchmark {
         ratio: None,
         percentiles: None,
         percentile_unit: None,
+        load: None,
+        min: None,
+        max: None,
+        other_references: Vec::new(),
+        metrics: Default::default(),
     }
 }
 
@@ -71,6 +77,11 @@ fn timed(name: &str, ratio: f64, spread: f64, tail: f64) -> Benchmark {
         ratio: Some(ratio),
         percentiles: Some(percentiles),
         percentile_unit: Some("ns".into()),
+        load: None,
+        min: None,
+        max: None,
+        other_references: Vec::new(),
+        metrics: Default::default(),
     }
 }
 
@@ -87,6 +98,11 @@ fn floor(value: f64, spread: f64) -> Benchmark {
         ratio: None,
         percentiles: None,
         percentile_unit: None,
+        load: None,
+        min: None,
+        max: None,
+        other_references: Vec::new(),
+        metrics: Default::default(),
     }
 }
 

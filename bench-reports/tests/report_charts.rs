@@ -30,6 +30,7 @@ fn results(day: u32, switch: f64, p99: f64) -> Results {
         date: format!("2026-01-{day:02}T00:00:00Z"),
         quick: false,
         profile: "release".into(),
+        loads: Vec::new(),
         benchmarks: vec![
             Benchmark {
                 name: "raw_switch".into(),
@@ -43,6 +44,11 @@ fn results(day: u32, switch: f64, p99: f64) -> Results {
                 ratio: None,
                 percentiles: None,
                 percentile_unit: None,
+                load: None,
+                min: None,
+                max: None,
+                other_references: Vec::new(),
+                metrics: Default::default(),
             },
             Benchmark {
                 name: "w3_pingpong".into(),
@@ -60,6 +66,11 @@ fn results(day: u32, switch: f64, p99: f64) -> Results {
                 ratio: Some(2.5),
                 percentiles: Some(percentiles),
                 percentile_unit: Some("ns".into()),
+                load: None,
+                min: None,
+                max: None,
+                other_references: Vec::new(),
+                metrics: Default::default(),
             },
         ],
     }
