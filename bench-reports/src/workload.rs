@@ -35,7 +35,7 @@ const W4_SAMPLES: Sizes = Sizes { quick: 5, full: 11 };
 
 /// W4's set-time form: milliseconds per sample (WORKLOADS.md's 2 s in a full run).
 const W4_MILLIS: Sizes = Sizes {
-    quick: 100,
+    quick: 50,
     full: 2_000,
 };
 
@@ -211,7 +211,7 @@ pub const TIME_BENCHES: &[TimeBench] = &[
     // W4, set time ended by a stop flag (QEMU's own form).
     TimeBench {
         name: "w4_comutex_c1_stop",
-        what: "as w4_comutex_c1 for a set time (2 s; 100 ms quick) ended by a stop flag, \
+        what: "as w4_comutex_c1 for a set time (2 s; 50 ms quick) ended by a stop flag, \
                counter checked against the increments made (W4, C = 1)",
         unit: "ops/s",
         latency_unit: None,
