@@ -128,7 +128,10 @@ fn a_killed_cobench_takes_its_competitors_with_it() {
     for line in stderr.lines() {
         let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("cobench: competitor pid ") {
-            competitor = rest.split_whitespace().next().map(|p| p.parse::<u32>().unwrap());
+            competitor = rest
+                .split_whitespace()
+                .next()
+                .map(|p| p.parse::<u32>().unwrap());
             break;
         }
     }

@@ -74,7 +74,14 @@ fn a_quiet_and_loaded_run_has_every_row_under_both_loads() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-loaded/results.json");
     // W7's floor: quick to run in a debug build, and it holds up under a busy neighbour.
     let output = Command::new(env!("CARGO_BIN_EXE_cobench"))
-        .args(["run", "--quick", "--tier", "time", "--filter", "std_sleep_threads"])
+        .args([
+            "run",
+            "--quick",
+            "--tier",
+            "time",
+            "--filter",
+            "std_sleep_threads",
+        ])
         .args(["--load", "quiet,busy:1", "--out"])
         .arg(&out)
         .output()
