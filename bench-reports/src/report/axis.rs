@@ -135,7 +135,7 @@ pub(super) fn linear_step(lo: f64, hi: f64, max: usize) -> f64 {
     [1.0, 2.0, 5.0, 10.0]
         .into_iter()
         .map(|m| m * magnitude)
-        .find(|&step| (span / step).floor() as usize + 1 <= max)
+        .find(|&step| ((span / step).floor() as usize) < max)
         .unwrap_or(10.0 * magnitude)
 }
 
