@@ -38,6 +38,9 @@ pub fn markdown(report: &Report) -> String {
          | tails |\n",
     );
     out.push_str("|---|---|---|---|---:|---:|---:|---:|---|---|\n");
+    if report.rows.is_empty() {
+        out.push_str("| (nothing to compare) | | | | | | | | | |\n");
+    }
     for row in &report.rows {
         let _ = writeln!(
             out,
@@ -129,19 +132,8 @@ fn outcome(report: &Report) -> String {
             .iter()
             .filter(|r| r.gates && r.verdict.fails())
             .collect();
-        let count = |v: Verdict| rows.iter().filter(|r| r.gates && r.verdict == v).count();
         let status = if failing.is_empty() { "pass" } else { "FAIL" };
-        let _ = writeln!(
-            out,
-            "- {} tier: {status} ({} rows judged: {} improved, {} same, {} failed; {} \
-             information only)",
-            tier.as_str(),
-            rows.iter().filter(|r| r.gates).count(),
-            count(Verdict::Improved),
-            count(Verdict::Same),
-            failing.len(),
-            rows.iter().filter(|r| !r.gates).count(),
-        );
+        let _ = writeln!(out, "- {} tier: {status} ({})", tier.as_str(), tally(&rows));
         if !failing.is_empty() {
             failed_tiers.push(tier.as_str());
         }
@@ -161,6 +153,36 @@ fn outcome(report: &Report) -> String {
         );
     }
     out
+}
+
+/// "12 rows: 2 improved, 9 same, 1 regressed; 3 information only", naming only the
+/// verdicts that occur.
+fn tally(rows: &[&Row]) -> String {
+    let gating: Vec<&&Row> = rows.iter().filter(|r| r.gates).collect();
+    let verdicts = [
+        Verdict::Improved,
+        Verdict::Same,
+        Verdict::New,
+        Verdict::Regressed,
+        Verdict::Missing,
+        Verdict::Incomparable,
+    ];
+    let counts: Vec<String> = verdicts
+        .iter()
+        .filter_map(|&v| {
+            let n = gating.iter().filter(|r| r.verdict == v).count();
+            (n > 0).then(|| format!("{n} {}", v.as_str()))
+        })
+        .collect();
+    let mut text = format!("{} rows judged", gating.len());
+    if !counts.is_empty() {
+        let _ = write!(text, ": {}", counts.join(", "));
+    }
+    let info = rows.len() - gating.len();
+    if info > 0 {
+        let _ = write!(text, "; {info} information only");
+    }
+    text
 }
 
 /// A failing row in one sentence: which row, which figure went from what to what, and

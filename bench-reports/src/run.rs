@@ -115,11 +115,14 @@ fn time(options: &RunOptions, load: Load) -> Result<Vec<Benchmark>, Error> {
     for group in wanted.chunk_by(|a, b| a.group == b.group) {
         let names: Vec<&str> = group.iter().map(|b| b.name).collect();
         eprintln!("cobench: timing {} ({load})", names.join(" + "));
+        let started = std::time::Instant::now();
         let measured = timed::measure_group(group, options.quick);
         // The group's runtimes go before the next group (or the error) so that no idle
         // workers linger into another measurement.
         workload::finish_group();
-        for mut row in measured? {
+        let measured = measured?;
+        eprintln!("cobench:   ({:.1} s)", started.elapsed().as_secs_f64());
+        for mut row in measured {
             row.load = Some(load.to_string());
             eprintln!(
                 "cobench:   {}: {} {} [{} .. {}] (spread {:.3})",

@@ -26,7 +26,7 @@ use crate::timed::TimeBench;
 
 /// W4 increments per sample: divisible by 2 workers × 32 coroutines.
 const W4_OPS: Sizes = Sizes {
-    quick: 786_432,
+    quick: 393_216,
     full: 4_194_304,
 };
 
@@ -53,13 +53,13 @@ const W7_SAMPLES: Sizes = Sizes { quick: 5, full: 11 };
 
 /// W8 requests per sample at pipeline depth 1.
 const W8_OPS: Sizes = Sizes {
-    quick: 20_000,
+    quick: 10_000,
     full: 400_000,
 };
 
 /// W8 requests per sample at pipeline depth 16, where each costs the server less.
 const W8_DEPTH16_OPS: Sizes = Sizes {
-    quick: 40_000,
+    quick: 32_000,
     full: 800_000,
 };
 
