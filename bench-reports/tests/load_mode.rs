@@ -65,21 +65,14 @@ fn a_pinned_competitor_runs_on_the_last_core() {
     };
     let competitors = Competitors::start(exe(), load).unwrap();
     let pid = competitors.pids()[0];
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let allowed = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let cores = core_ids();
-    assert_eq!(allowed, cores.last().unwrap().to_string(), "{status}");
+    let mine = allowed_cpus("self");
+    assert_eq!(allowed_cpus(&pid.to_string()), [*mine.last().unwrap()]);
     competitors.stop().unwrap();
 }
 
-/// The CPU ids this process may run on, in order.
-fn core_ids() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+/// The CPU ids process `pid` (or `self`) may run on, in order.
+fn allowed_cpus(pid: &str) -> Vec<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let list = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))

@@ -76,6 +76,18 @@ fn results(day: u32, switch: f64, p99: f64) -> Results {
     }
 }
 
+/// Runs `cobench report FILES --out OUT`, which must succeed.
+fn report(files: &[PathBuf], out: &std::path::Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_cobench"))
+        .arg("report")
+        .args(files)
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn charts_and_index_for_a_history() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report");
@@ -89,14 +101,7 @@ fn charts_and_index_for_a_history() {
             path
         })
         .collect();
-    let status = Command::new(env!("CARGO_BIN_EXE_cobench"))
-        .arg("report")
-        .args(&files)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    report(&files, &out);
 
     let index = std::fs::read_to_string(out.join("index.md")).unwrap();
     for svg in [
@@ -154,14 +159,7 @@ fn two_runs_of_one_commit_are_told_apart_and_axis_labels_never_repeat() {
             path
         })
         .collect();
-    let status = Command::new(env!("CARGO_BIN_EXE_cobench"))
-        .arg("report")
-        .args(&files)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    report(&files, &out);
 
     let svg = std::fs::read_to_string(out.join("latency-w3_pingpong.svg")).unwrap();
     let texts = texts(&svg);

@@ -14,6 +14,7 @@
 mod client;
 
 use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
@@ -70,14 +71,7 @@ pub(super) fn tokio_echo(
     depth: usize,
     recorder: &mut Recorder,
 ) -> Result<f64, Error> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| io_error(name, "binding the listener", &e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| io_error(name, "reading the listener's address", &e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| io_error(name, "making the listener non-blocking", &e))?;
+    let (listener, addr) = nonblocking_listener(name)?;
     let rt = row_tokio(name)?;
     drop(rt.spawn(async move {
         // `from_std` needs the runtime's reactor, which only a task has at hand.
@@ -105,17 +99,10 @@ pub(super) fn std_echo_threads(
     depth: usize,
     recorder: &mut Recorder,
 ) -> Result<f64, Error> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| io_error(name, "binding the listener", &e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| io_error(name, "reading the listener's address", &e))?;
     // Non-blocking accepts, so that the accepting thread can also notice `stop` if the
     // client gives up before opening every connection; once all are accepted (before the
     // client's warm-up can end) it exits and polls no more.
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| io_error(name, "making the listener non-blocking", &e))?;
+    let (listener, addr) = nonblocking_listener(name)?;
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         let (listener, stop) = (&listener, &stop);
@@ -145,6 +132,20 @@ pub(super) fn std_echo_threads(
         stop.store(true, Ordering::Release);
         result
     })
+}
+
+/// A std listener on a free loopback port, non-blocking (what tokio's `from_std` needs, and
+/// what lets the std server's acceptor poll a stop flag), and its address.
+fn nonblocking_listener(name: &str) -> Result<(std::net::TcpListener, SocketAddr), Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| io_error(name, "binding the listener", &e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| io_error(name, "reading the listener's address", &e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| io_error(name, "making the listener non-blocking", &e))?;
+    Ok((listener, addr))
 }
 
 /// Echoes until the peer closes or an error: read into a buffer, write it all back.
