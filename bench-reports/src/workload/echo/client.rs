@@ -61,9 +61,12 @@ struct Conn {
     got: usize,
 }
 
-/// What one client thread reports.
+/// What one client thread reports: its latencies, its timed phase (timed by itself: the
+/// benchmark thread may be descheduled when the barrier releases the clients), and the CPU
+/// time it spent in it.
 struct Share {
     latencies: Latencies,
+    began: Instant,
     finished: Instant,
     cpu: Duration,
 }
@@ -91,7 +94,7 @@ pub(in crate::workload) fn run(
     }
     let per_thread = CONNECTIONS / CLIENT_THREADS;
     let start = Barrier::new(CLIENT_THREADS + 1);
-    let (shares, begin, process_cpu) = thread::scope(|s| {
+    let (shares, process_cpu) = thread::scope(|s| {
         let handles: Vec<_> = (0..CLIENT_THREADS)
             .map(|t| {
                 let mine: Vec<_> = streams.drain(..per_thread).collect();
@@ -102,20 +105,27 @@ pub(in crate::workload) fn run(
                 s.spawn(move || client_thread(name, mine, share, depth, start))
             })
             .collect();
-        start.wait();
+        // Read before the barrier: once the clients go, this thread may be descheduled
+        // for a while, and the server's CPU time from the first request must be in the
+        // difference. Between here and the barrier the server has nothing to do.
         let process_before = cpu_time(Who::Process);
-        let begin = Instant::now();
+        start.wait();
         let shares: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        (shares, begin, cpu_time(Who::Process) - process_before)
+        (shares, cpu_time(Who::Process) - process_before)
     });
-    let mut finished = begin;
+    let mut span: Option<(Instant, Instant)> = None;
     let mut client_cpu = Duration::ZERO;
     for share in shares {
         let share = share.map_err(|_| workload_error(name, "a client thread panicked"))??;
         recorder.merge(&share.latencies);
-        finished = finished.max(share.finished);
+        span = Some(span.map_or((share.began, share.finished), |(b, f)| {
+            (b.min(share.began), f.max(share.finished))
+        }));
         client_cpu += share.cpu;
     }
+    let Some((begin, finished)) = span else {
+        return Err(workload_error(name, "no client thread ran"));
+    };
     let wall = finished - begin;
     let server_cpu = process_cpu.saturating_sub(client_cpu);
     recorder.metric(SERVER_CPU, server_cpu.as_nanos() as f64 / requests as f64);
@@ -140,10 +150,12 @@ fn client_thread(
     start.wait();
     let (mut poll, mut conns) = ready?;
     let cpu_before = cpu_time(Who::Thread);
+    let began = Instant::now();
     let mut latencies = Latencies::new();
     drive(name, &mut poll, &mut conns, requests, depth, &mut latencies)?;
     Ok(Share {
         latencies,
+        began,
         finished: Instant::now(),
         cpu: cpu_time(Who::Thread) - cpu_before,
     })
