@@ -482,16 +482,20 @@ fn judge_tails(
         return;
     }
     let keys = worse.join(", ");
-    if gate && row.verdict == Verdict::Same {
-        row.verdict = Verdict::Regressed;
-        row.reason = Some(format!("the median held but the {keys} tail regressed"));
-    } else if gate {
-        row.reason = Some(format!("the {keys} tail regressed (the row improved)"));
-    } else {
+    if !gate {
         row.reason = Some(format!(
             "the {keys} tail moved, measured on another machine (not judged)"
         ));
+        return;
     }
+    row.reason = Some(match row.verdict {
+        Verdict::Same => {
+            row.verdict = Verdict::Regressed;
+            format!("the median held but the {keys} tail regressed")
+        }
+        Verdict::Improved => format!("the {keys} tail regressed (the row improved)"),
+        _ => format!("the {keys} tail regressed too"),
+    });
 }
 
 /// How much faster the reference ran now than in the baseline (2.0 = twice as fast), so that
