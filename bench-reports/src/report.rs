@@ -8,7 +8,8 @@
 //! Charts use plotters' SVG backend only. SVG text is emitted as `<text>` for the viewer to
 //! render, and plotters' built-in size estimate lays out labels, so no font files,
 //! fontconfig or other system libraries are needed. Ticks and their labels come from
-//! [`axis`], colours from [`PALETTE`], and every file is told apart by commit and time.
+//! `report/axis.rs`, colours from the Okabe–Ito set, and every file is told apart by commit
+//! and time.
 
 mod axis;
 
