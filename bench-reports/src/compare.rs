@@ -1,24 +1,29 @@
 //! `cobench compare`: judges a results file against a baseline, row by row.
 //!
 //! This is a pure function of the two files and the options, so the CI gate's decision can
-//! be tested on synthetic results. The rules:
+//! be tested on synthetic results. Rows are matched by name and, in the time tier, by load
+//! (`quiet`, `busy:1`, ...). The rules:
 //!
 //! - **Deterministic tier**: instruction counts repeat exactly, so a change beyond the
 //!   threshold (default [`DEFAULT_THRESHOLD`]) is real.
 //! - **Time tier**: the figure judged is the ratio to the row's reference from the same run
-//!   (or the value itself for a row without one). Its threshold is
-//!   `max(threshold, SPREAD_FACTOR × √(s_baseline² + s_now²))`, where each `s` is the row's
-//!   relative spread, combined with its reference's the same way when judging a ratio. See
-//!   [`SPREAD_FACTOR`] for why 2.
+//!   and load (tokio's twin of the workload, or a floor), which travels between machines
+//!   where absolute times do not; a row without a reference is information only. The
+//!   threshold is `max(threshold, SPREAD_FACTOR × √(s_baseline² + s_now²))`, where each `s`
+//!   combines the row's relative spread with its reference's. See [`SPREAD_FACTOR`].
 //! - **Tails**: the [`JUDGED_PERCENTILES`] are compared too, each with the row's threshold
 //!   times its own factor, after rescaling by how much the reference moved between the runs.
-//!   A tail beyond its threshold makes the row regress even when the median holds.
-//! - A row in the baseline but not in the results is **missing**, and a row whose tier, unit,
-//!   direction or reference changed, or a deterministic row measured under a different build
-//!   profile, is **incomparable**. Both fail: a silently dropped or redefined benchmark would
-//!   hide a regression. Refresh the baseline when that is intended.
-//! - Time rows without a reference (the references themselves) are informational: their
-//!   absolute times drift between machines, which is why the others are ratios.
+//!   Tails do not travel: a p99 depends on the machine's scheduler and load far more than a
+//!   median ratio does. So they can fail a row only when both files come from the same
+//!   machine (host name, CPU model and core count), and only a row whose judged ratio held:
+//!   **an improvement is never failed**, whatever its tails did (they are reported).
+//! - A row in the baseline but not in the results is **missing**, and a row whose tier,
+//!   unit, direction or reference changed, or a deterministic row measured under a different
+//!   build profile, is **incomparable**. Both fail: a silently dropped or redefined
+//!   benchmark would hide a regression. Refresh the baseline when that is intended. But a
+//!   whole tier, or a whole load of the time tier, that the results did not measure at all
+//!   (`--tier time`, a quiet-only run against a quiet+loaded baseline) is skipped with a
+//!   note, not failed: nothing was dropped, it was not asked for.
 
 use serde::Serialize;
 
@@ -132,8 +137,13 @@ pub struct Row {
     pub name: String,
     /// Tier (of the results row, or of the baseline row when missing).
     pub tier: Tier,
+    /// The time row's load (`quiet`, `busy:1`, ...); absent on deterministic rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
     /// Unit of `value` (of the results row, or of the baseline row when missing).
     pub unit: String,
+    /// Which direction of `change` is an improvement.
+    pub better: Better,
     /// Which figure `baseline` and `now` are.
     pub metric: Metric,
     /// The reference the ratio is to, when `metric` is `ratio`.
@@ -201,7 +211,11 @@ pub struct Report {
     pub threshold: f64,
     /// The tier judged, or `None` for both.
     pub tier: Option<Tier>,
-    /// Differences between the runs worth knowing when reading the verdicts.
+    /// Whether tail regressions can fail rows: only when both runs come from the same
+    /// machine (see the module docs).
+    pub tails_gate: bool,
+    /// Differences between the runs worth knowing when reading the verdicts, and the
+    /// tiers or loads skipped because the results did not measure them.
     pub notes: Vec<String>,
     /// One row per benchmark: the baseline's order, then rows new in the results.
     pub rows: Vec<Row>,
@@ -212,32 +226,81 @@ pub struct Report {
 /// Compares `now` against `baseline`.
 pub fn compare(baseline: &Results, now: &Results, options: &CompareOptions) -> Report {
     let in_tier = |b: &&Benchmark| options.tier.is_none_or(|t| b.tier == t);
-    let mut rows: Vec<Row> = baseline
-        .benchmarks
-        .iter()
-        .filter(in_tier)
-        .map(|base| match now.get(&base.name) {
-            Some(cur) => judge_pair(baseline, now, base, cur, options.threshold),
+    let measured = |b: &Benchmark| now.benchmarks.iter().any(|n| same_pass(n, b));
+    let tails_gate = same_machine(baseline, now);
+    let mut notes = notes(baseline, now);
+    let mut skipped: Vec<String> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for base in baseline.benchmarks.iter().filter(in_tier) {
+        if !measured(base) {
+            let pass = pass_name(base);
+            if !skipped.contains(&pass) {
+                skipped.push(pass);
+            }
+            continue;
+        }
+        rows.push(match find(now, base) {
+            Some(cur) => judge_pair(baseline, now, base, cur, options.threshold, tails_gate),
             None => unpaired(base, options.threshold, Verdict::Missing),
-        })
-        .collect();
+        });
+    }
     rows.extend(
         now.benchmarks
             .iter()
             .filter(in_tier)
-            .filter(|cur| baseline.get(&cur.name).is_none())
+            .filter(|cur| find(baseline, cur).is_none())
             .map(|cur| unpaired(cur, options.threshold, Verdict::New)),
     );
+    for pass in skipped {
+        notes.push(format!(
+            "{pass}: in the baseline but not measured in the results at all; not judged"
+        ));
+    }
+    if !tails_gate {
+        notes.push(
+            "the runs come from different machines: latency tails are shown but only the \
+             time tier's same-run ratios are judged"
+                .to_owned(),
+        );
+    }
     let failed = rows.iter().any(|r| r.gates && r.verdict.fails());
     Report {
         baseline: Side::of(baseline),
         now: Side::of(now),
         threshold: options.threshold,
         tier: options.tier,
-        notes: notes(baseline, now),
+        tails_gate,
+        notes,
         rows,
         failed,
     }
+}
+
+/// The row of `run` with `b`'s name, tier and load.
+fn find<'a>(run: &'a Results, b: &Benchmark) -> Option<&'a Benchmark> {
+    run.benchmarks
+        .iter()
+        .find(|r| r.name == b.name && same_pass(r, b))
+}
+
+/// Whether two rows come from the same kind of pass: the same tier and, in the time tier,
+/// the same load.
+fn same_pass(a: &Benchmark, b: &Benchmark) -> bool {
+    a.tier == b.tier && (a.tier == Tier::Deterministic || a.load() == b.load())
+}
+
+/// "deterministic tier" or "time tier (busy:1)".
+fn pass_name(b: &Benchmark) -> String {
+    match b.tier {
+        Tier::Deterministic => "deterministic tier".to_owned(),
+        Tier::Time => format!("time tier ({})", b.load()),
+    }
+}
+
+/// Whether both runs come from one machine, where their latency tails are comparable.
+fn same_machine(a: &Results, b: &Results) -> bool {
+    let (a, b) = (&a.machine, &b.machine);
+    a.hostname == b.hostname && a.cpu_model == b.cpu_model && a.cores == b.cores
 }
 
 /// A row present on one side only.
@@ -252,7 +315,9 @@ fn unpaired(b: &Benchmark, threshold: f64, verdict: Verdict) -> Row {
     Row {
         name: b.name.clone(),
         tier: b.tier,
+        load: (b.tier == Tier::Time).then(|| b.load().to_owned()),
         unit: b.unit.clone(),
+        better: b.better,
         metric: Metric::Value,
         reference: None,
         baseline,
@@ -277,6 +342,7 @@ fn judge_pair(
     base: &Benchmark,
     cur: &Benchmark,
     threshold: f64,
+    tails_gate: bool,
 ) -> Row {
     let mut row = unpaired(cur, threshold, Verdict::Same);
     row.baseline = Some(base.value);
@@ -308,7 +374,7 @@ fn judge_pair(
     row.change = change;
     row.verdict = verdict;
     if cur.tier == Tier::Time {
-        judge_tails(base_run, now_run, base, cur, &mut row);
+        judge_tails(base_run, now_run, base, cur, &mut row, tails_gate);
     }
     row
 }
@@ -366,15 +432,16 @@ fn judge(base: f64, now: f64, better: Better, threshold: f64) -> (Option<f64>, V
     (Some(change), verdict)
 }
 
-/// Compares the [`JUDGED_PERCENTILES`] present on both sides and folds them into the row's
-/// verdict: any tail regression makes the row regress; an improvement of the median with a
-/// tail held or improved stays an improvement.
+/// Compares the [`JUDGED_PERCENTILES`] present on both sides. When `gate` is set (both runs
+/// on one machine), a tail regression makes a row whose main figure held regress; an
+/// improved row stays improved, with the tail named in its reason.
 fn judge_tails(
     base_run: &Results,
     now_run: &Results,
     base: &Benchmark,
     cur: &Benchmark,
     row: &mut Row,
+    gate: bool,
 ) {
     let (Some(bp), Some(np)) = (&base.percentiles, &cur.percentiles) else {
         return;
@@ -386,7 +453,7 @@ fn judge_tails(
         ));
         return;
     }
-    let drift = drift(base_run, now_run, cur);
+    let drift = drift(base_run, now_run, base, cur);
     for (key, factor) in JUDGED_PERCENTILES {
         let (Some(&b), Some(&n)) = (bp.get(key), np.get(key)) else {
             continue;
@@ -405,19 +472,43 @@ fn judge_tails(
             verdict,
         });
     }
-    if row.tails.iter().any(|t| t.verdict == Verdict::Regressed) {
-        row.verdict = Verdict::Regressed;
+    let worse: Vec<&str> = row
+        .tails
+        .iter()
+        .filter(|t| t.verdict == Verdict::Regressed)
+        .map(|t| t.key.as_str())
+        .collect();
+    if worse.is_empty() {
+        return;
     }
+    let keys = worse.join(", ");
+    if !gate {
+        row.reason = Some(format!(
+            "the {keys} tail moved, measured on another machine (not judged)"
+        ));
+        return;
+    }
+    row.reason = Some(match row.verdict {
+        Verdict::Same => {
+            row.verdict = Verdict::Regressed;
+            format!("the median held but the {keys} tail regressed")
+        }
+        Verdict::Improved => format!("the {keys} tail regressed (the row improved)"),
+        _ => format!("the {keys} tail regressed too"),
+    });
 }
 
 /// How much faster the reference ran now than in the baseline (2.0 = twice as fast), so that
 /// multiplying a current latency by it expresses it at the baseline's machine speed. 1.0
 /// when the row has no reference or a side lacks the reference row.
-fn drift(base_run: &Results, now_run: &Results, cur: &Benchmark) -> f64 {
+fn drift(base_run: &Results, now_run: &Results, base: &Benchmark, cur: &Benchmark) -> f64 {
     let Some(name) = cur.reference.as_ref().map(|r| r.name.as_str()) else {
         return 1.0;
     };
-    let (Some(b), Some(n)) = (base_run.get(name), now_run.get(name)) else {
+    let (Some(b), Some(n)) = (
+        base_run.get_at(name, base.load()),
+        now_run.get_at(name, cur.load()),
+    ) else {
         return 1.0;
     };
     if !(b.value > 0.0 && n.value > 0.0) {
@@ -449,6 +540,7 @@ fn notes(baseline: &Results, now: &Results) -> Vec<String> {
         &now.schema_version.to_string(),
     );
     differs("build profile", &baseline.profile, &now.profile);
+    differs("host", &b.hostname, &n.hostname);
     differs("rustc", &b.rustc, &n.rustc);
     differs("CPU model", &b.cpu_model, &n.cpu_model);
     differs("cores", &b.cores.to_string(), &n.cores.to_string());

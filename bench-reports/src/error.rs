@@ -49,6 +49,9 @@ pub enum Error {
         /// The broken invariant, with the observed values.
         detail: String,
     },
+    /// A competitor of a loaded pass could not be started or stopped.
+    #[error("load mode: {0}")]
+    Load(String),
     /// Drawing a chart failed.
     #[error("chart {}: {detail}", path.display())]
     Chart {

@@ -6,12 +6,15 @@
 //!   under callgrind ([`callgrind`], operations in [`probe`]); these repeat exactly, so CI
 //!   gates on them;
 //! - the **time tier** times multi-threaded workloads ([`timed`], workloads in
-//!   [`workload`]) and reports each as a ratio to a reference measured in the same run,
-//!   with HDR latency percentiles.
+//!   [`workload`]) and reports each as a ratio to a reference measured in the same run
+//!   (tokio's twin of the workload, or a std floor), with the median, minimum and maximum
+//!   over samples and HDR latency percentiles; quiet, or beside competing busy processes
+//!   ([`load`]) to show how it holds up on a shared machine.
 //!
-//! [`run`] writes a [`schema::Results`] file, [`compare`] judges one against a baseline
-//! ([`render`] prints the verdicts), and [`report`] draws SVG charts over a history of
-//! files. The binary in `main.rs` is a thin clap front end over these modules.
+//! [`run`] writes a [`schema::Results`] file, [`table`] prints its time tier quiet beside
+//! loaded, [`compare`] judges one file against a baseline ([`render`] prints the
+//! verdicts), and [`report`] draws SVG charts over a history of files. The binary in
+//! `main.rs` is a thin clap front end over these modules.
 //!
 //! # QEMU names
 //!
@@ -26,7 +29,9 @@
 
 pub mod callgrind;
 pub mod compare;
+pub mod cpu;
 pub mod error;
+pub mod load;
 pub mod machine;
 pub mod probe;
 pub mod render;
@@ -34,6 +39,7 @@ pub mod report;
 pub mod run;
 pub mod schema;
 pub mod stats;
+pub mod table;
 pub mod timed;
 pub mod workload;
 

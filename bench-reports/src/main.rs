@@ -8,9 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cobench::compare::{self, CompareOptions};
+use cobench::load::{self, Load};
 use cobench::run::RunOptions;
 use cobench::schema::{Results, Tier};
-use cobench::{Error, probe, render, report, workload};
+use cobench::{Error, probe, render, report, table, workload};
 
 /// Performance suite and CI regression reports for coscheduler.
 #[derive(Debug, Parser)]
@@ -36,6 +37,18 @@ enum Command {
         /// Measure only benchmarks whose name contains this.
         #[arg(long)]
         filter: Option<String>,
+        /// Run the time tier once per load, comma-separated: `quiet` (nothing of ours
+        /// beside it), `busy:N` (N competing processes each spinning on a core, placed by
+        /// the kernel) or `busy:N:pinned` (one per core from the last). E.g.
+        /// `--load quiet,busy:1` shows every time row quiet and loaded.
+        #[arg(long, default_value = "quiet", value_parser = parse_loads)]
+        load: Loads,
+    },
+    /// Print the time tier of a results file: every row under every load, median [min –
+    /// max] with its same-run ratios.
+    Show {
+        /// The results file.
+        results: PathBuf,
     },
     /// Judge RESULTS against BASELINE; exit 1 on a regression.
     Compare {
@@ -73,6 +86,24 @@ enum Command {
         #[arg(long)]
         iters: u64,
     },
+    /// Spin on a core until the parent process is gone (a loaded pass's competitor).
+    #[command(hide = true)]
+    Busy {
+        /// Process id of the `cobench run` that started this one.
+        #[arg(long)]
+        parent: u32,
+        /// Pin to this core (an index into the usable cores).
+        #[arg(long)]
+        core: Option<usize>,
+    },
+}
+
+/// The parsed `--load` list (a newtype, so that clap takes the whole list as one value).
+#[derive(Clone, Debug)]
+struct Loads(Vec<Load>);
+
+fn parse_loads(s: &str) -> Result<Loads, String> {
+    load::parse_list(s).map(Loads)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -113,6 +144,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             out,
             tier,
             filter,
+            load,
         } => {
             let exe =
                 std::env::current_exe().map_err(|e| Error::io("/proc/self/exe".as_ref(), e))?;
@@ -120,10 +152,16 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 quick,
                 tier: tier.map(Tier::from),
                 filter,
+                loads: load.0,
             };
-            cobench::run::run(&exe, &options)?.save(&out)?;
+            let results = cobench::run::run(&exe, &options)?;
+            results.save(&out)?;
+            if results.benchmarks.iter().any(|b| b.tier == Tier::Time) {
+                println!("{}", table::markdown(&results));
+            }
             eprintln!("cobench: wrote {}", out.display());
         }
+        Command::Show { results } => print!("{}", table::markdown(&Results::load(&results)?)),
         Command::Compare {
             baseline,
             results,
@@ -160,6 +198,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
         }
         Command::List => list(),
         Command::Probe { name, iters } => (probe::find(&name)?.run)(iters)?,
+        Command::Busy { parent, core } => load::busy(parent, core)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -169,7 +208,13 @@ fn list() {
         println!("deterministic  {:<40} {:<26} {}", p.name, p.unit, p.what);
     }
     for b in workload::TIME_BENCHES {
-        println!("time           {:<40} {:<26} {}", b.name, b.unit, b.what);
+        let against = b
+            .reference
+            .map_or_else(String::new, |r| format!(" [÷ {r}]"));
+        println!(
+            "time           {:<40} {:<26} {}{against}",
+            b.name, b.unit, b.what
+        );
     }
 }
 

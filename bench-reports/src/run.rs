@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use crate::error::Error;
-use crate::schema::{Benchmark, Reference, Results, SCHEMA_VERSION, Tier};
+use crate::load::{Competitors, Load};
+use crate::schema::{Benchmark, OtherReference, Reference, Results, SCHEMA_VERSION, Tier};
+use crate::timed::TimeBench;
 use crate::workload::TIME_BENCHES;
 use crate::{callgrind, machine, probe, timed, workload};
 
@@ -17,18 +19,39 @@ pub struct RunOptions {
     /// Measure only benchmarks whose name contains this (references of selected time rows
     /// are measured too, since their ratios need them).
     pub filter: Option<String>,
+    /// The loads to run the time tier under, one pass each, in order; empty means quiet
+    /// only.
+    pub loads: Vec<Load>,
 }
 
-/// Runs the suite. `exe` is the `cobench` binary that callgrind runs the probes of (normally
-/// the current executable). Progress goes to stderr.
+/// Runs the suite. `exe` is the `cobench` binary that callgrind runs the probes of, and
+/// that a loaded pass starts its competitors from (normally the current executable).
+/// Progress goes to stderr.
 pub fn run(exe: &Path, options: &RunOptions) -> Result<Results, Error> {
     let date = machine::now_rfc3339();
     let mut benchmarks = Vec::new();
+    let mut loads = Vec::new();
     if options.tier != Some(Tier::Time) {
         benchmarks.extend(deterministic(exe, options)?);
     }
     if options.tier != Some(Tier::Deterministic) {
-        benchmarks.extend(time(options)?);
+        let passes = if options.loads.is_empty() {
+            &[Load::Quiet][..]
+        } else {
+            &options.loads
+        };
+        for &load in passes {
+            // Dropping the competitors on an early return (`?`) kills them.
+            let competitors = Competitors::start(exe, load)?;
+            let rows = time(options, load)?;
+            let pass = competitors.stop()?;
+            eprintln!(
+                "cobench: {} pass: {:.1} s, competitors used {:.1} CPU s",
+                pass.load, pass.seconds, pass.competitor_cpu_seconds
+            );
+            benchmarks.extend(rows);
+            loads.push(pass);
+        }
     }
     Ok(Results {
         schema_version: SCHEMA_VERSION,
@@ -37,6 +60,7 @@ pub fn run(exe: &Path, options: &RunOptions) -> Result<Results, Error> {
         date,
         quick: options.quick,
         profile: machine::profile(),
+        loads,
         benchmarks,
     })
 }
@@ -63,52 +87,96 @@ fn deterministic(exe: &Path, options: &RunOptions) -> Result<Vec<Benchmark>, Err
             better: crate::schema::Better::Lower,
             samples: m.totals.len() as u32,
             spread: m.spread,
+            load: None,
+            min: None,
+            max: None,
             reference: None,
             ratio: None,
+            other_references: Vec::new(),
             percentiles: None,
             percentile_unit: None,
+            metrics: Default::default(),
         });
     }
     Ok(rows)
 }
 
-fn time(options: &RunOptions) -> Result<Vec<Benchmark>, Error> {
-    let wanted = |name: &str| {
-        selected(name, options)
-            || TIME_BENCHES
-                .iter()
-                .any(|b| b.reference == Some(name) && selected(b.name, options))
+/// One pass of the time tier under `load`: the selected rows and every row their ratios
+/// need, group by group.
+fn time(options: &RunOptions, load: Load) -> Result<Vec<Benchmark>, Error> {
+    let needed_by = |name: &str, b: &TimeBench| {
+        selected(b.name, options) && (b.reference == Some(name) || b.others.contains(&name))
     };
+    let wanted: Vec<&TimeBench> = TIME_BENCHES
+        .iter()
+        .filter(|b| selected(b.name, options) || TIME_BENCHES.iter().any(|o| needed_by(b.name, o)))
+        .collect();
     let mut rows: Vec<Benchmark> = Vec::new();
-    for bench in TIME_BENCHES.iter().filter(|b| wanted(b.name)) {
-        eprintln!("cobench: timing {}", bench.name);
-        let measured = timed::measure(bench, options.quick);
-        // The row's runtime, if its workload used one, goes before the next row (or the
-        // error) so that no idle workers linger into another measurement.
-        workload::finish_row();
-        let mut row = measured?;
+    for group in wanted.chunk_by(|a, b| a.group == b.group) {
+        let names: Vec<&str> = group.iter().map(|b| b.name).collect();
+        eprintln!("cobench: timing {} ({load})", names.join(" + "));
+        let started = std::time::Instant::now();
+        let measured = timed::measure_group(group, options.quick);
+        // The group's runtimes go before the next group (or the error) so that no idle
+        // workers linger into another measurement.
+        workload::finish_group();
+        let measured = measured?;
+        eprintln!("cobench:   ({:.1} s)", started.elapsed().as_secs_f64());
+        for mut row in measured {
+            row.load = Some(load.to_string());
+            eprintln!(
+                "cobench:   {}: {} {} [{} .. {}] (spread {:.3})",
+                row.name,
+                crate::render::number(row.value),
+                row.unit,
+                row.min.map_or_else(String::new, crate::render::number),
+                row.max.map_or_else(String::new, crate::render::number),
+                row.spread
+            );
+            rows.push(row);
+        }
+    }
+    link_references(&mut rows)?;
+    Ok(rows)
+}
+
+/// Fills each row's `reference`, `ratio` and `other_references` from the rows of the same
+/// pass.
+fn link_references(rows: &mut [Benchmark]) -> Result<(), Error> {
+    let snapshot: Vec<(String, f64, f64)> = rows
+        .iter()
+        .map(|r| (r.name.clone(), r.value, r.spread))
+        .collect();
+    let find = |row: &str, name: &str| {
+        snapshot
+            .iter()
+            .find(|(n, ..)| n == name)
+            .ok_or_else(|| Error::Workload {
+                name: row.to_owned(),
+                detail: format!("its reference `{name}` was not measured in this pass"),
+            })
+    };
+    for row in rows.iter_mut() {
+        let Some(bench) = TIME_BENCHES.iter().find(|b| b.name == row.name) else {
+            continue;
+        };
         if let Some(reference) = bench.reference {
-            let base =
-                rows.iter()
-                    .find(|r| r.name == reference)
-                    .ok_or_else(|| Error::Workload {
-                        name: bench.name.to_owned(),
-                        detail: format!(
-                            "its reference `{reference}` must come earlier in TIME_BENCHES"
-                        ),
-                    })?;
-            row.ratio = Some(row.value / base.value);
+            let (name, value, spread) = find(bench.name, reference)?;
+            row.ratio = Some(row.value / value);
             row.reference = Some(Reference {
-                name: base.name.clone(),
-                value: base.value,
-                spread: base.spread,
+                name: name.clone(),
+                value: *value,
+                spread: *spread,
             });
         }
-        eprintln!(
-            "cobench:   {:.1} {} (spread {:.3})",
-            row.value, row.unit, row.spread
-        );
-        rows.push(row);
+        for other in bench.others {
+            let (name, value, _) = find(bench.name, other)?;
+            row.other_references.push(OtherReference {
+                name: name.clone(),
+                value: *value,
+                ratio: row.value / value,
+            });
+        }
     }
-    Ok(rows)
+    Ok(())
 }

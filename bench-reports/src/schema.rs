@@ -12,7 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// Version of the results format written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 added the time tier's `load`, `min`, `max`, `other_references` and `metrics`
+/// and the header's `loads`; files of version 1 still load (a time row without `load` was
+/// measured quiet).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The `load` of a time row measured with no competing process.
+pub const QUIET: &str = "quiet";
 
 /// One run of the suite on one machine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,8 +40,27 @@ pub struct Results {
     /// Instruction counts of a debug build are several times those of a release build, so
     /// `compare` refuses to judge deterministic rows across profiles.
     pub profile: String,
-    /// Every benchmark measured, in suite order.
+    /// One entry per pass of the time tier (`--load quiet,busy:1` runs two), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loads: Vec<LoadPass>,
+    /// Every benchmark measured, in suite order (each time row once per load).
     pub benchmarks: Vec<Benchmark>,
+}
+
+/// One pass of the time tier under one load: what ran beside the benchmarks, and proof
+/// that it did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadPass {
+    /// `"quiet"` or a `busy:N` form; see [`crate::load::Load`].
+    pub load: String,
+    /// Competing processes started for the pass (0 when quiet).
+    pub competitors: u32,
+    /// Wall time of the pass, competitors running throughout.
+    pub seconds: f64,
+    /// CPU time the competitors used, summed, from the kernel's account of the reaped
+    /// children: close to `competitors × seconds` when they really competed for the cores.
+    pub competitor_cpu_seconds: f64,
 }
 
 /// Where a run happened; `compare` only notes differences, it cannot correct for them.
@@ -112,12 +138,30 @@ pub struct Benchmark {
     /// cost does not depend on how many ran before; anything else means amortised work
     /// (a pool or vector growing) that the figure averages over.
     pub spread: f64,
-    /// The reference measured in the same run that `ratio` divides by (time tier).
+    /// Time tier: what ran beside the benchmark, `"quiet"` or `busy:N` (see
+    /// [`crate::load::Load`]); rows are identified by name and load together. Absent on
+    /// deterministic rows, whose counts no neighbour moves, and in version 1 files, whose
+    /// time rows were all quiet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
+    /// Time tier: the smallest sample, so that a bimodal row (most samples fast, some
+    /// collapsed) shows beside its median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Time tier: the largest sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The reference measured in the same run (and under the same load) that `ratio`
+    /// divides by and `compare` judges (time tier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
     /// `value / reference.value`: the figure that survives a change of machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
+    /// Further rows of the same run and load this one is shown against (the std floors
+    /// beside a tokio reference), for information; `compare` does not judge them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_references: Vec<OtherReference>,
     /// Latency percentiles, keyed `"p50"`, `"p90"`, `"p99"`, `"p99.9"`, `"max"`.
     ///
     /// Always of a cost (a latency, an oversleep), so lower is better whatever `better`
@@ -128,6 +172,17 @@ pub struct Benchmark {
     /// (requests/s against µs of latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentile_unit: Option<String>,
+    /// Secondary figures of a time row, each the median over the samples, keyed by a name
+    /// that carries its unit (e.g. `server_cpu_ns_per_request`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Benchmark {
+    /// The row's load, `"quiet"` when it has none (deterministic rows, version 1 files).
+    pub fn load(&self) -> &str {
+        self.load.as_deref().unwrap_or(QUIET)
+    }
 }
 
 /// A copy of the reference row a ratio was computed against.
@@ -140,6 +195,18 @@ pub struct Reference {
     pub value: f64,
     /// Its relative spread in this run; `compare` combines it with the row's own.
     pub spread: f64,
+}
+
+/// Another same-run row a time row is shown against, with the ratio to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtherReference {
+    /// Name of the row in the same results file (same load).
+    pub name: String,
+    /// Its value in this run.
+    pub value: f64,
+    /// `value` of the row divided by this one's.
+    pub ratio: f64,
 }
 
 impl Results {
@@ -159,8 +226,27 @@ impl Results {
         std::fs::write(path, text).map_err(|e| Error::io(path, e))
     }
 
-    /// The benchmark called `name`, if this run has it.
+    /// The first benchmark called `name` (its quiet row, when it ran under several loads).
     pub fn get(&self, name: &str) -> Option<&Benchmark> {
-        self.benchmarks.iter().find(|b| b.name == name)
+        self.get_at(name, QUIET)
+            .or_else(|| self.benchmarks.iter().find(|b| b.name == name))
+    }
+
+    /// The benchmark called `name` measured under `load`.
+    pub fn get_at(&self, name: &str, load: &str) -> Option<&Benchmark> {
+        self.benchmarks
+            .iter()
+            .find(|b| b.name == name && b.load() == load)
+    }
+
+    /// The loads the time tier ran under, in order of first appearance.
+    pub fn time_loads(&self) -> Vec<&str> {
+        let mut loads: Vec<&str> = Vec::new();
+        for b in self.benchmarks.iter().filter(|b| b.tier == Tier::Time) {
+            if !loads.contains(&b.load()) {
+                loads.push(b.load());
+            }
+        }
+        loads
     }
 }

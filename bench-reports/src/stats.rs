@@ -1,4 +1,5 @@
-//! Summary statistics of a handful of samples: the median and a relative spread.
+//! Summary statistics of a handful of samples: the median, a relative spread, and the
+//! extremes.
 //!
 //! Benchmarks take few samples (5 to 15), so the estimators are the robust order statistics,
 //! not the mean and standard deviation that one descheduled sample would drag.
@@ -10,6 +11,11 @@ pub struct Summary {
     pub median: f64,
     /// `(Q3 - Q1) / median`, a fraction; 0 when the median is 0.
     pub spread: f64,
+    /// The smallest sample: with the median and `max`, what shows a bimodal row (a few
+    /// collapsed samples) that the median and the IQR are built to ignore.
+    pub min: f64,
+    /// The largest sample.
+    pub max: f64,
 }
 
 /// Summarises `samples`; `None` when there are none or one is not finite.
@@ -26,7 +32,12 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     } else {
         (iqr / median).abs()
     };
-    Some(Summary { median, spread })
+    Some(Summary {
+        median,
+        spread,
+        min: sorted[0],
+        max: sorted[sorted.len() - 1],
+    })
 }
 
 /// The `q` quantile of sorted, non-empty data, interpolating linearly between ranks (the
@@ -50,6 +61,7 @@ mod tests {
         let s = summarize(&[1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!(s.median, 2.5);
         assert_eq!(s.spread, 1.5 / 2.5);
+        assert_eq!((s.min, s.max), (1.0, 4.0));
     }
 
     #[test]
@@ -57,6 +69,8 @@ mod tests {
         let s = summarize(&[100.0, 101.0, 99.0, 100.0, 1000.0]).unwrap();
         assert_eq!(s.median, 100.0);
         assert!(s.spread <= 0.02, "spread = {}", s.spread);
+        // ... but the extremes keep it in view.
+        assert_eq!((s.min, s.max), (99.0, 1000.0));
     }
 
     #[test]

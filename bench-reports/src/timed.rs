@@ -41,15 +41,59 @@ pub struct TimeBench {
     pub latency_unit: Option<&'static str>,
     /// Which direction is an improvement.
     pub better: Better,
-    /// The row of the same run this one is divided by, or `None` for a reference itself.
+    /// Rows sharing a group are measured together, their samples interleaved (A B A B):
+    /// whatever the machine does meanwhile falls on both sides of a ratio alike.
+    pub group: &'static str,
+    /// The row of the same run this one is divided by and judged against (`compare`), or
+    /// `None` for a reference itself. It is in the same group or an earlier one.
     pub reference: Option<&'static str>,
-    /// Operations per sample, passed to `sample`.
+    /// Further same-run rows this one is shown against, for information (earlier rows or
+    /// the same group).
+    pub others: &'static [&'static str],
+    /// Operations per sample, passed to `sample` (for a row that runs for a set time, the
+    /// time in milliseconds).
     pub ops: Sizes,
     /// Timed samples (one untimed warm-up sample runs first).
     pub samples: Sizes,
     /// Runs `ops` operations and returns the sample's value in `unit`; may record
-    /// per-operation latencies in `latency_unit`.
-    pub sample: fn(ops: u64, latencies: &mut Latencies) -> Result<f64, Error>,
+    /// per-operation latencies in `latency_unit` and secondary metrics.
+    pub sample: fn(ops: u64, recorder: &mut Recorder) -> Result<f64, Error>,
+}
+
+/// What a sample records besides its value: per-operation latencies (kept across the
+/// row's samples) and secondary metrics (one value per sample, summarised by the median).
+#[derive(Debug, Default)]
+pub struct Recorder {
+    latencies: Latencies,
+    metrics: Vec<(&'static str, f64)>,
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one operation's latency, in the benchmark's latency unit.
+    #[inline]
+    pub fn record(&mut self, value: u64) {
+        self.latencies.record(value);
+    }
+
+    /// Adds latencies recorded elsewhere (on another thread, say).
+    pub fn merge(&mut self, other: &Latencies) {
+        self.latencies.merge(other);
+    }
+
+    /// Records this sample's value of a secondary metric; the name carries its unit.
+    pub fn metric(&mut self, name: &'static str, value: f64) {
+        self.metrics.push((name, value));
+    }
+
+    /// The latencies recorded so far.
+    pub fn latencies(&self) -> &Latencies {
+        &self.latencies
+    }
 }
 
 /// Latencies of individual operations, kept in an HDR histogram.
@@ -120,45 +164,87 @@ impl Default for Latencies {
     }
 }
 
-/// Measures `bench`: one warm-up sample, then the timed ones. The row's `reference` and
-/// `ratio` are left empty for [`crate::run`] to fill once the reference is measured.
-pub fn measure(bench: &TimeBench, quick: bool) -> Result<Benchmark, Error> {
-    let ops = bench.ops.pick(quick);
-    (bench.sample)(ops, &mut Latencies::new())?;
+/// Measures a group of rows together: one warm-up sample of each, in order, then their
+/// timed samples interleaved round by round (A B A B ...), so that a change in the
+/// machine's state during the group (a neighbour waking, a frequency step) lands on every
+/// row rather than on one. A row with fewer samples drops out of the later rounds.
+///
+/// The rows' `load`, `reference`, `ratio` and `other_references` are left empty for
+/// [`crate::run`] to fill.
+pub fn measure_group(benches: &[&TimeBench], quick: bool) -> Result<Vec<Benchmark>, Error> {
+    for bench in benches {
+        (bench.sample)(bench.ops.pick(quick), &mut Recorder::new())?;
+    }
+    let mut rows: Vec<RowSamples> = benches.iter().map(|_| RowSamples::default()).collect();
+    let rounds = benches.iter().map(|b| b.samples.pick(quick)).max();
+    for round in 0..rounds.unwrap_or(0) {
+        for (bench, row) in benches.iter().zip(&mut rows) {
+            if round < bench.samples.pick(quick) {
+                let value = (bench.sample)(bench.ops.pick(quick), &mut row.recorder)?;
+                row.values.push(value);
+                for (name, v) in row.recorder.metrics.drain(..) {
+                    row.metrics.entry(name).or_default().push(v);
+                }
+            }
+        }
+    }
+    benches
+        .iter()
+        .zip(rows)
+        .map(|(bench, row)| row.into_benchmark(bench))
+        .collect()
+}
 
-    let count = bench.samples.pick(quick);
-    let mut latencies = Latencies::new();
-    let mut values = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        values.push((bench.sample)(ops, &mut latencies)?);
-    }
-    let summary = stats::summarize(&values).ok_or_else(|| Error::Workload {
-        name: bench.name.to_owned(),
-        detail: format!("no usable samples: {values:?}"),
-    })?;
-    let percentiles = latencies.percentiles();
-    if percentiles.is_some() && bench.latency_unit.is_none() {
-        return Err(Error::Workload {
+/// What one row of a group has collected so far.
+#[derive(Default)]
+struct RowSamples {
+    recorder: Recorder,
+    values: Vec<f64>,
+    metrics: BTreeMap<&'static str, Vec<f64>>,
+}
+
+impl RowSamples {
+    fn into_benchmark(self, bench: &TimeBench) -> Result<Benchmark, Error> {
+        let broken = |detail: String| Error::Workload {
             name: bench.name.to_owned(),
-            detail: "recorded latencies but its TimeBench has no latency_unit".to_owned(),
-        });
+            detail,
+        };
+        let summary = stats::summarize(&self.values)
+            .ok_or_else(|| broken(format!("no usable samples: {:?}", self.values)))?;
+        let percentiles = self.recorder.latencies.percentiles();
+        if percentiles.is_some() && bench.latency_unit.is_none() {
+            return Err(broken(
+                "recorded latencies but its TimeBench has no latency_unit".to_owned(),
+            ));
+        }
+        let mut metrics = BTreeMap::new();
+        for (name, values) in self.metrics {
+            let m = stats::summarize(&values)
+                .ok_or_else(|| broken(format!("metric {name} has unusable samples {values:?}")))?;
+            metrics.insert(name.to_owned(), m.median);
+        }
+        Ok(Benchmark {
+            name: bench.name.to_owned(),
+            tier: Tier::Time,
+            value: summary.median,
+            unit: bench.unit.to_owned(),
+            better: bench.better,
+            samples: u32::try_from(self.values.len()).unwrap_or(u32::MAX),
+            spread: summary.spread,
+            load: None,
+            min: Some(summary.min),
+            max: Some(summary.max),
+            reference: None,
+            ratio: None,
+            other_references: Vec::new(),
+            percentile_unit: percentiles
+                .as_ref()
+                .and(bench.latency_unit)
+                .map(str::to_owned),
+            percentiles,
+            metrics,
+        })
     }
-    Ok(Benchmark {
-        name: bench.name.to_owned(),
-        tier: Tier::Time,
-        value: summary.median,
-        unit: bench.unit.to_owned(),
-        better: bench.better,
-        samples: u32::try_from(count).unwrap_or(u32::MAX),
-        spread: summary.spread,
-        reference: None,
-        ratio: None,
-        percentile_unit: percentiles
-            .as_ref()
-            .and(bench.latency_unit)
-            .map(str::to_owned),
-        percentiles,
-    })
 }
 
 #[cfg(test)]
@@ -177,5 +263,66 @@ mod tests {
         assert!((p["p99"] - 990.0).abs() <= 1.0, "{p:?}");
         assert_eq!(p["max"], 1000.0);
         assert!(Latencies::new().percentiles().is_none());
+    }
+
+    thread_local! {
+        static CALLS: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn sample_a(_ops: u64, rec: &mut Recorder) -> Result<f64, Error> {
+        let n = CALLS.with(|c| {
+            c.borrow_mut().push("a");
+            c.borrow().len()
+        });
+        rec.metric("calls_so_far", n as f64);
+        Ok(n as f64)
+    }
+
+    fn sample_b(_ops: u64, rec: &mut Recorder) -> Result<f64, Error> {
+        CALLS.with(|c| c.borrow_mut().push("b"));
+        rec.record(7);
+        Ok(1.0)
+    }
+
+    fn bench(
+        name: &'static str,
+        samples: u64,
+        sample: fn(u64, &mut Recorder) -> Result<f64, Error>,
+    ) -> TimeBench {
+        TimeBench {
+            name,
+            what: "test",
+            unit: "x",
+            latency_unit: Some("ns"),
+            better: Better::Lower,
+            group: "g",
+            reference: None,
+            others: &[],
+            ops: Sizes { quick: 1, full: 1 },
+            samples: Sizes {
+                quick: samples,
+                full: samples,
+            },
+            sample,
+        }
+    }
+
+    #[test]
+    fn a_group_warms_up_then_interleaves_its_rows() {
+        let (a, b) = (bench("a", 3, sample_a), bench("b", 2, sample_b));
+        let rows = measure_group(&[&a, &b], true).unwrap();
+        let calls = CALLS.with(|c| c.borrow().clone());
+        assert_eq!(calls, ["a", "b", "a", "b", "a", "b", "a"]);
+        // a's timed samples were calls 3, 5 and 7 of the sequence.
+        assert_eq!(
+            (rows[0].value, rows[0].min, rows[0].max),
+            (5.0, Some(3.0), Some(7.0))
+        );
+        assert_eq!(rows[0].samples, 3);
+        assert_eq!(rows[0].metrics["calls_so_far"], 5.0);
+        assert!(rows[0].percentiles.is_none());
+        // b's latencies: the warm-up's are not kept.
+        assert_eq!(rows[1].samples, 2);
+        assert_eq!(rows[1].percentiles.as_ref().unwrap()["max"], 7.0);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use cobench::compare::{CompareOptions, Verdict, compare};
+use cobench::compare::{CompareOptions, Metric, Row, Verdict, compare};
 use cobench::schema::{Benchmark, Better, Machine, Reference, Results, SCHEMA_VERSION, Tier};
 
 fn results(benchmarks: Vec<Benchmark>) -> Results {
@@ -22,6 +22,7 @@ fn results(benchmarks: Vec<Benchmark>) -> Results {
         date: "2026-01-01T00:00:00Z".into(),
         quick: true,
         profile: "release".into(),
+        loads: Vec::new(),
         benchmarks,
     }
 }
@@ -39,6 +40,11 @@ fn count(name: &str, value: f64) -> Benchmark {
         ratio: None,
         percentiles: None,
         percentile_unit: None,
+        load: None,
+        min: None,
+        max: None,
+        other_references: Vec::new(),
+        metrics: Default::default(),
     }
 }
 
@@ -71,6 +77,11 @@ fn timed(name: &str, ratio: f64, spread: f64, tail: f64) -> Benchmark {
         ratio: Some(ratio),
         percentiles: Some(percentiles),
         percentile_unit: Some("ns".into()),
+        load: None,
+        min: None,
+        max: None,
+        other_references: Vec::new(),
+        metrics: Default::default(),
     }
 }
 
@@ -87,6 +98,11 @@ fn floor(value: f64, spread: f64) -> Benchmark {
         ratio: None,
         percentiles: None,
         percentile_unit: None,
+        load: None,
+        min: None,
+        max: None,
+        other_references: Vec::new(),
+        metrics: Default::default(),
     }
 }
 
@@ -377,4 +393,234 @@ fn binary_reports_tool_errors_with_status_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/base.json"));
+}
+
+/// `r` as measured on another machine: another host and CPU.
+fn elsewhere(mut r: Results) -> Results {
+    r.machine.hostname = "elsewhere".into();
+    r.machine.cpu_model = "Other CPU".into();
+    r
+}
+
+/// `row` measured under `load`.
+fn under(mut row: Benchmark, load: &str) -> Benchmark {
+    row.load = Some(load.into());
+    row
+}
+
+fn row<'a>(report: &'a cobench::compare::Report, name: &str, load: &str) -> &'a Row {
+    report
+        .rows
+        .iter()
+        .find(|r| r.name == name && r.load.as_deref() == Some(load))
+        .unwrap_or_else(|| panic!("no row {name} ({load}) in {report:?}"))
+}
+
+#[test]
+fn the_time_tier_judges_ratios_not_absolute_times() {
+    // Another machine, three times slower across the board: the row's absolute time is
+    // +200 %, its ratio to the same-run reference unchanged.
+    let base = results(vec![floor(100.0, 0.01), timed("w", 2.0, 0.01, 1.0)]);
+    let mut slow = timed("w", 2.0, 0.01, 1.0);
+    slow.value = 600.0;
+    slow.reference.as_mut().unwrap().value = 300.0;
+    let now = elsewhere(results(vec![floor(300.0, 0.01), slow]));
+    let report = compare(&base, &now, &CompareOptions::default());
+    let w = row(&report, "w", "quiet");
+    assert_eq!(
+        (w.metric, w.verdict),
+        (Metric::Ratio, Verdict::Same),
+        "{w:?}"
+    );
+    assert!(!report.failed);
+}
+
+#[test]
+fn a_worse_ratio_fails_and_says_which_tier_row_and_ratio() {
+    let base = results(vec![floor(100.0, 0.01), timed("w", 2.0, 0.01, 1.0)]);
+    let now = elsewhere(results(vec![
+        floor(100.0, 0.01),
+        timed("w", 3.0, 0.01, 1.0),
+    ]));
+    let report = compare(&base, &now, &CompareOptions::default());
+    assert_eq!(row(&report, "w", "quiet").verdict, Verdict::Regressed);
+    assert!(report.failed);
+
+    let (code, md) = run_compare("ratio-regressed", &base, &now, &[]);
+    assert_eq!(code, 1, "{md}");
+    assert!(md.contains("- time tier: FAIL"), "{md}");
+    assert!(
+        md.contains(
+            "`w` (time, quiet) regressed: ratio to floor 2.00 → 3.00 (+50.0%; lower is better"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("**Result: FAIL** in the time tier"), "{md}");
+}
+
+#[test]
+fn an_improvement_never_fails_whatever_its_tails_did() {
+    // The issue-16 case: much faster in median, a far worse p99, measured elsewhere.
+    let base = results(vec![floor(100.0, 0.01), timed("w", 2.0, 0.01, 1.0)]);
+    let now = elsewhere(results(vec![
+        floor(100.0, 0.01),
+        timed("w", 0.6, 0.01, 3.0),
+    ]));
+    let report = compare(&base, &now, &CompareOptions::default());
+    let w = row(&report, "w", "quiet");
+    assert_eq!(w.verdict, Verdict::Improved, "{w:?}");
+    assert!(!report.failed);
+    let (code, md) = run_compare("improved-elsewhere", &base, &now, &[]);
+    assert_eq!(code, 0, "{md}");
+    assert!(md.contains("**Result: pass**"), "{md}");
+
+    // On the same machine the tail is judged, but still cannot fail an improved row.
+    let same = results(vec![floor(100.0, 0.01), timed("w", 0.6, 0.01, 3.0)]);
+    let report = compare(&base, &same, &CompareOptions::default());
+    let w = row(&report, "w", "quiet");
+    assert_eq!(w.verdict, Verdict::Improved, "{w:?}");
+    assert!(
+        w.reason.as_deref().unwrap().contains("tail regressed"),
+        "{w:?}"
+    );
+    assert!(!report.failed);
+
+    // Nor can a deterministic improvement fail.
+    let report = compare(
+        &results(vec![count("a", 100.0)]),
+        &elsewhere(results(vec![count("a", 50.0)])),
+        &CompareOptions::default(),
+    );
+    assert_eq!(report.rows[0].verdict, Verdict::Improved);
+    assert!(!report.failed);
+}
+
+#[test]
+fn tails_from_another_machine_are_shown_not_judged() {
+    // As `a_tail_regression_fails_even_when_the_median_holds`, but measured elsewhere.
+    let base = results(vec![floor(100.0, 0.001), timed("w", 1.0, 0.001, 1.0)]);
+    let now = elsewhere(results(vec![
+        floor(100.0, 0.001),
+        timed("w", 1.0, 0.001, 1.5),
+    ]));
+    let report = compare(&base, &now, &CompareOptions::default());
+    let w = row(&report, "w", "quiet");
+    assert_eq!(w.verdict, Verdict::Same, "{w:?}");
+    assert!(w.tails.iter().any(|t| t.verdict == Verdict::Regressed));
+    assert!(w.reason.as_deref().unwrap().contains("not judged"), "{w:?}");
+    assert!(!report.tails_gate && !report.failed);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("different machines"))
+    );
+}
+
+#[test]
+fn each_load_is_judged_against_the_same_load() {
+    let base = results(vec![
+        floor(100.0, 0.01),
+        timed("w", 2.0, 0.01, 1.0),
+        under(floor(100.0, 0.01), "busy:1"),
+        under(timed("w", 2.0, 0.01, 1.0), "busy:1"),
+    ]);
+    let now = results(vec![
+        floor(100.0, 0.01),
+        timed("w", 2.0, 0.01, 1.0),
+        under(floor(100.0, 0.01), "busy:1"),
+        under(timed("w", 5.0, 0.01, 1.0), "busy:1"),
+    ]);
+    let report = compare(&base, &now, &CompareOptions::default());
+    assert_eq!(row(&report, "w", "quiet").verdict, Verdict::Same);
+    assert_eq!(row(&report, "w", "busy:1").verdict, Verdict::Regressed);
+    assert!(report.failed);
+    let (code, md) = run_compare("loaded-regressed", &base, &now, &[]);
+    assert_eq!(code, 1, "{md}");
+    assert!(
+        md.contains("`w` (time, busy:1) regressed: ratio to floor 2.00 → 5.00"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_tier_or_load_not_measured_is_skipped_not_failed() {
+    let base = results(vec![
+        count("a", 100.0),
+        floor(100.0, 0.01),
+        timed("w", 2.0, 0.01, 1.0),
+        under(floor(100.0, 0.01), "busy:1"),
+        under(timed("w", 2.0, 0.01, 1.0), "busy:1"),
+    ]);
+    // `cobench run --tier time` (no valgrind), quiet only.
+    let now = results(vec![floor(100.0, 0.01), timed("w", 2.0, 0.01, 1.0)]);
+    let report = compare(&base, &now, &CompareOptions::default());
+    assert!(!report.failed, "{report:?}");
+    assert_eq!(report.rows.len(), 2);
+    for pass in ["deterministic tier", "time tier (busy:1)"] {
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.starts_with(pass) && n.contains("not judged")),
+            "{pass}: {:?}",
+            report.notes
+        );
+    }
+    // A row dropped from a pass that did run still fails.
+    let now = results(vec![count("a", 100.0), floor(100.0, 0.01)]);
+    let report = compare(&base, &now, &CompareOptions::default());
+    assert_eq!(row(&report, "w", "quiet").verdict, Verdict::Missing);
+    assert!(report.failed);
+}
+
+#[test]
+fn a_newcomer_comparing_against_the_committed_baseline_passes_on_an_improvement() {
+    // The committed baseline, and a run of it on another machine where every time row got
+    // 71 % better in median against its reference and its tails three times worse.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("baseline.json");
+    let base = Results::load(&path).unwrap();
+    let mut now = elsewhere(base.clone());
+    for b in now.benchmarks.iter_mut().filter(|b| b.reference.is_some()) {
+        let better = match b.better {
+            Better::Lower => 0.29,
+            Better::Higher => 1.0 / 0.29,
+        };
+        b.value *= better;
+        b.ratio = b.ratio.map(|r| r * better);
+        for p in b.percentiles.iter_mut().flat_map(|p| p.values_mut()) {
+            *p *= 3.0;
+        }
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compare-newcomer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now_path = dir.join("now.json");
+    now.save(&now_path).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cobench"))
+        .arg("compare")
+        .args([&path, &now_path])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{md}");
+    assert!(
+        md.contains("**Result: pass**") && md.contains("improved"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_version_1_file_still_loads_as_quiet() {
+    let v1 = r#"{"schema_version": 1,
+        "machine": {"hostname": "h", "cpu_model": "c", "cores": 2, "os": "o", "rustc": "r"},
+        "commit": "unknown", "date": "2026-01-01T00:00:00Z", "quick": true,
+        "profile": "release",
+        "benchmarks": [{"name": "w", "tier": "time", "value": 2.0, "unit": "ns",
+                        "better": "lower", "samples": 5, "spread": 0.0,
+                        "reference": {"name": "f", "value": 1.0, "spread": 0.0},
+                        "ratio": 2.0}]}"#;
+    let r: Results = serde_json::from_str(v1).unwrap();
+    assert_eq!(r.benchmarks[0].load(), "quiet");
+    assert_eq!(r.time_loads(), ["quiet"]);
+    assert!(r.get_at("w", "quiet").is_some());
 }

@@ -28,17 +28,7 @@ fn quick_run_writes_a_file_that_matches_the_schema() {
     );
 
     let text = std::fs::read_to_string(&out).unwrap();
-    let instance: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let validator = jsonschema::validator_for(&schema()).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&instance)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "schema violations:\n{}\n{text}",
-        errors.join("\n")
-    );
+    assert_valid(&text);
 
     let results = Results::load(&out).unwrap();
     assert!(results.quick);
@@ -64,11 +54,78 @@ fn quick_run_writes_a_file_that_matches_the_schema() {
     }
 }
 
+/// Validates `text` against the schema, panicking with every violation.
+fn assert_valid(text: &str) {
+    let instance: serde_json::Value = serde_json::from_str(text).unwrap();
+    let validator = jsonschema::validator_for(&schema()).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "schema violations:\n{}\n{text}",
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn a_quiet_and_loaded_run_has_every_row_under_both_loads() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-loaded/results.json");
+    // W7's floor: quick to run in a debug build, and it holds up under a busy neighbour.
+    let output = Command::new(env!("CARGO_BIN_EXE_cobench"))
+        .args([
+            "run",
+            "--quick",
+            "--tier",
+            "time",
+            "--filter",
+            "std_sleep_threads",
+        ])
+        .args(["--load", "quiet,busy:1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_valid(&text);
+
+    let results = Results::load(&out).unwrap();
+    assert_eq!(results.time_loads(), ["quiet", "busy:1"]);
+    for load in ["quiet", "busy:1"] {
+        let row = results.get_at("std_sleep_threads", load).unwrap();
+        let (min, max) = (row.min.unwrap(), row.max.unwrap());
+        assert!(min <= row.value && row.value <= max, "{row:?}");
+    }
+    let passes: Vec<_> = results
+        .loads
+        .iter()
+        .map(|p| (p.load.as_str(), p.competitors))
+        .collect();
+    assert_eq!(passes, [("quiet", 0), ("busy:1", 1)]);
+    assert_eq!(results.loads[0].competitor_cpu_seconds, 0.0);
+    assert!(
+        results.loads[1].competitor_cpu_seconds > 0.0,
+        "the competitor did not run: {:?}",
+        results.loads[1]
+    );
+    assert!(stderr.contains("cobench: competitor pid "), "{stderr}");
+
+    // The table printed at the end shows both loads side by side.
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("quiet: median [min – max]") && table.contains("busy:1: median [min – max]"),
+        "{table}"
+    );
+    assert!(table.contains("| std_sleep_threads | ms ↓ |"), "{table}");
+}
+
 #[test]
 fn schema_rejects_what_the_types_reject() {
     let validator = jsonschema::validator_for(&schema()).unwrap();
     let bad = serde_json::json!({
-        "schema_version": 1,
+        "schema_version": 2,
         "machine": {"hostname": "h", "cpu_model": "c", "cores": 2, "os": "o", "rustc": "r"},
         "commit": "unknown", "date": "2026-01-01T00:00:00Z", "quick": true, "profile": "release",
         "benchmarks": [{"name": "x", "tier": "deterministic", "value": 1.0, "unit": "u",

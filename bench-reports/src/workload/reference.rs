@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::support::{Countdown, nanos, pin, workload_error};
 use crate::error::Error;
-use crate::timed::Latencies;
+use crate::timed::{Latencies, Recorder};
 
 /// Spins before falling back to `yield_now`, so that an oversubscribed machine (or one with a
 /// single core) still makes progress instead of burning a whole time slice per hand-off.
@@ -22,7 +22,7 @@ const SPINS_BEFORE_YIELD: u32 = 1 << 14;
 /// Each round trip includes one clock read (about 20 ns through the vDSO): the value and the
 /// percentiles come from the same timestamps, and a coscheduler row timed the same way
 /// carries the same overhead, which the ratio cancels.
-pub(super) fn atomic_pingpong(ops: u64, latencies: &mut Latencies) -> Result<f64, Error> {
+pub(super) fn atomic_pingpong(ops: u64, recorder: &mut Recorder) -> Result<f64, Error> {
     let turn = AtomicU64::new(0);
     let start = Barrier::new(2);
     let elapsed = thread::scope(|s| {
@@ -47,7 +47,7 @@ pub(super) fn atomic_pingpong(ops: u64, latencies: &mut Latencies) -> Result<f64
                 turn.store(2 * i + 1, Ordering::Release);
                 wait_for(&turn, 2 * i + 2);
                 let now = Instant::now();
-                latencies.record(nanos(now - last));
+                recorder.record(nanos(now - last));
                 last = now;
             }
             last - begin
@@ -60,34 +60,53 @@ pub(super) fn atomic_pingpong(ops: u64, latencies: &mut Latencies) -> Result<f64
 
 /// W4 floor: two pinned threads share `ops` increments of a counter behind a `std` mutex.
 /// Returns operations per second; fails if the counter is not exactly `ops`.
-pub(super) fn std_mutex_2threads(ops: u64, _latencies: &mut Latencies) -> Result<f64, Error> {
+///
+/// The threads time themselves, from leaving the start barrier to their last increment:
+/// the benchmark thread may be descheduled right after the barrier (a loaded machine does
+/// it often), and a clock it read late would shrink the figure to nothing.
+pub(super) fn std_mutex_2threads(ops: u64, _recorder: &mut Recorder) -> Result<f64, Error> {
     let counter = Mutex::new(0u64);
-    // Three parties: both workers and this thread, which starts the clock once they are
-    // ready, so thread creation stays out of the figure.
-    let start = Barrier::new(3);
+    let start = Barrier::new(2);
     let per_thread = ops / 2;
-    let elapsed = thread::scope(|s| {
-        for core in 0..2 {
-            let (counter, start) = (&counter, &start);
-            s.spawn(move || {
-                pin(core);
-                start.wait();
-                for _ in 0..per_thread {
-                    // A poisoned lock still counts: the count check below reports the loss.
-                    *counter.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                }
-            });
-        }
-        start.wait();
-        Instant::now()
-    })
-    .elapsed();
+    let spans = thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|core| {
+                let (counter, start) = (&counter, &start);
+                s.spawn(move || {
+                    pin(core);
+                    start.wait();
+                    let begin = Instant::now();
+                    for _ in 0..per_thread {
+                        // A poisoned lock still counts: the count check below reports the
+                        // loss.
+                        *counter.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    }
+                    (begin, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+    });
+    let spans = spans
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| workload_error("std_mutex_2threads", "a thread panicked"))?;
     let total = counter.into_inner().unwrap_or_else(|e| e.into_inner());
     if total != 2 * per_thread {
         let detail = format!("counter = {total}, expected {}", 2 * per_thread);
         return Err(workload_error("std_mutex_2threads", &detail));
     }
-    Ok(total as f64 / elapsed.as_secs_f64())
+    Ok(total as f64 / span(&spans).as_secs_f64())
+}
+
+/// From the earliest start to the latest end of a set of threads' `(start, end)` spans.
+fn span(spans: &[(Instant, Instant)]) -> Duration {
+    let begin = spans.iter().map(|s| s.0).min();
+    let end = spans.iter().map(|s| s.1).max();
+    match (begin, end) {
+        (Some(begin), Some(end)) => end - begin,
+        _ => Duration::ZERO,
+    }
 }
 
 /// A job of [`std_spawn_2threads`]: what a thread pool without coroutines runs.
@@ -103,9 +122,13 @@ type Job = Box<dyn FnOnce() + Send>;
 /// `mpsc` channel, then runs its own share. A static half-and-half split is the best case
 /// work stealing can reach, and the channel is std's (a lock-free list since Rust 1.67),
 /// with no rayon or tokio in the binary.
-pub(super) fn std_spawn_2threads(ops: u64, _latencies: &mut Latencies) -> Result<f64, Error> {
+///
+/// The clock starts in the spawner thread as it leaves the start barrier (as the coroutine
+/// rows start it just before spawning), not in the benchmark thread, which may be
+/// descheduled after the barrier while the work runs.
+pub(super) fn std_spawn_2threads(ops: u64, _recorder: &mut Recorder) -> Result<f64, Error> {
     let done = Arc::new(Countdown::new(ops));
-    let start = Barrier::new(3);
+    let start = Barrier::new(2);
     let (tx, rx) = mpsc::channel::<Job>();
     let elapsed = thread::scope(|s| {
         s.spawn(|| {
@@ -117,9 +140,10 @@ pub(super) fn std_spawn_2threads(ops: u64, _latencies: &mut Latencies) -> Result
         });
         let done = &done;
         let start = &start;
-        s.spawn(move || {
+        let spawner = s.spawn(move || {
             pin(0);
             start.wait();
+            let begin = Instant::now();
             let mut own: VecDeque<Job> = VecDeque::new();
             for i in 0..ops {
                 let d = done.clone();
@@ -137,10 +161,14 @@ pub(super) fn std_spawn_2threads(ops: u64, _latencies: &mut Latencies) -> Result
             while let Some(job) = own.pop_front() {
                 job();
             }
+            begin
         });
-        start.wait();
-        let begin = Instant::now();
-        done.wait("std_spawn_2threads").map(|()| begin.elapsed())
+        done.wait("std_spawn_2threads")?;
+        let end = Instant::now();
+        let begin = spawner
+            .join()
+            .map_err(|_| workload_error("std_spawn_2threads", "the spawner panicked"))?;
+        Ok::<_, Error>(end - begin)
     })?;
     Ok(elapsed.as_nanos() as f64 / ops as f64)
 }
@@ -152,47 +180,49 @@ pub(super) const SLEEPS: u32 = 10;
 pub(super) const SLEEP: Duration = Duration::from_millis(1);
 
 /// W7 floor: `ops` threads each sleep [`SLEEPS`] × [`SLEEP`] with `std::thread::sleep`.
-/// Returns the wall time from the start until the last thread finished, in ms, and records
-/// each sleep's oversleep in ns.
+/// Returns the wall time from the first thread's start until the last thread finished, in
+/// ms (timed by the threads themselves, as [`std_mutex_2threads`] is), and records each
+/// sleep's oversleep in ns.
 ///
 /// The kernel's timer slack and wake-up latency decide how long a 1 ms sleep really takes
 /// on a given machine (50 µs of default slack, more on a busy VM); this row measures them in
 /// the same run, so the W7 rows' ratios say how far coroutine sleeps are from what the OS
 /// gives a plain thread, not from an ideal 10 ms no machine reaches.
-pub(super) fn std_sleep_threads(ops: u64, latencies: &mut Latencies) -> Result<f64, Error> {
+pub(super) fn std_sleep_threads(ops: u64, recorder: &mut Recorder) -> Result<f64, Error> {
     let threads = usize::try_from(ops).map_err(|_| {
         workload_error(
             "std_sleep_threads",
             &format!("{ops} threads do not fit a usize"),
         )
     })?;
-    let start = Barrier::new(threads + 1);
-    let (elapsed, per_thread) = thread::scope(|s| {
+    let start = Barrier::new(threads);
+    let per_thread = thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let start = &start;
                 s.spawn(move || {
                     let mut mine = Latencies::new();
                     start.wait();
+                    let begin = Instant::now();
                     for _ in 0..SLEEPS {
                         let t = Instant::now();
                         thread::sleep(SLEEP);
                         mine.record(nanos(t.elapsed().saturating_sub(SLEEP)));
                     }
-                    mine
+                    (begin, Instant::now(), mine)
                 })
             })
             .collect();
-        start.wait();
-        let begin = Instant::now();
-        let per_thread: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        (begin.elapsed(), per_thread)
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
     });
-    for mine in per_thread {
-        let mine = mine.map_err(|_| workload_error("std_sleep_threads", "a thread panicked"))?;
-        latencies.merge(&mine);
+    let mut spans = Vec::with_capacity(threads);
+    for result in per_thread {
+        let (begin, end, mine) =
+            result.map_err(|_| workload_error("std_sleep_threads", "a thread panicked"))?;
+        recorder.merge(&mine);
+        spans.push((begin, end));
     }
-    Ok(elapsed.as_secs_f64() * 1e3)
+    Ok(span(&spans).as_secs_f64() * 1e3)
 }
 
 /// Spins until `turn` holds `value`.

@@ -1,23 +1,22 @@
-//! W5: a spawn storm of tiny detached coroutines.
+//! W5: a spawn storm of tiny detached coroutines, and of tokio tasks.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::support::{Countdown, row_runtime};
+use super::support::{Countdown, Placement, row_runtime, row_tokio};
 use crate::error::Error;
-use crate::timed::Latencies;
+use crate::timed::Recorder;
 
-const NAME: &str = "w5_spawn_storm";
-
-/// W5: one spawner coroutine on the row's pinned two-worker runtime spawns `ops` coroutines
-/// with `Handle::spawn`, each adding one to a counter, and drops their join handles
-/// (detached). Returns ns per coroutine, from spawning the spawner until the last
-/// coroutine ran; a coroutine that never runs fails the sample after a minute.
+/// W5: one spawner coroutine on the row's two-worker runtime (built with the defaults)
+/// spawns `ops` coroutines with `Handle::spawn`, each adding one to a counter, and drops
+/// their join handles (detached). Returns ns per coroutine, from spawning the spawner until
+/// the last coroutine ran; a coroutine that never runs fails the sample after a minute.
 ///
 /// The spawns land in the spawner's worker deque, where the other worker steals them; a
 /// coroutine takes a stack only when it first runs, so a million queued ones hold none.
-pub(super) fn spawn_storm(ops: u64, _latencies: &mut Latencies) -> Result<f64, Error> {
-    let rt = row_runtime(NAME, true)?;
+pub(super) fn spawn_storm(ops: u64, _recorder: &mut Recorder) -> Result<f64, Error> {
+    const NAME: &str = "w5_spawn_storm";
+    let rt = row_runtime(NAME, Placement::Defaults)?;
     let done = Arc::new(Countdown::new(ops));
     let handle = rt.handle();
     let d = done.clone();
@@ -26,6 +25,27 @@ pub(super) fn spawn_storm(ops: u64, _latencies: &mut Latencies) -> Result<f64, E
         for _ in 0..ops {
             let d = d.clone();
             drop(handle.spawn(move || d.count_one()));
+        }
+    }));
+    done.wait(NAME)?;
+    let elapsed = begin.elapsed();
+    drop(rt);
+    Ok(elapsed.as_nanos() as f64 / ops as f64)
+}
+
+/// W5 on tokio: one task on the row's 2-worker multi-thread runtime spawns `ops` tasks with
+/// `tokio::spawn`, each adding one to the same counter, and drops their join handles.
+/// Returns ns per task, timed as [`spawn_storm`] times coroutines.
+pub(super) fn tokio_spawn_storm(ops: u64, _recorder: &mut Recorder) -> Result<f64, Error> {
+    const NAME: &str = "tokio_spawn_storm";
+    let rt = row_tokio(NAME)?;
+    let done = Arc::new(Countdown::new(ops));
+    let d = done.clone();
+    let begin = Instant::now();
+    drop(rt.spawn(async move {
+        for _ in 0..ops {
+            let d = d.clone();
+            drop(tokio::spawn(async move { d.count_one() }));
         }
     }));
     done.wait(NAME)?;

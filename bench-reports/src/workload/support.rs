@@ -1,5 +1,5 @@
 //! Pieces every workload shares: pinning, a completion latch the benchmark thread blocks
-//! on, the two-worker runtime of a row, and error helpers.
+//! on, the two-worker runtimes of a group's rows, and error helpers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,60 +26,110 @@ pub(super) fn pin(index: usize) {
     }
 }
 
-/// The runtime of the row being measured: built by its first sample (the untimed warm-up),
-/// shared by its timed samples, shut down by [`finish_row`].
+/// The runtimes of the rows being measured: each built by its row's first sample (the
+/// untimed warm-up), shared by its timed samples, and shut down by [`finish_group`] once
+/// the row's group is done. The rows of a group interleave their samples, so every runtime
+/// of the group is up at once; those not being sampled sit idle with parked workers.
 ///
 /// One runtime per row, not per sample, so that the samples see what a long-running
 /// program sees: started workers and a warm stack pool. A runtime shut down after each
 /// sample would give its stacks back (`Runtime::shutdown` trims the pool to its maximum),
 /// and W7's 10,000 sleepers would then time thousands of `mmap`s per sample instead of
 /// timers.
-static ROW_RUNTIME: Mutex<Option<RowRuntime>> = Mutex::new(None);
+static ROW_RUNTIMES: Mutex<Vec<RowRuntime>> = Mutex::new(Vec::new());
 
 struct RowRuntime {
     row: &'static str,
-    pinned: bool,
-    runtime: Arc<Runtime>,
+    runtime: AnyRuntime,
 }
 
-/// The [`WORKERS`]-worker runtime of `row`, pinned or not, building it on first use.
-pub(super) fn row_runtime(row: &'static str, pinned: bool) -> Result<Arc<Runtime>, Error> {
-    let mut slot = ROW_RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(current) = slot.as_ref().filter(|c| c.row == row && c.pinned == pinned) {
-        return Ok(current.runtime.clone());
+enum AnyRuntime {
+    Coscheduler(Arc<Runtime>),
+    Tokio(Arc<tokio::runtime::Runtime>),
+}
+
+/// How a row's coscheduler runtime is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// `Runtime::builder().threads(2)` and nothing else: what a user gets.
+    Defaults,
+    /// Workers pinned to cores 0 and 1 whatever the default, for a workload whose
+    /// definition prescribes it (W3).
+    Pinned,
+}
+
+/// The [`WORKERS`]-worker coscheduler runtime of `row`, building it on first use.
+pub(super) fn row_runtime(row: &'static str, placement: Placement) -> Result<Arc<Runtime>, Error> {
+    let mut slots = ROW_RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
+    for slot in slots.iter().filter(|s| s.row == row) {
+        if let AnyRuntime::Coscheduler(rt) = &slot.runtime {
+            return Ok(rt.clone());
+        }
     }
-    // A row that did not finish cleanly (an error ended it) left its runtime behind.
-    if let Some(stale) = slot.take() {
-        shut_down(stale.runtime);
+    let mut builder = Runtime::builder().threads(WORKERS);
+    if placement == Placement::Pinned {
+        builder = builder.pin_threads(true);
     }
-    let runtime = Runtime::builder()
-        .threads(WORKERS)
-        .pin_threads(pinned)
+    let runtime = builder
         .build()
         .map_err(|e| workload_error(row, &format!("building a {WORKERS}-worker runtime: {e}")))?;
     let runtime = Arc::new(runtime);
-    *slot = Some(RowRuntime {
+    slots.push(RowRuntime {
         row,
-        pinned,
-        runtime: runtime.clone(),
+        runtime: AnyRuntime::Coscheduler(runtime.clone()),
     });
     Ok(runtime)
 }
 
-/// Shuts down the runtime of the row just measured, if it had one; [`crate::run`] calls it
-/// after every time-tier row.
-pub fn finish_row() {
-    let stale = ROW_RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(stale) = stale {
-        shut_down(stale.runtime);
+/// The tokio runtime of `row`, building it on first use: `new_multi_thread()` with
+/// [`WORKERS`] workers and every driver enabled, tokio's own defaults otherwise (unpinned).
+pub(super) fn row_tokio(row: &'static str) -> Result<Arc<tokio::runtime::Runtime>, Error> {
+    let mut slots = ROW_RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
+    for slot in slots.iter().filter(|s| s.row == row) {
+        if let AnyRuntime::Tokio(rt) = &slot.runtime {
+            return Ok(rt.clone());
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()
+        .map_err(|e| workload_error(row, &format!("building a tokio runtime: {e}")))?;
+    let runtime = Arc::new(runtime);
+    slots.push(RowRuntime {
+        row,
+        runtime: AnyRuntime::Tokio(runtime.clone()),
+    });
+    Ok(runtime)
+}
+
+/// Shuts down the runtimes of the group just measured; [`crate::run`] calls it after every
+/// group of the time tier, and before reporting a group's error.
+pub fn finish_group() {
+    let stale = std::mem::take(&mut *ROW_RUNTIMES.lock().unwrap_or_else(|e| e.into_inner()));
+    for slot in stale {
+        shut_down(slot.runtime);
     }
 }
 
-fn shut_down(runtime: Arc<Runtime>) {
+/// How long a tokio runtime's blocked tasks may hold up its shutdown. Every workload's
+/// tasks end with their sample; only a broken sample leaves one behind.
+const TOKIO_SHUTDOWN: Duration = Duration::from_secs(5);
+
+fn shut_down(runtime: AnyRuntime) {
     // Samples drop their clones before returning; if one is still around (a sample
     // unwound), the last clone's drop shuts the runtime down instead.
-    if let Ok(runtime) = Arc::try_unwrap(runtime) {
-        runtime.shutdown();
+    match runtime {
+        AnyRuntime::Coscheduler(rt) => {
+            if let Ok(rt) = Arc::try_unwrap(rt) {
+                rt.shutdown();
+            }
+        }
+        AnyRuntime::Tokio(rt) => {
+            if let Ok(rt) = Arc::try_unwrap(rt) {
+                rt.shutdown_timeout(TOKIO_SHUTDOWN);
+            }
+        }
     }
 }
 
