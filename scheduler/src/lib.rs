@@ -105,6 +105,8 @@ pub mod fd;
 #[cfg(not(loom))]
 mod fiber;
 #[cfg(not(loom))]
+mod future;
+#[cfg(not(loom))]
 mod join;
 #[cfg(not(loom))]
 pub mod pool;
@@ -119,6 +121,9 @@ mod sync;
 mod tls;
 
 // The model-checked protocols, compiled alone under `--cfg loom`.
+#[cfg(loom)]
+#[path = "future/state.rs"]
+mod await_state_model;
 #[cfg(loom)]
 #[path = "context/handoff.rs"]
 mod handoff_model;
@@ -135,6 +140,8 @@ pub use config::{Config, ConfigError, RuntimeConfig};
 pub use context::{AioContext, ContextMetrics, DEFAULT_POLL_MAX, TimerId};
 #[cfg(not(loom))]
 pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend, yield_now};
+#[cfg(not(loom))]
+pub use future::wait;
 #[cfg(not(loom))]
 pub use join::{JoinError, JoinHandle};
 #[cfg(not(loom))]

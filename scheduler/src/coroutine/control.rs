@@ -11,6 +11,7 @@
 //! | `cancel` | the last-handle drop path, context shutdown | the executing thread |
 //! | `home` | first enter (CAS null → context), migration of a migratable coroutine | anyone |
 //! | `handoff_next` | the pusher of a hand-off queue, before publishing | the queue's owner |
+//! | `await_state` | the executing thread (inside `wait`), wakers (swap) | same; protocol in `future/state.rs` |
 //! | every `Cell`/`UnsafeCell` | the executing thread only | the executing thread only |
 //!
 //! The *executing thread* is the thread of the coroutine's home context. For a
@@ -107,6 +108,8 @@ pub(crate) struct CoInner {
     pub(crate) home: AtomicPtr<ContextInner>,
     /// Link of the cross-thread hand-off queue.
     pub(crate) handoff_next: AtomicPtr<CoInner>,
+    /// Where the coroutine is in awaiting a future (`future/state.rs`).
+    pub(crate) await_state: AtomicU8,
 
     // --- executing thread only ---
     pub(crate) entry: UnsafeCell<Option<Entry>>,
@@ -196,6 +199,7 @@ impl CoInner {
             scheduled: AtomicPtr::new(ptr::null_mut()),
             home: AtomicPtr::new(ptr::null_mut()),
             handoff_next: AtomicPtr::new(ptr::null_mut()),
+            await_state: AtomicU8::new(crate::future::state::IDLE),
             entry: UnsafeCell::new(Some(spec.entry)),
             fiber: UnsafeCell::new(spec.fiber),
             yielder: Cell::new(ptr::null()),
