@@ -69,11 +69,11 @@ fn a_ready_future_returns_its_value_inside_and_outside_a_coroutine() {
 fn a_future_may_borrow_the_coroutines_locals() {
     let ctx = AioContext::current();
     let h = ctx.spawn(|| {
-        let v = vec![1, 2, 3];
-        let sum = wait(async { v.iter().sum::<i32>() });
-        (sum, v.len())
+        let word = String::from("borrowed");
+        let len = wait(async { word.len() });
+        (len, word)
     });
-    assert_eq!(h.join().unwrap(), (6, 3));
+    assert_eq!(h.join().unwrap(), (8, "borrowed".to_owned()));
 }
 
 #[test]
@@ -335,6 +335,12 @@ fn a_stale_waker_only_makes_a_later_wait_poll_again() {
     assert_eq!(h.join().unwrap(), 3);
 }
 
+/// `Waker::wake` by value, on a waker of its own (the vtable's `wake`, not
+/// `wake_by_ref`).
+fn wake_owned(w: Waker) {
+    w.wake();
+}
+
 #[test]
 fn four_thousand_wakes_from_four_threads_are_one_wake() {
     let ctx = AioContext::current();
@@ -353,7 +359,7 @@ fn four_thousand_wakes_from_four_threads_are_one_wake() {
                     if (i + k) % 2 == 0 {
                         w.wake_by_ref();
                     } else {
-                        w.clone().wake();
+                        wake_owned(w.clone());
                     }
                 }
             })
