@@ -11,7 +11,7 @@
 //! and a coroutine that has moved on to wait on something else (a CoMutex,
 //! `suspend()`) must never be resumed by a stale waker, because the thing it
 //! waits on relies on being its only waker. So wakers do not call
-//! `aio_co_wake` directly: they go through one byte of the control block,
+//! `aio_co_wake` directly: they go through one word of the control block,
 //! `CoInner::await_state`.
 //!
 //! | state | meaning | who leaves it, how |
@@ -90,16 +90,16 @@
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::task::Poll;
 
-use crate::sync::AtomicU8;
+use crate::sync::AtomicUsize;
 
 /// Not in a wait.
-pub(crate) const IDLE: u8 = 0;
+pub(crate) const IDLE: usize = 0;
 /// Inside the future's `poll`.
-pub(crate) const POLLING: u8 = 1;
+pub(crate) const POLLING: usize = 1;
 /// Suspended (or about to suspend) until a waker's real wake.
-pub(crate) const WAITING: u8 = 2;
+pub(crate) const WAITING: usize = 2;
 /// A wake arrived: poll again.
-pub(crate) const NOTIFIED: u8 = 3;
+pub(crate) const NOTIFIED: usize = 3;
 
 /// How the awaiting coroutine suspends.
 pub(crate) trait Park {
@@ -123,7 +123,7 @@ pub(crate) enum Notify {
 
 /// A waker was called (any thread, any number of times).
 #[inline]
-pub(crate) fn notify(state: &AtomicU8) -> Notify {
+pub(crate) fn notify(state: &AtomicUsize) -> Notify {
     // AcqRel: Release pairs with the Acquire of the coroutine's failed CAS
     // and of its swap after resuming, in `run`; Acquire orders this waker
     // after the wait it observes (nothing more is read, but it keeps the
@@ -136,7 +136,7 @@ pub(crate) fn notify(state: &AtomicU8) -> Notify {
 }
 
 /// Stores `IDLE` when a wait ends, normally or by unwinding.
-struct Reset<'a>(&'a AtomicU8);
+struct Reset<'a>(&'a AtomicUsize);
 
 impl Drop for Reset<'_> {
     #[inline]
@@ -152,7 +152,11 @@ impl Drop for Reset<'_> {
 /// `state` is the running coroutine's await state; `poll` polls the future
 /// with a waker whose wake calls [`notify`] on the same state.
 #[inline]
-pub(crate) fn run<T, P: Park>(state: &AtomicU8, park: &P, mut poll: impl FnMut() -> Poll<T>) -> T {
+pub(crate) fn run<T, P: Park>(
+    state: &AtomicUsize,
+    park: &P,
+    mut poll: impl FnMut() -> Poll<T>,
+) -> T {
     // Relaxed: see "Orderings"; overwrites a stale waker's `NOTIFIED`.
     state.store(POLLING, Relaxed);
     let reset = Reset(state);
@@ -210,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_ready_future_neither_parks_nor_yields() {
-        let state = AtomicU8::new(IDLE);
+        let state = AtomicUsize::new(IDLE);
         let probe = Probe::default();
         assert_eq!(run(&state, &probe, || Poll::Ready(7)), 7);
         assert_eq!((probe.parks.get(), probe.yields.get()), (0, 0));
@@ -219,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_wake_during_poll_re_polls_without_parking() {
-        let state = AtomicU8::new(IDLE);
+        let state = AtomicUsize::new(IDLE);
         let probe = Probe::default();
         let mut polls = 0;
         let v = run(&state, &probe, || {
@@ -237,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_self_waking_future_yields_after_its_first_re_poll() {
-        let state = AtomicU8::new(IDLE);
+        let state = AtomicUsize::new(IDLE);
         let probe = Probe::default();
         let mut polls = 0;
         run(&state, &probe, || {
@@ -256,7 +260,7 @@ mod tests {
 
     #[test]
     fn only_a_waker_that_finds_the_coroutine_waiting_owes_a_wake() {
-        let state = AtomicU8::new(IDLE);
+        let state = AtomicUsize::new(IDLE);
         assert_eq!(notify(&state), Notify::Absorbed, "idle: stale");
         state.store(WAITING, Relaxed);
         assert_eq!(notify(&state), Notify::Wake);
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn an_unwind_while_parked_leaves_the_state_idle() {
-        let state = AtomicU8::new(IDLE);
+        let state = AtomicUsize::new(IDLE);
         let probe = Probe {
             unwind_in_park: true,
             ..Probe::default()
@@ -333,7 +337,7 @@ mod loom_tests {
     }
 
     struct Co {
-        state: AtomicU8,
+        state: AtomicUsize,
         mailbox: Mailbox,
         parks: AtomicUsize,
     }
@@ -341,7 +345,7 @@ mod loom_tests {
     impl Co {
         fn new() -> Arc<Co> {
             Arc::new(Co {
-                state: AtomicU8::new(IDLE),
+                state: AtomicUsize::new(IDLE),
                 mailbox: Mailbox::default(),
                 parks: AtomicUsize::new(0),
             })
