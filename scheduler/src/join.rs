@@ -103,10 +103,14 @@ impl std::error::Error for JoinError {
     }
 }
 
+mod poll;
+
 /// Who waits for a join slot.
 pub(crate) enum Waiter {
     Coroutine(Coroutine),
     Context(AioContext),
+    /// An async task polling the handle as a `Future` (`join/poll.rs`).
+    Task(std::task::Waker),
 }
 
 /// How a spawned coroutine ended, type-erased (the handle downcasts).
@@ -153,6 +157,7 @@ impl JoinSlot {
         match waiter {
             Some(Waiter::Coroutine(co)) => co.wake(),
             Some(Waiter::Context(ctx)) => ctx.notify(),
+            Some(Waiter::Task(waker)) => waker.wake(),
             None => {}
         }
     }

@@ -32,6 +32,32 @@
 //! 5. [`Runtime`]: worker threads with work stealing of unstarted
 //!    coroutines.
 //!
+//! # Async interop
+//!
+//! Coroutines and `Future`s mix in both directions:
+//!
+//! - [`wait`]`(fut)` awaits any future from a coroutine, suspending it until
+//!   the future's waker (called from any thread) hands it back home; outside
+//!   a coroutine it blocks the thread while driving its context.
+//! - [`JoinHandle`] is a `Future` (output `Result<T, JoinError>`): async code
+//!   on any executor awaits a coroutine with `.await`.
+//! - With the cargo feature `tokio`, `tokio_bridge::run(fut)` runs a
+//!   future that needs tokio's reactor (sockets, timers, tokio-based client
+//!   libraries) on a tokio runtime — the one given to
+//!   `tokio_bridge::set_handle`, or one started on first use — while the
+//!   coroutine is suspended; `tokio_bridge::run_on(&handle, fut)` names the
+//!   runtime.
+//!
+//! ```
+//! let rt = coscheduler::Runtime::builder().threads(2).build().unwrap();
+//! let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+//! // A coroutine awaits a future; a plain thread completes it.
+//! let h = rt.spawn(move || coscheduler::wait(rx).unwrap() + 1);
+//! std::thread::spawn(move || tx.send(41).unwrap());
+//! // Async code awaits the coroutine.
+//! assert_eq!(futures::executor::block_on(h).unwrap(), 42);
+//! ```
+//!
 //! # Soundness: started coroutines do not migrate implicitly
 //!
 //! A coroutine's stack can hold `!Send` values and thread-local references
@@ -91,6 +117,7 @@
 //! | `qemu_alloc_stack` | [`stack::GuardedStack::new`] |
 //! | `COROUTINE_STACK_SIZE` | [`stack::DEFAULT_STACK_SIZE`] |
 //! | IOThread | a [`Runtime`] worker |
+//! | — (no QEMU counterpart) | [`wait`] (await a `Future`), `tokio_bridge::run` (a future on tokio) |
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
@@ -105,6 +132,8 @@ pub mod fd;
 #[cfg(not(loom))]
 mod fiber;
 #[cfg(not(loom))]
+mod future;
+#[cfg(not(loom))]
 mod join;
 #[cfg(not(loom))]
 pub mod pool;
@@ -117,8 +146,13 @@ pub mod stack;
 mod sync;
 #[cfg(not(loom))]
 mod tls;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub mod tokio_bridge;
 
 // The model-checked protocols, compiled alone under `--cfg loom`.
+#[cfg(loom)]
+#[path = "future/state.rs"]
+mod await_state_model;
 #[cfg(loom)]
 #[path = "context/handoff.rs"]
 mod handoff_model;
@@ -143,6 +177,8 @@ pub use context::{
 };
 #[cfg(not(loom))]
 pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend, yield_now};
+#[cfg(not(loom))]
+pub use future::wait;
 #[cfg(not(loom))]
 pub use join::{JoinError, JoinHandle};
 #[cfg(not(loom))]

@@ -16,6 +16,42 @@
 //!
 //! For deadlines, set a socket's read/write timeout, or wrap any call in
 //! [`co_timeout`](crate::co_timeout).
+//!
+//! # No `futures-io` traits (yet)
+//!
+//! These sockets do not implement `futures_io::AsyncRead`/`AsyncWrite`.
+//! Async code that needs a socket should use its own runtime's (tokio's,
+//! through `coscheduler::tokio_bridge`); a coroutine awaiting async I/O
+//! uses `coscheduler::wait`. The reasons are the readiness machinery, not
+//! the stay-home rule itself (reading and writing an fd is a system call
+//! that any thread may make):
+//!
+//! - Readiness lives in the epoll driver of one context, and that driver is
+//!   owner-thread state whose waiters are *coroutines*. `poll_read` is
+//!   called on whatever thread the async executor runs (a tokio worker), so
+//!   it can neither enqueue there nor wait: waiting is a coroutine
+//!   suspension.
+//! - Registering the polling coroutine itself as the fd's waiter (when the
+//!   future is polled inside `coscheduler::wait`) would be unsound in the
+//!   scheduler's own terms: `poll` returns, the waiter stays queued, and the
+//!   driver would later wake a coroutine that has moved on to wait on
+//!   something else (a CoMutex), the double wake the await-state protocol
+//!   exists to prevent.
+//! - The readiness cache is edge-triggered and can only be cleared on the
+//!   owner thread; clearing it after a `WouldBlock` seen on another thread
+//!   can drop an edge that arrived in between, and the socket then never
+//!   wakes.
+//! - A socket that was never waited on by a coroutine has no context at
+//!   all, and the thread polling it (a tokio worker) has none that runs.
+//!
+//! A sound design exists and is the planned one: a `Waker` kind of waiter
+//! in the driver, woken through `Waker::wake` (so through the await state
+//! for coroutine wakers); a `Registration::poll_ready(dir, cx)` that
+//! registers it directly on the owner thread and, from other threads, hands
+//! a bottom half to the owner that re-checks the fd's level (`poll(2)`,
+//! zero timeout) before clearing the cache and registering; and an explicit
+//! binding of a socket to a runtime context before async code may poll it.
+//! It needs a change to the driver in `coscheduler`'s `context/io.rs`.
 
 mod readiness;
 mod sendrecv;

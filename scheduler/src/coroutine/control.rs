@@ -11,6 +11,7 @@
 //! | `cancel` | the last-handle drop path, context shutdown | the executing thread |
 //! | `home` | first enter (CAS null → context), migration of a migratable coroutine | anyone |
 //! | `handoff_next` | the pusher of a hand-off queue, before publishing | the queue's owner |
+//! | `await_state` | the executing thread (inside `wait`), wakers (swap) | same; protocol in `future/state.rs` |
 //! | every `Cell`/`UnsafeCell` | the executing thread only | the executing thread only |
 //!
 //! The *executing thread* is the thread of the coroutine's home context. For a
@@ -125,6 +126,13 @@ pub(crate) struct CoInner {
     pub(crate) cancel: AtomicBool,
     /// The pending wake, if any (QEMU's `scheduled`; see [`wake_mark`](super::wake_mark)).
     pub(crate) scheduled: WakeMark,
+    /// Where the coroutine is in awaiting a future (`future/state.rs`). A
+    /// word rather than a byte so that it is laid out among the word-sized
+    /// fields that a cross-thread wake touches anyway (`scheduled`, `refs`,
+    /// `home`): a byte lands with `state`, which the home thread writes at
+    /// every switch, and costs every waker wake one more cache-line
+    /// transfer (`layout_tests`).
+    pub(crate) await_state: AtomicUsize,
     /// Null before the first enter; otherwise a strong `Arc<ContextInner>`
     /// reference turned into a raw pointer.
     pub(crate) home: AtomicPtr<ContextInner>,
@@ -231,6 +239,7 @@ impl CoInner {
             scheduled: WakeMark::new(),
             home: AtomicPtr::new(ptr::null_mut()),
             handoff_next: AtomicPtr::new(ptr::null_mut()),
+            await_state: AtomicUsize::new(crate::future::state::IDLE),
             entry: UnsafeCell::new(Some(spec.entry)),
             fiber: UnsafeCell::new(spec.fiber),
             yielder: Cell::new(ptr::null()),
@@ -749,5 +758,27 @@ mod size_tests {
     fn control_block_stays_small() {
         let size = std::mem::size_of::<super::CoInner>();
         assert!(size <= 384, "CoInner grew to {size} bytes");
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::CoInner;
+    use std::mem::offset_of;
+
+    /// A waker's wake from another thread touches `await_state`,
+    /// `scheduled` and `refs`; on one cache line that is one transfer.
+    /// (The compiler chooses the layout; this fails if it stops grouping
+    /// them, which the `wait` benchmark's cross-thread figure would show.)
+    #[test]
+    fn a_cross_thread_wake_touches_one_cache_line() {
+        let line = |off: usize| off / 64;
+        let (a, s, r) = (
+            offset_of!(CoInner, await_state),
+            offset_of!(CoInner, scheduled),
+            offset_of!(CoInner, refs),
+        );
+        assert_eq!(line(a), line(s), "await_state at {a}, scheduled at {s}");
+        assert_eq!(line(s), line(r), "scheduled at {s}, refs at {r}");
     }
 }
