@@ -96,8 +96,10 @@ fn two_hundred_runtimes_with_waiters_unwind_everything() {
     assert_eq!(thread_count(), threads, "worker threads were joined");
     let pooled_growth = pool_after.pooled.saturating_sub(pool_before.pooled);
     let after = mapping_count();
+    // Under AddressSanitizer the process maps memory of its own (shadow,
+    // fake stacks, quarantine), so mappings say nothing about ours there.
     assert!(
-        after <= maps + 2 * pooled_growth + 8,
+        cfg!(coscheduler_asan) || after <= maps + 2 * pooled_growth + 8,
         "mappings grew from {maps} to {after} ({pooled_growth} more stacks pooled)"
     );
 }

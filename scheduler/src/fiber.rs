@@ -42,6 +42,9 @@ pub(crate) struct Fiber {
     guard: Range<usize>,
     /// Usable bytes of the stack: the pool's size class.
     usable: usize,
+    /// The sanitizer's bookkeeping of the switches (empty without ASan).
+    #[cfg_attr(not(coscheduler_asan), allow(dead_code))]
+    pub(crate) asan: crate::sanitizer::FiberSide,
 }
 
 // SAFETY: a fiber only crosses threads while parked at the top of its
@@ -58,7 +61,12 @@ impl Fiber {
         let guard = stack.guard_range();
         let usable = stack.usable_size();
         let raw = ManuallyDrop::new(RawCoroutine::with_stack(stack, trampoline));
-        Fiber { raw, guard, usable }
+        Fiber {
+            raw,
+            guard,
+            usable,
+            asan: crate::sanitizer::FiberSide::new(),
+        }
     }
 
     /// Usable stack bytes.
@@ -79,10 +87,13 @@ impl Fiber {
     /// an entry closure if this fiber is at the top of its loop.
     #[inline]
     pub(crate) unsafe fn resume(&mut self, co: *const CoInner) -> Suspend {
-        match self.raw.resume(co) {
+        let save = crate::sanitizer::entering(self.guard.end, self.usable);
+        let why = match self.raw.resume(co) {
             CoroutineResult::Yield(s) => s,
             CoroutineResult::Return(never) => match never {},
-        }
+        };
+        crate::sanitizer::returned(save);
+        why
     }
 
     /// Releases the stack of a fiber parked at the top of its loop.
@@ -130,6 +141,9 @@ impl Drop for Fiber {
 /// QEMU's `coroutine_trampoline`: run one coroutine body per iteration.
 fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
     loop {
+        // SAFETY: the coroutine being run owns this fiber (resume's
+        // contract); its fiber slot holds it while it runs.
+        unsafe { arrived_on_fiber(input) };
         // SAFETY: the enterer keeps the control block alive for the whole
         // resume (Fiber::resume's contract), and it owns this fiber.
         let outcome = unsafe {
@@ -148,8 +162,40 @@ fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
         };
         // SAFETY: still within the same resume; see above.
         unsafe { (*input).set_outcome(outcome) };
+        // SAFETY: as for `arrived_on_fiber` above.
+        unsafe { leaving_fiber(input) };
         input = yielder.suspend(Suspend::Finished);
     }
+}
+
+/// The sanitizer's "switched in" for the fiber of `co` (nothing without
+/// ASan).
+///
+/// # Safety
+/// `co` is the coroutine running on this thread, and its fiber slot holds
+/// the fiber it runs on.
+#[inline(always)]
+pub(crate) unsafe fn arrived_on_fiber(co: *const CoInner) {
+    #[cfg(coscheduler_asan)]
+    // SAFETY: the caller's contract; executing-thread field.
+    if let Some(f) = unsafe { (*(*co).fiber.get()).as_ref() } {
+        crate::sanitizer::arrived(&f.asan);
+    }
+    let _ = co;
+}
+
+/// The sanitizer's "about to switch out" for the fiber of `co`.
+///
+/// # Safety
+/// As [`arrived_on_fiber`].
+#[inline(always)]
+pub(crate) unsafe fn leaving_fiber(co: *const CoInner) {
+    #[cfg(coscheduler_asan)]
+    // SAFETY: the caller's contract; executing-thread field.
+    if let Some(f) = unsafe { (*(*co).fiber.get()).as_ref() } {
+        crate::sanitizer::leaving(&f.asan);
+    }
+    let _ = co;
 }
 
 /// Stack-size classes are whole usable sizes; `GuardedStack` rounds.

@@ -142,6 +142,8 @@ pub mod raw;
 #[cfg(not(loom))]
 mod runtime;
 #[cfg(not(loom))]
+mod sanitizer;
+#[cfg(not(loom))]
 pub mod stack;
 mod sync;
 #[cfg(not(loom))]

@@ -68,7 +68,11 @@ fn a_hundred_runtimes_leak_no_thread_and_no_mapping() {
     }
     assert_eq!(thread_count(), threads, "worker threads were joined");
     let after = mapping_count();
-    assert!(after <= maps + 8, "mappings grew from {maps} to {after}");
+    // AddressSanitizer maps memory of its own: see below.
+    assert!(
+        cfg!(coscheduler_asan) || after <= maps + 8,
+        "mappings grew from {maps} to {after}"
+    );
 }
 
 /// Issue scenario: 200 create/drop cycles of a runtime with 50 suspended
@@ -138,8 +142,10 @@ fn two_hundred_cycles_with_suspended_coroutines_unwind_everything() {
     // maximum over the cycles, which is not a leak.
     let pooled_growth = pool_after.pooled.saturating_sub(pool_before.pooled);
     let after = mapping_count();
+    // Under AddressSanitizer the process maps memory of its own (shadow,
+    // fake stacks, quarantine), so mappings say nothing about ours there.
     assert!(
-        after <= maps + 2 * pooled_growth + 8,
+        cfg!(coscheduler_asan) || after <= maps + 2 * pooled_growth + 8,
         "mappings grew from {maps} to {after} ({pooled_growth} more stacks pooled)"
     );
 }

@@ -408,10 +408,13 @@ pub(crate) unsafe fn suspend_running(co: *const CoInner) {
         shielded
     };
     // SAFETY: the running coroutine's yielder was attached by its trampoline
-    // and stays valid while the fiber is attached.
+    // and stays valid while the fiber is attached; `co` runs on this thread
+    // on the fiber in its slot (the sanitizer hooks' contract).
     unsafe {
+        crate::fiber::leaving_fiber(co);
         let yielder = (*co).yielder.get();
         let _ = (*yielder).suspend(Suspend::Yielded);
+        crate::fiber::arrived_on_fiber(co);
     }
     // From here on we may be on another thread (migratable coroutines):
     // nothing read from thread-locals before the switch is reused.

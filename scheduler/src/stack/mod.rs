@@ -179,6 +179,7 @@ impl GuardedStack {
     /// `GuardedStack`, and nothing may run on that stack during the call.
     pub(crate) unsafe fn high_water_mark_at(start: usize, len: usize) -> usize {
         valgrind::make_mem_defined(start, len);
+        crate::sanitizer::unpoison(start, len);
         let n = len / size_of::<usize>();
         // SAFETY: per the contract, the range is mapped, initialised and not
         // written concurrently.
@@ -192,6 +193,7 @@ impl GuardedStack {
         // Memcheck holds a finished coroutine's dead frames inaccessible;
         // this read of them is deliberate.
         valgrind::make_mem_defined(start, self.usable_size());
+        crate::sanitizer::unpoison(start, self.usable_size());
         // SAFETY:
         // - `start..start + usable_size()` is the read-write part of the
         //   mapping this value owns, page aligned and so word aligned;
@@ -213,6 +215,7 @@ impl GuardedStack {
         let start = self.guard_range().end;
         // As in `usable_words`: repainting overwrites dead frames on purpose.
         valgrind::make_mem_defined(start, self.usable_size());
+        crate::sanitizer::unpoison(start, self.usable_size());
         // SAFETY: as in `usable_words`, and `&mut self` additionally proves
         // that no other reference to the area (and no coroutine on it) exists.
         unsafe {
