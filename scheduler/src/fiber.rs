@@ -43,7 +43,7 @@ pub(crate) struct Fiber {
     /// Usable bytes of the stack: the pool's size class.
     usable: usize,
     /// The sanitizer's bookkeeping of the switches (empty without ASan).
-    #[cfg_attr(not(coscheduler_asan), allow(dead_code))]
+    #[cfg_attr(not(any(coscheduler_asan, coscheduler_tsan)), allow(dead_code))]
     pub(crate) asan: crate::sanitizer::FiberSide,
 }
 
@@ -87,7 +87,7 @@ impl Fiber {
     /// an entry closure if this fiber is at the top of its loop.
     #[inline]
     pub(crate) unsafe fn resume(&mut self, co: *const CoInner) -> Suspend {
-        let save = crate::sanitizer::entering(self.guard.end, self.usable);
+        let save = crate::sanitizer::entering(&self.asan, self.guard.end, self.usable);
         let why = match self.raw.resume(co) {
             CoroutineResult::Yield(s) => s,
             CoroutineResult::Return(never) => match never {},
@@ -176,7 +176,7 @@ fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
 /// the fiber it runs on.
 #[inline(always)]
 pub(crate) unsafe fn arrived_on_fiber(co: *const CoInner) {
-    #[cfg(coscheduler_asan)]
+    #[cfg(any(coscheduler_asan, coscheduler_tsan))]
     // SAFETY: the caller's contract; executing-thread field.
     if let Some(f) = unsafe { (*(*co).fiber.get()).as_ref() } {
         crate::sanitizer::arrived(&f.asan);
@@ -190,7 +190,7 @@ pub(crate) unsafe fn arrived_on_fiber(co: *const CoInner) {
 /// As [`arrived_on_fiber`].
 #[inline(always)]
 pub(crate) unsafe fn leaving_fiber(co: *const CoInner) {
-    #[cfg(coscheduler_asan)]
+    #[cfg(any(coscheduler_asan, coscheduler_tsan))]
     // SAFETY: the caller's contract; executing-thread field.
     if let Some(f) = unsafe { (*(*co).fiber.get()).as_ref() } {
         crate::sanitizer::leaving(&f.asan);
