@@ -44,9 +44,9 @@ use bytesize::ByteSize;
 use humantime_serde::re::humantime;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::context::DEFAULT_POLL_MAX;
-use crate::pool::INITIAL_POOL_MAX;
+use crate::aio::DEFAULT_POLL_MAX;
 use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+use crate::stackpool::INITIAL_POOL_MAX;
 
 /// The name of the table this module reads.
 const SECTION: &str = "runtime";

@@ -121,22 +121,15 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+// Layers, bottom up (each only uses those below it): `stack`, `stackpool`,
+// `core`, `aio`, `runtime`. `raw`, `pool`, `config` and `tokio_bridge` are
+// public facades over them.
+#[cfg(not(loom))]
+mod aio;
 #[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
-mod context;
-#[cfg(not(loom))]
-mod coroutine;
-#[cfg(not(loom))]
-pub mod fd;
-#[cfg(not(loom))]
-mod fiber;
-#[cfg(not(loom))]
-mod future;
-#[cfg(not(loom))]
-mod join;
-#[cfg(not(loom))]
-pub mod pool;
+mod core;
 #[cfg(not(loom))]
 pub mod raw;
 #[cfg(not(loom))]
@@ -145,43 +138,55 @@ mod runtime;
 mod sanitizer;
 #[cfg(not(loom))]
 pub mod stack;
-mod sync;
 #[cfg(not(loom))]
-mod tls;
+mod stackpool;
+mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod tokio_bridge;
 
+/// The coroutine stack pool (layer 2): QEMU's batch pool of finished
+/// coroutines' stacks, capped by `vm.max_map_count` (every guarded stack
+/// costs two mappings). Re-exported by `coprimitives::pool`.
+#[cfg(not(loom))]
+pub mod pool {
+    pub use crate::core::stacks::{dec_pool_size, inc_pool_size, stats, trim, trim_to_max};
+    pub use crate::stackpool::{BATCH_SIZE, INITIAL_POOL_MAX, PoolStats};
+}
+
+#[cfg(not(loom))]
+pub use aio::fd;
+
 // The model-checked protocols, compiled alone under `--cfg loom`.
 #[cfg(loom)]
-#[path = "future/state.rs"]
+#[path = "core/future/state.rs"]
 mod await_state_model;
-#[cfg(loom)]
-#[path = "context/handoff.rs"]
-mod handoff_model;
 #[cfg(loom)]
 #[path = "runtime/idle.rs"]
 mod idle_model;
 #[cfg(loom)]
-#[path = "pool/batch.rs"]
+#[path = "core/home/mailbox.rs"]
+mod mailbox_model;
+#[cfg(loom)]
+#[path = "stackpool/batch.rs"]
 mod pool_batch_model;
 #[cfg(loom)]
-#[path = "coroutine/refcount.rs"]
+#[path = "core/refcount.rs"]
 mod refcount_model;
 #[cfg(loom)]
-#[path = "coroutine/wake_mark.rs"]
+#[path = "core/wake_mark.rs"]
 mod wake_mark_model;
 
 #[cfg(not(loom))]
+pub use aio::{AioContext, DEFAULT_POLL_MAX, TimerId};
+#[cfg(not(loom))]
 pub use config::{Config, ConfigError, RuntimeConfig};
 #[cfg(not(loom))]
-pub use context::{
-    AioContext, ContextMetrics, DEFAULT_POLL_MAX, DEFAULT_SHUTDOWN_TIMEOUT, TimerId,
-};
+pub use core::coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend, yield_now};
 #[cfg(not(loom))]
-pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend, yield_now};
+pub use core::future::wait;
 #[cfg(not(loom))]
-pub use future::wait;
+pub use core::home::{ContextMetrics, DEFAULT_SHUTDOWN_TIMEOUT};
 #[cfg(not(loom))]
-pub use join::{JoinError, JoinHandle};
+pub use core::join::{JoinError, JoinHandle};
 #[cfg(not(loom))]
 pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self};

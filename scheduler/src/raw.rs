@@ -9,15 +9,15 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Acquire;
 
-use crate::coroutine::Coroutine;
-use crate::coroutine::control::WaitReason;
-use crate::tls;
+use crate::core::control::WaitReason;
+use crate::core::coroutine::Coroutine;
+use crate::core::tls;
 
 /// An identifier of the calling thread's context, 0 if it has none. Equal
 /// values mean the same context (QEMU compares `AioContext *`).
 #[inline]
 pub fn current_context_id() -> usize {
-    tls::context() as usize
+    tls::home() as usize
 }
 
 /// The running coroutine's identity and [`current_context_id`], from one
@@ -32,7 +32,7 @@ pub fn current_context_id() -> usize {
 pub fn current_ids() -> (usize, usize) {
     let ts = tls::thread_state();
     // SAFETY: this thread's state, read on this thread before any switch.
-    unsafe { ((*ts).current.get() as usize, (*ts).context.get() as usize) }
+    unsafe { ((*ts).current.get() as usize, (*ts).home.get() as usize) }
 }
 
 /// The identifier (as [`current_context_id`] returns it) of a coroutine's
@@ -114,7 +114,7 @@ pub fn clear_wait_reason() {
 /// assert!(co.is_finished());
 /// ```
 pub fn shield<R>(f: impl FnOnce() -> R) -> R {
-    struct Unshield(*const crate::coroutine::control::CoInner);
+    struct Unshield(*const crate::core::control::CoInner);
     impl Drop for Unshield {
         fn drop(&mut self) {
             // SAFETY: the coroutine that entered the shield is the one

@@ -11,7 +11,7 @@
 //!   `__sanitizer_finish_switch_fiber` after it, on the stack that runs
 //!   next. The enterer (a thread's own stack, or the fiber of an outer
 //!   coroutine) announces the fiber's usable range and completes when the
-//!   fiber hands control back ([`Fiber::resume`](crate::fiber::Fiber::resume));
+//!   fiber hands control back ([`Fiber::resume`](crate::core::fiber::Fiber::resume));
 //!   the fiber completes each arrival ([`arrived`]) and records the
 //!   enterer's range that ASan reports, which it announces when it suspends
 //!   or finishes ([`leaving`]).

@@ -8,7 +8,7 @@ use crossbeam_deque::Worker;
 
 use super::worker::{self, WorkerLocal};
 use super::{IdleSet, Runtime, Shared};
-use crate::context::{AioContext, ContextSettings, DEFAULT_POLL_MAX};
+use crate::aio::{AioContext, ContextSettings, DEFAULT_POLL_MAX};
 use crate::stack::DEFAULT_STACK_SIZE;
 use crate::sync::AtomicBool;
 
@@ -46,11 +46,11 @@ impl Default for Builder {
             threads: None,
             pin_threads: true,
             stack_size: DEFAULT_STACK_SIZE,
-            pool_max: crate::pool::INITIAL_POOL_MAX,
+            pool_max: crate::stackpool::INITIAL_POOL_MAX,
             poll_max: DEFAULT_POLL_MAX,
             thread_name: "coscheduler-worker".to_owned(),
             migrate_started: false,
-            shutdown_timeout: crate::context::DEFAULT_SHUTDOWN_TIMEOUT,
+            shutdown_timeout: crate::core::home::DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -138,12 +138,12 @@ impl Builder {
 
     /// Starts the workers.
     pub fn build(self) -> std::io::Result<Runtime> {
-        crate::pool::class_for(self.stack_size)?;
+        crate::stackpool::class_for(self.stack_size)?;
         let n = self
             .threads
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get);
-        let deques: Vec<Worker<crate::coroutine::control::CoRef>> =
+        let deques: Vec<Worker<crate::core::control::CoRef>> =
             (0..n).map(|_| Worker::new_fifo()).collect();
         let contexts: Vec<AioContext> = (0..n)
             .map(|i| {
@@ -171,7 +171,7 @@ impl Builder {
         } else {
             None
         };
-        crate::pool::inc_pool_size(self.pool_max);
+        crate::core::stacks::inc_pool_size(self.pool_max);
         let mut rt = Runtime {
             shared: shared.clone(),
             threads: Vec::with_capacity(n),

@@ -18,10 +18,11 @@ use crossbeam_deque::{Injector, Stealer};
 
 pub use self::builder::Builder;
 use self::idle::IdleSet;
-use crate::context::{AioContext, ContextMetrics, SuspendedInfo};
-use crate::coroutine::CoroutineBuilder;
-use crate::coroutine::control::{self, CoRef};
-use crate::join::{JoinError, JoinHandle};
+use crate::aio::AioContext;
+use crate::core::control::{self, CoRef};
+use crate::core::coroutine::CoroutineBuilder;
+use crate::core::home::{ContextMetrics, SuspendedInfo};
+use crate::core::join::{JoinError, JoinHandle};
 use crate::sync::AtomicBool;
 
 /// State shared by a runtime's workers.
@@ -172,7 +173,7 @@ impl Runtime {
             total,
             injector_len: self.shared.injector.len(),
             sleeping_workers: self.shared.idle.count() as usize,
-            pool: crate::pool::stats(),
+            pool: crate::core::stacks::stats(),
         }
     }
 
@@ -199,8 +200,10 @@ impl Runtime {
                 let (tx, rx) = mpsc::channel();
                 let me = ctx.clone();
                 ctx.bh_oneshot(move || {
-                    let list = me.inner.describe_suspended();
-                    let _ = tx.send((list, me.inner.registered()));
+                    // Bottom halves run on their context's owner thread.
+                    if let Some(owner) = me.home.owner() {
+                        let _ = tx.send((owner.describe_suspended(), owner.registered()));
+                    }
                 });
                 rx
             })
@@ -270,7 +273,7 @@ impl Runtime {
     /// 3. A worker is done when none of its coroutines is left, or when
     ///    `timeout` has passed: coroutines still suspended then are leaked
     ///    with their stacks (their frames must not be skipped), counted in
-    ///    [`PoolStats::leaked`](crate::pool::PoolStats::leaked) and in
+    ///    [`PoolStats::leaked`](crate::stackpool::PoolStats::leaked) and in
     ///    [`ContextMetrics::coroutines_leaked`], and listed in the error.
     /// 4. The worker threads are joined. A coroutine that is *running* and
     ///    never suspends cannot be interrupted: the shutdown waits for it,
@@ -390,8 +393,8 @@ fn finish_shutdown(
     // Coroutines that never started: drop them (their handles report
     // cancellation).
     drain_injector(shared);
-    crate::pool::dec_pool_size(pool_added);
-    crate::pool::trim_to_max();
+    crate::core::stacks::dec_pool_size(pool_added);
+    crate::core::stacks::trim_to_max();
     if leaked.is_empty() {
         Ok(())
     } else {
@@ -436,7 +439,7 @@ impl std::fmt::Display for ShutdownError {
 impl std::error::Error for ShutdownError {}
 
 fn co_cancel_unstarted(co: CoRef) {
-    crate::join::cancel_unstarted(&co, JoinError::Cancelled);
+    crate::core::join::cancel_unstarted(&co, JoinError::Cancelled);
 }
 
 impl Drop for Runtime {
@@ -559,7 +562,7 @@ pub struct RuntimeMetrics {
     /// Workers asleep right now.
     pub sleeping_workers: usize,
     /// The process-wide stack pool.
-    pub pool: crate::pool::PoolStats,
+    pub pool: crate::stackpool::PoolStats,
 }
 
 /// QEMU's `aio_co_reschedule_self`: moves the current (migratable) coroutine

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::{Steal, Worker};
 
 use super::Shared;
-use crate::context::metrics::bump;
-use crate::context::{AioContext, IdleHooks};
-use crate::coroutine::control::{CoRef, NEW};
-use crate::coroutine::enter;
+use crate::aio::AioContext;
+use crate::aio::event_loop::IdleHooks;
+use crate::core::control::{CoRef, NEW};
+use crate::core::enter;
+use crate::core::home::Owner;
+use crate::core::home::metrics::bump;
 
 /// How long a stack-starved coroutine waits for any stack to be released
 /// before it fails with the allocation error.
@@ -89,8 +91,11 @@ pub(crate) fn run(
         let _ = core_affinity::set_for_current(core);
     }
     crate::stack::overflow::ensure_thread_altstack();
-    crate::pool::set_thread_default_size(stack_size);
+    crate::stackpool::set_thread_default_size(stack_size);
     ctx.install_on_this_thread();
+    // SAFETY: just installed on this thread, which owns it until it exits.
+    let owner = unsafe { ctx.home.owner_unchecked() };
+    let lp = ctx.event_loop();
     WORKER.with(|w| w.set(&local));
     // Clears the pointer however the loop ends, before `local` goes away.
     struct ClearWorker;
@@ -108,13 +113,13 @@ pub(crate) fn run(
         // callback's, a raw coroutine's woken here) is reported and the
         // worker goes on: its queues hold other coroutines' work.
         let turn = catch_unwind(AssertUnwindSafe(|| {
-            ctx.inner.take_notified();
-            let mut progress = ctx.inner.dispatch();
-            progress |= starved.retry(&ctx);
+            owner.take_notified();
+            let mut progress = lp.dispatch(owner);
+            progress |= starved.retry(owner);
             for _ in 0..STARTS_PER_TURN {
                 match find_work(&local, &ctx, &mut rng) {
                     Some(co) => {
-                        start(&ctx, co, &mut starved);
+                        start(owner, co, &mut starved);
                         progress = true;
                     }
                     None => break,
@@ -126,9 +131,9 @@ pub(crate) fn run(
             Ok(true) => {}
             Ok(false) => {
                 let limit = starved.next_check();
-                ctx.inner.wait(limit, &hooks);
+                lp.wait(owner, limit, &hooks);
             }
-            Err(p) => crate::context::report_contained_panic(&ctx.inner, &*p),
+            Err(p) => crate::core::home::report_contained_panic(&ctx.home, &*p),
         }
     }
     // From here on a spawn from a destructor goes to the injector, which the
@@ -136,13 +141,13 @@ pub(crate) fn run(
     drop(clear);
     starved.cancel_all();
     while let Some(co) = local.deque.pop() {
-        crate::join::cancel_unstarted(&co, crate::join::JoinError::Cancelled);
+        crate::core::join::cancel_unstarted(&co, crate::core::join::JoinError::Cancelled);
     }
     let timeout = Duration::from_nanos(local.shared.drain_timeout_ns.load(Relaxed));
     let deadline = Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(far_future);
-    let leaked = AioContext::close_this_thread(deadline);
+    let leaked = crate::core::home::close_this_thread(deadline);
     let mut stopped = local
         .shared
         .stopped
@@ -165,7 +170,7 @@ fn find_work(local: &WorkerLocal, ctx: &AioContext, rng: &mut XorShift) -> Optio
         return Some(co);
     }
     let shared = &local.shared;
-    let counters = &ctx.inner.counters;
+    let counters = &ctx.home.counters;
     loop {
         match shared.injector.steal_batch_and_pop(&local.deque) {
             Steal::Success(co) => return Some(co),
@@ -202,7 +207,7 @@ fn find_work(local: &WorkerLocal, ctx: &AioContext, rng: &mut XorShift) -> Optio
 
 /// Runs a stealable coroutine here (its first entry, or a migratable one's
 /// next entry after it was stolen).
-fn start(ctx: &AioContext, co: CoRef, starved: &mut Starved) {
+fn start(owner: Owner<'_>, co: CoRef, starved: &mut Starved) {
     if co.state() == NEW && !co.cancel.load(Relaxed) {
         // SAFETY: before its first entry only the thread that starts a
         // coroutine touches its fiber slot, and it came to us alone.
@@ -214,9 +219,9 @@ fn start(ctx: &AioContext, co: CoRef, starved: &mut Starved) {
             }
         }
     } else if co.migratable && co.state() != NEW {
-        enter::rehome(&co, &ctx.inner);
+        enter::rehome(&co, owner.home);
     }
-    ctx.inner.run_scheduled(co);
+    owner.run_scheduled(co);
 }
 
 /// Coroutines waiting for a stack.
@@ -246,7 +251,7 @@ impl Starved {
     }
 
     /// Tries to give the starved their stacks; fails them after the limit.
-    fn retry(&mut self, ctx: &AioContext) -> bool {
+    fn retry(&mut self, owner: Owner<'_>) -> bool {
         if self.queue.is_empty() {
             return false;
         }
@@ -259,7 +264,7 @@ impl Starved {
         while let Some(co) = self.queue.pop_front() {
             match enter::attach_fiber(&co) {
                 Ok(()) => {
-                    ctx.inner.run_scheduled(co);
+                    owner.run_scheduled(co);
                     progress = true;
                 }
                 Err(e) => {
@@ -282,8 +287,8 @@ impl Starved {
                 .as_ref()
                 .map_or_else(String::new, ToString::to_string);
             for co in self.queue.drain(..) {
-                crate::coroutine::control::clear_scheduled(&co);
-                crate::join::fail_no_stack(&co, std::io::Error::new(kind, msg.clone()));
+                crate::core::control::clear_scheduled(&co);
+                crate::core::join::fail_no_stack(&co, std::io::Error::new(kind, msg.clone()));
             }
             progress = true;
         }
@@ -292,7 +297,7 @@ impl Starved {
 
     fn cancel_all(&mut self) {
         for co in self.queue.drain(..) {
-            crate::join::cancel_unstarted(&co, crate::join::JoinError::Cancelled);
+            crate::core::join::cancel_unstarted(&co, crate::core::join::JoinError::Cancelled);
         }
     }
 }
@@ -300,7 +305,7 @@ impl Starved {
 /// Stacks returned to pools or unmapped, process-wide: any movement means a
 /// stack may be available.
 fn releases() -> u64 {
-    let s = crate::pool::stats();
+    let s = crate::core::stacks::stats();
     s.freed + s.hits + s.pooled as u64
 }
 

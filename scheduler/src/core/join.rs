@@ -20,10 +20,10 @@ use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use crate::context::AioContext;
-use crate::coroutine::Coroutine;
-use crate::coroutine::control::{CoInner, CoRef, Entry, Spec};
-use crate::fiber::Fiber;
+use super::control::{CoInner, CoRef, Entry, Spec};
+use super::coroutine::Coroutine;
+use super::fiber::Fiber;
+use super::home::{self, Home};
 use crate::sync::AtomicBool;
 
 /// Why a coroutine produced no value.
@@ -108,7 +108,8 @@ mod poll;
 /// Who waits for a join slot.
 pub(crate) enum Waiter {
     Coroutine(Coroutine),
-    Context(AioContext),
+    /// A thread blocked outside coroutines, driving its home.
+    Home(crate::sync::Arc<Home>),
     /// An async task polling the handle as a `Future` (`join/poll.rs`).
     Task(std::task::Waker),
 }
@@ -156,7 +157,7 @@ impl JoinSlot {
         };
         match waiter {
             Some(Waiter::Coroutine(co)) => co.wake(),
-            Some(Waiter::Context(ctx)) => ctx.notify(),
+            Some(Waiter::Home(h)) => h.notify(),
             Some(Waiter::Task(waker)) => waker.wake(),
             None => {}
         }
@@ -183,11 +184,11 @@ where
 {
     let entry = move || {
         let value = f();
-        let me = crate::tls::current();
+        let me = crate::core::tls::current();
         // SAFETY: the body runs inside its own coroutine, which is alive
         // while it runs. Checked before the value is handed over, so that a
         // leaked lock turns into this coroutine's panic.
-        unsafe { crate::coroutine::enter::assert_no_locks_held(me) };
+        unsafe { crate::core::enter::assert_no_locks_held(me) };
         // SAFETY: as above.
         let me = unsafe { &*me };
         me.join.complete(Completion::Value(Box::new(value)));
@@ -257,21 +258,18 @@ impl<T> JoinHandle<T> {
     }
 
     fn join_blocking(&self) -> Completion {
-        let ctx = AioContext::current();
         {
             let mut st = self.slot().lock();
             if let Some(r) = st.result.take() {
                 return r;
             }
-            st.waiter = Some(Waiter::Context(ctx.clone()));
+            st.waiter = Some(Waiter::Home(home::current()));
         }
-        loop {
-            if self.slot().is_done() {
-                if let Some(r) = self.slot().lock().result.take() {
-                    return r;
-                }
-            }
-            ctx.poll(true);
+        // `complete` notifies our home after it stored the result.
+        home::block_until(|| self.slot().is_done());
+        match self.slot().lock().result.take() {
+            Some(r) => r,
+            None => unreachable!("a completed join slot holds its result until joined"),
         }
     }
 }
@@ -313,8 +311,8 @@ pub(crate) fn cancel_unstarted(co: &CoInner, error: JoinError) {
     // closure. If a racing `enter` won, the coroutine runs and completes its
     // own handle.
     let claimed = co.state.compare_exchange(
-        crate::coroutine::control::NEW,
-        crate::coroutine::control::FINISHED,
+        crate::core::control::NEW,
+        crate::core::control::FINISHED,
         AcqRel,
         Acquire,
     );

@@ -12,11 +12,11 @@ use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::control::{self, CoInner, CoRef, FINISHED, LocalList, NEW, Outcome, RUNNING, SUSPENDED};
-use crate::context::metrics::bump;
-use crate::context::{AioContext, ContextInner};
-use crate::fiber::Suspend;
+use super::fiber::Suspend;
+use super::home::metrics::bump;
+use super::home::{self, Home};
+use super::tls::{self, ThreadState};
 use crate::sync::Arc;
-use crate::tls::{self, ThreadState};
 
 /// Enters `first` on this thread's context, then its transitive wakeups.
 ///
@@ -63,9 +63,8 @@ pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
                     // here again, unless another waker already owns its next
                     // wake (then that one delivers it).
                     if control::try_schedule(&co, Location::caller()).is_ok() {
-                        // SAFETY: `ctx` is this thread's context, not
-                        // borrowed here.
-                        unsafe { (*ctx).push_ready(co) };
+                        // SAFETY: `ctx` is this thread's home.
+                        unsafe { (*ctx).owner_unchecked() }.push_ready(co);
                     }
                     continue;
                 }
@@ -86,29 +85,28 @@ pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
 /// instead of being dropped while still marked scheduled.
 struct PendingGuard<'a> {
     pending: &'a mut LocalList,
-    ctx: *const ContextInner,
+    ctx: *const Home,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         let rest = std::mem::replace(self.pending, LocalList::new());
         if !rest.is_empty() {
-            // SAFETY: `ctx` is this thread's live context; nothing borrows
-            // its ready queue while an enter loop runs.
-            unsafe { (*self.ctx).append_ready(rest) };
+            // SAFETY: `ctx` is this thread's live home.
+            unsafe { (*self.ctx).owner_unchecked() }.append_ready(rest);
         }
     }
 }
 
-/// This thread's context, created on first use.
-fn ensure_context(ts: *const ThreadState) -> *const ContextInner {
+/// This thread's home, created on first use.
+fn ensure_context(ts: *const ThreadState) -> *const Home {
     // SAFETY: this thread's state, on this thread.
-    let ctx = unsafe { (*ts).context.get() };
+    let ctx = unsafe { (*ts).home.get() };
     if !ctx.is_null() {
         return ctx;
     }
-    let created = AioContext::current();
-    Arc::as_ptr(&created.inner)
+    // Kept alive by the thread's home slot.
+    Arc::as_ptr(&home::current())
 }
 
 /// Runs one coroutine until it suspends or finishes.
@@ -119,7 +117,7 @@ fn ensure_context(ts: *const ThreadState) -> *const ContextInner {
 #[inline(always)]
 unsafe fn run_one(
     ts: *const ThreadState,
-    ctx: *const ContextInner,
+    ctx: *const Home,
     co: &CoInner,
     pending: &mut LocalList,
     panic: &mut Option<Box<dyn Any + Send>>,
@@ -165,7 +163,7 @@ enum Claim {
 /// Only a started, non-migratable coroutine is claimed with a plain store:
 /// its home thread is the only thread that ever runs it.
 #[inline]
-fn claim(co: &CoInner, ctx: &ContextInner) -> Claim {
+fn claim(co: &CoInner, ctx: &Home) -> Claim {
     // Acquire: pairs with the Release stores of `SUSPENDED` in `run_one` and
     // of the home pointer in `rehome`.
     let state = co.state.load(Acquire);
@@ -191,9 +189,10 @@ fn claim(co: &CoInner, ctx: &ContextInner) -> Claim {
             }
             Claim::Run
         }
-        NEW if ctx.draining.get() => {
+        // SAFETY: `ctx` is this thread's home (`run_one`'s contract).
+        NEW if unsafe { ctx.owner_unchecked() }.draining() => {
             // The context is shutting down: nothing new starts here.
-            crate::join::cancel_unstarted(co, crate::join::JoinError::Cancelled);
+            crate::core::join::cancel_unstarted(co, crate::core::join::JoinError::Cancelled);
             Claim::Skip
         }
         NEW => {
@@ -218,13 +217,13 @@ fn claim(co: &CoInner, ctx: &ContextInner) -> Claim {
 /// First entry, after winning the `NEW` → `RUNNING` CAS: claims the home
 /// context, attaches a stack, registers.
 #[cold]
-fn start(co: &CoInner, ctx: &ContextInner) -> Claim {
+fn start(co: &CoInner, ctx: &Home) -> Claim {
     let home = co.home.load(Acquire);
     if home.is_null() {
         // SAFETY: `ctx` lives in an Arc owned by this thread's context slot;
         // the count we take is owned by `co.home` from here on.
         unsafe { Arc::increment_strong_count(ctx) };
-        let mine = ctx as *const ContextInner as *mut ContextInner;
+        let mine = ctx as *const Home as *mut Home;
         if let Err(other) = co
             .home
             .compare_exchange(ptr::null_mut(), mine, AcqRel, Acquire)
@@ -246,7 +245,7 @@ fn start(co: &CoInner, ctx: &ContextInner) -> Claim {
             // (or cancelled) later.
             co.state.store(NEW, Release);
             if co.joinable {
-                crate::join::fail_no_stack(co, e);
+                crate::core::join::fail_no_stack(co, e);
                 return Claim::Skip;
             }
             panic!(
@@ -256,7 +255,8 @@ fn start(co: &CoInner, ctx: &ContextInner) -> Claim {
             );
         }
     }
-    ctx.register(co);
+    // SAFETY: `ctx` is this thread's home (`run_one`'s contract).
+    unsafe { ctx.owner_unchecked() }.register(co);
     bump(&ctx.counters.coroutines_started, 1);
     Claim::Run
 }
@@ -268,15 +268,15 @@ pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
     // that `class_for(0)` would round up to. (Fix by the io/sleep engineer:
     // a panic in a `Runtime::spawn`ed coroutine overflowed its 16 KiB.)
     let size = if co.stack_size == 0 {
-        crate::pool::thread_default_size()
+        crate::stackpool::thread_default_size()
     } else {
         co.stack_size
     };
-    let class = crate::pool::class_for(size)?;
+    let class = crate::stackpool::class_for(size)?;
     let fiber = if co.paint {
-        Box::new(crate::fiber::allocate_painted(class)?)
+        Box::new(crate::core::fiber::allocate_painted(class)?)
     } else {
-        crate::pool::acquire(class)?
+        crate::core::stacks::acquire(class)?
     };
     co.note_stack(&fiber);
     // SAFETY: called by the (future) executing thread before the first
@@ -286,12 +286,13 @@ pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
 }
 
 /// The body is done: release the stack, keep the outcome.
-fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Send>>) {
+fn finish(co: &CoInner, ctx: &Home, panic: &mut Option<Box<dyn Any + Send>>) {
     // SAFETY: executing thread; the fiber is parked at its loop's top.
     let (fiber, outcome) = unsafe { ((*co.fiber.get()).take(), (*co.outcome.get()).take()) };
     co.yielder.set(ptr::null());
-    if ptr::eq(co.registry_ctx.load(Relaxed), ctx) {
-        ctx.unregister(co);
+    if ptr::eq(co.registry_home.load(Relaxed), ctx) {
+        // SAFETY: `ctx` is this thread's home (`run_one`'s contract).
+        unsafe { ctx.owner_unchecked() }.unregister(co);
     }
     co.state.store(FINISHED, Release);
     if let Some(f) = fiber {
@@ -302,17 +303,17 @@ fn finish(co: &CoInner, ctx: &ContextInner, panic: &mut Option<Box<dyn Any + Sen
             // measurement starts from a clean paint.
             drop(f);
         } else {
-            crate::pool::release(f);
+            crate::core::stacks::release(f);
         }
     }
     match outcome {
         // A spawned coroutine's panic belongs to its JoinHandle, never to
         // the worker (or whoever) that happened to run it.
         Some(Outcome::Panicked(p)) if co.joinable => {
-            crate::join::complete_failed(co, crate::join::JoinError::Panicked(p));
+            crate::core::join::complete_failed(co, crate::core::join::JoinError::Panicked(p));
         }
         Some(Outcome::Cancelled) => {
-            crate::join::complete_failed(co, crate::join::JoinError::Cancelled)
+            crate::core::join::complete_failed(co, crate::core::join::JoinError::Cancelled)
         }
         Some(Outcome::Panicked(p)) if panic.is_none() => *panic = Some(p),
         _ => {}
@@ -342,40 +343,41 @@ pub(crate) unsafe fn assert_no_locks_held(co: *const CoInner) {
 
 /// A migratable coroutine entered on a new home: move its registry entry.
 #[cold]
-fn move_registration(co: &CoInner, ctx: &ContextInner) {
-    let old = co.registry_ctx.load(Acquire);
+fn move_registration(co: &CoInner, ctx: &Home) {
+    let old = co.registry_home.load(Acquire);
     if ptr::eq(old, ctx) {
         return;
     }
     let slot = co.registry_slot.get();
-    co.registry_ctx.store(ptr::null_mut(), Relaxed);
+    co.registry_home.store(ptr::null_mut(), Relaxed);
     if !old.is_null() {
         // SAFETY: the registry pointer of a migrated coroutine owns one count
-        // on its old context (transferred from `home` by `rehome`).
-        let inner = unsafe { Arc::from_raw(old) };
-        let old_ctx = AioContext { inner };
+        // on its old home (transferred from `home` by `rehome`).
+        let old = unsafe { Arc::from_raw(old) };
         // SAFETY: `co` is alive (the caller holds it) and is a CoRef block.
         let keep = unsafe { CoRef::clone_from_ptr(co) };
-        let target = old_ctx.clone();
-        old_ctx.bh_oneshot(move || {
-            target.inner.unregister_slot(slot, keep.as_ptr());
+        let target = old.clone();
+        old.post_bh(Box::new(move || {
+            // Bottom halves run on their home's owner thread.
+            if let Some(owner) = target.owner() {
+                owner.unregister_slot(slot, keep.as_ptr());
+            }
             drop(keep);
             drop(target);
-        });
+        }));
     }
-    ctx.register(co);
+    // SAFETY: `ctx` is this thread's home (the caller is `claim`).
+    unsafe { ctx.owner_unchecked() }.register(co);
 }
 
 /// Moves a migratable, scheduled coroutine's home to `new` (the caller owns
 /// its wake). The old home's count is kept for the registry entry there.
-pub(crate) fn rehome(co: &CoInner, new: &ContextInner) {
+pub(crate) fn rehome(co: &CoInner, new: &Home) {
     // SAFETY: `new` is a live context in an Arc; the count taken is owned by
     // `co.home`.
     unsafe { Arc::increment_strong_count(new) };
-    let old = co
-        .home
-        .swap(new as *const ContextInner as *mut ContextInner, AcqRel);
-    if !old.is_null() && !ptr::eq(co.registry_ctx.load(Acquire), old) {
+    let old = co.home.swap(new as *const Home as *mut Home, AcqRel);
+    if !old.is_null() && !ptr::eq(co.registry_home.load(Acquire), old) {
         // SAFETY: dropping the count `home` held on the old context.
         unsafe { Arc::decrement_strong_count(old) };
     }
@@ -414,7 +416,7 @@ fn finished(co: &CoInner) -> ! {
 }
 
 #[cold]
-fn wrong_home(co: &CoInner, home: *const ContextInner, here: &ContextInner) -> ! {
+fn wrong_home(co: &CoInner, home: *const Home, here: &Home) -> ! {
     // SAFETY: a non-null home is a live context (the coroutine holds a count).
     let (hid, hname) = unsafe { home.as_ref() }.map_or((0, "none"), |h| (h.id, h.name()));
     panic!(

@@ -24,8 +24,8 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::Context;
 
-use crate::coroutine::control::CoInner;
-use crate::tls;
+use crate::core::control::CoInner;
+use crate::core::tls;
 
 /// Waits for `fut` to complete and returns its output.
 ///
@@ -98,7 +98,7 @@ impl state::Park for Suspender {
         crate::raw::set_wait_reason("future", None);
         // SAFETY: `wait` made this from its running coroutine, which is still
         // the running coroutine while its own wait calls `park`.
-        unsafe { crate::coroutine::suspend_running(self.0) };
+        unsafe { crate::core::coroutine::suspend_running(self.0) };
         crate::raw::clear_wait_reason();
     }
 

@@ -3,7 +3,7 @@
 //!
 //! The epoll fd and the table are owner-only; the `mio::Waker` (an eventfd in
 //! the same epoll set) is shared so that producers on other threads can end
-//! an `epoll_wait` (see the hand-off protocol in [`handoff`](super::handoff)).
+//! an `epoll_wait` (see the hand-off protocol in `core::home::mailbox`).
 //! `mio::Poll` only owns the epoll fd and builds the waker: waiting and
 //! `epoll_ctl` are done here directly, because we need `epoll_pwait2`'s
 //! nanosecond timeout (epoll_wait rounds up to whole milliseconds, which
@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use mio::{Poll, Token};
 
-use crate::coroutine::control::CoRef;
+use crate::core::control::CoRef;
 
 /// The token of the context's waker (its `epoll_event.u64`).
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);

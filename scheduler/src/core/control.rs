@@ -43,10 +43,10 @@ use std::panic::Location;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
+use super::fiber::{Fiber, FiberYielder};
+use super::home::Home;
 use super::refcount::RefCount;
 use super::wake_mark::WakeMark;
-use crate::context::ContextInner;
-use crate::fiber::{Fiber, FiberYielder};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
 
 /// Created, never entered: no home, maybe no stack yet.
@@ -72,7 +72,7 @@ pub(crate) struct Cancelled {
 
 impl Drop for Cancelled {
     fn drop(&mut self) {
-        let co = crate::tls::current();
+        let co = super::tls::current();
         // SAFETY: the running coroutine is alive while it runs, and
         // `unwinding_cancel` is an executing-thread field of it.
         if let Some(co) = unsafe { co.as_ref() } {
@@ -133,9 +133,9 @@ pub(crate) struct CoInner {
     /// every switch, and costs every waker wake one more cache-line
     /// transfer (`layout_tests`).
     pub(crate) await_state: AtomicUsize,
-    /// Null before the first enter; otherwise a strong `Arc<ContextInner>`
+    /// Null before the first enter; otherwise a strong `Arc<Home>`
     /// reference turned into a raw pointer.
-    pub(crate) home: AtomicPtr<ContextInner>,
+    pub(crate) home: AtomicPtr<Home>,
     /// Link of the cross-thread hand-off queue.
     pub(crate) handoff_next: AtomicPtr<CoInner>,
 
@@ -153,12 +153,12 @@ pub(crate) struct CoInner {
     /// Slot in the home context's registry of started coroutines, and the
     /// context that slot belongs to (null when not registered).
     pub(crate) registry_slot: Cell<usize>,
-    pub(crate) registry_ctx: AtomicPtr<ContextInner>,
+    pub(crate) registry_home: AtomicPtr<Home>,
     pub(crate) wait: UnsafeCell<Option<WaitReason>>,
     pub(crate) locks_held: Cell<u32>,
     /// Spawned with a `JoinHandle`: `join` holds its outcome.
     pub(crate) joinable: bool,
-    pub(crate) join: crate::join::JoinSlot,
+    pub(crate) join: super::join::JoinSlot,
     /// The attached stack's guard page `(start, end)` and usable size, for
     /// the overflow handler (copied here so a signal handler reads plain
     /// cells, never the fiber itself).
@@ -181,7 +181,7 @@ pub(crate) struct CoInner {
     pub(crate) parked_shielded: Cell<bool>,
     /// Suspended, cancelled and unreachable: nothing can ever resume it, so
     /// its block and stack are leaked (counted in
-    /// [`PoolStats::leaked`](crate::pool::PoolStats::leaked)).
+    /// [`PoolStats::leaked`](crate::stackpool::PoolStats::leaked)).
     pub(crate) orphaned: AtomicBool,
 }
 
@@ -239,7 +239,7 @@ impl CoInner {
             scheduled: WakeMark::new(),
             home: AtomicPtr::new(ptr::null_mut()),
             handoff_next: AtomicPtr::new(ptr::null_mut()),
-            await_state: AtomicUsize::new(crate::future::state::IDLE),
+            await_state: AtomicUsize::new(super::future::state::IDLE),
             entry: UnsafeCell::new(Some(spec.entry)),
             fiber: UnsafeCell::new(spec.fiber),
             yielder: Cell::new(ptr::null()),
@@ -248,7 +248,7 @@ impl CoInner {
             wakeup_tail: Cell::new(ptr::null()),
             outcome: UnsafeCell::new(None),
             registry_slot: Cell::new(usize::MAX),
-            registry_ctx: AtomicPtr::new(ptr::null_mut()),
+            registry_home: AtomicPtr::new(ptr::null_mut()),
             wait: UnsafeCell::new(None),
             locks_held: Cell::new(0),
             stack_guard: Cell::new(stack_guard),
@@ -256,7 +256,7 @@ impl CoInner {
             paint: spec.paint,
             stack_hwm: AtomicUsize::new(usize::MAX),
             joinable: spec.joinable,
-            join: crate::join::JoinSlot::default(),
+            join: super::join::JoinSlot::default(),
             unwinding_cancel: Cell::new(false),
             shield: Cell::new(0),
             parked_shielded: Cell::new(false),
@@ -354,7 +354,7 @@ impl Drop for CoInner {
             // a suspended one is either unwound or leaked by
             // `last_ref_dropped`, so its fiber is parked and reusable.
             debug_assert_ne!(*self.state.get_mut(), SUSPENDED);
-            crate::pool::release(fiber);
+            super::stacks::release(fiber);
         }
     }
 }
@@ -473,9 +473,9 @@ fn last_ref_dropped(p: NonNull<CoInner>) {
         // zero count and leaves the block to us (`try_upgrade`).
         inner.refs.resurrect();
         // Release: pairs with the Acquire load of `cancel` by a waker that
-        // finds the coroutine already scheduled (`context::wake`).
+        // finds the coroutine already scheduled (`wake_mark`).
         inner.cancel.store(true, Release);
-        crate::context::wake_cancelled(CoRef(p));
+        super::wake::wake_cancelled(CoRef(p));
         return;
     }
     if state == SUSPENDED {
@@ -485,7 +485,7 @@ fn last_ref_dropped(p: NonNull<CoInner>) {
         // registry still points here, so the block and its stack are kept
         // for good: counted, and skipped by its context's shutdown.
         if !inner.orphaned.swap(true, Relaxed) {
-            crate::pool::note_leaked();
+            crate::core::stacks::note_leaked();
             eprintln!(
                 "coscheduler: coroutine {} ({}) suspended inside its own unwinding and can never be \
                  resumed; its stack is leaked (counted in pool::stats().leaked)",
@@ -511,8 +511,8 @@ fn last_ref_dropped(p: NonNull<CoInner>) {
 /// two batches per thread, whole batches moved between threads under one
 /// mutex), capped at [`MAX_POOLED`] blocks process-wide.
 ///
-/// [`SharedPool`]: crate::pool::batch::SharedPool
-/// [`LocalCache`]: crate::pool::batch::LocalCache
+/// [`SharedPool`]: crate::stackpool::batch::SharedPool
+/// [`LocalCache`]: crate::stackpool::batch::LocalCache
 mod blocks {
     use std::alloc::{Layout, dealloc, handle_alloc_error};
     use std::cell::UnsafeCell;
@@ -520,7 +520,7 @@ mod blocks {
     use std::sync::OnceLock;
 
     use super::CoInner;
-    use crate::pool::batch::{LocalCache, SharedPool};
+    use crate::stackpool::batch::{LocalCache, SharedPool};
 
     /// Blocks kept in the shared pool (about 25 MiB of control blocks).
     const MAX_POOLED: usize = 65_536;

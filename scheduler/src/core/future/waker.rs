@@ -20,9 +20,9 @@ use std::panic::Location;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::state::{self, Notify};
-use crate::context;
-use crate::coroutine::control::{self, CoInner, CoRef};
-use crate::coroutine::wake_mark::{self, WakeDecision};
+use crate::core::control::{self, CoInner, CoRef};
+use crate::core::wake;
+use crate::core::wake_mark::{self, WakeDecision};
 
 static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
 
@@ -95,6 +95,6 @@ fn deliver(co: CoRef) {
     if wake_mark::decide_wake(&co.scheduled, &co.cancel, finished, Location::caller())
         == WakeDecision::Deliver
     {
-        context::deliver_woken(co);
+        wake::deliver_woken(co);
     }
 }

@@ -12,8 +12,8 @@
 use std::cell::Cell;
 use std::ptr;
 
-use crate::context::ContextInner;
-use crate::coroutine::control::CoInner;
+use super::control::CoInner;
+use super::home::Home;
 
 /// Per-thread scheduler state. Plain `Cell`s: only the owning thread touches
 /// them, and a signal handler on that thread may read `current`.
@@ -21,14 +21,14 @@ pub(crate) struct ThreadState {
     /// The innermost running coroutine on this thread, null on the thread's
     /// own stack (QEMU's `current`, with null standing for the leader).
     pub(crate) current: Cell<*const CoInner>,
-    /// This thread's AioContext, null until one is created or installed.
-    /// The owning `Arc` lives in `context::THREAD_CONTEXT`.
-    pub(crate) context: Cell<*const ContextInner>,
+    /// This thread's home, null until one is created or installed. The
+    /// owning `Arc` lives in `home::THREAD_HOME`.
+    pub(crate) home: Cell<*const Home>,
 }
 
 thread_local! {
     static STATE: ThreadState = const {
-        ThreadState { current: Cell::new(ptr::null()), context: Cell::new(ptr::null()) }
+        ThreadState { current: Cell::new(ptr::null()), home: Cell::new(ptr::null()) }
     };
 }
 
@@ -47,10 +47,15 @@ pub(crate) fn current() -> *const CoInner {
     launder(STATE.with(|s| s.current.get()))
 }
 
-/// This thread's context, or null when none has been created yet.
+/// This thread's home, or null when none has been created yet.
 #[inline(never)]
-pub(crate) fn context() -> *const ContextInner {
-    launder(STATE.with(|s| s.context.get()))
+pub(crate) fn home() -> *const Home {
+    launder(STATE.with(|s| s.home.get()))
+}
+
+/// Installs (or, with null, removes) this thread's home pointer.
+pub(crate) fn set_home(home: *const Home) {
+    STATE.with(|s| s.home.set(home));
 }
 
 /// Hides a value's provenance from the optimiser, like QEMU's

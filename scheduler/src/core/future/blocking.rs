@@ -1,5 +1,5 @@
 //! [`wait`](super::wait) outside a coroutine: block the thread, driving its
-//! context.
+//! home.
 //!
 //! The waker sets a flag and `aio_notify`s the thread's context. The loop
 //! polls the future, and while the flag is clear runs blocking turns of the
@@ -15,14 +15,14 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{AcqRel, Acquire};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::context::AioContext;
+use crate::core::home::{self, Home};
 
 /// Wakes a thread blocked in [`wait`].
 struct ThreadSignal {
-    ctx: AioContext,
+    home: Arc<Home>,
     woken: AtomicBool,
 }
 
@@ -36,7 +36,7 @@ impl Wake for ThreadSignal {
         // poll sees what the waker's thread did before waking; an RMW even
         // when the flag is already set, so that every waker publishes.
         if !self.woken.swap(true, AcqRel) {
-            self.ctx.notify();
+            self.home.notify();
         }
     }
 }
@@ -44,9 +44,8 @@ impl Wake for ThreadSignal {
 /// Polls `fut` to completion on this thread, running its context between
 /// polls.
 pub(super) fn wait<F: Future>(fut: F) -> F::Output {
-    let ctx = AioContext::current();
     let signal = Arc::new(ThreadSignal {
-        ctx: ctx.clone(),
+        home: home::current(),
         woken: AtomicBool::new(false),
     });
     let waker = Waker::from(signal.clone());
@@ -57,8 +56,10 @@ pub(super) fn wait<F: Future>(fut: F) -> F::Output {
             return v;
         }
         // Acquire: pairs with the Release of the waker's swap.
-        while !signal.woken.swap(false, Acquire) {
-            ctx.poll(true);
+        if !signal.woken.swap(false, Acquire) {
+            home::block_until(|| signal.woken.load(Relaxed));
+            // An RMW, so that it acquires from every waker's swap up to now.
+            signal.woken.swap(false, Acquire);
         }
     }
 }

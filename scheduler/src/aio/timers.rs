@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// A timer callback. Runs on the context's thread, outside coroutine context.
 /// Small closures are stored inline, so arming a timer allocates nothing.
-pub(crate) type TimerFn = crate::coroutine::entry::Entry;
+pub(crate) type TimerFn = crate::core::entry::Entry;
 
 /// Identifies an armed timer for cancellation: the context it was armed on
 /// and its slot there, so that it cannot disarm another context's timer.

@@ -5,7 +5,7 @@
 //! removes after a migration). Shutdown walks it to unwind every suspended
 //! coroutine on its home thread, and `Runtime::dump` walks it to list them.
 
-use crate::coroutine::control::CoInner;
+use crate::core::control::CoInner;
 
 /// A slab of raw control-block pointers.
 #[derive(Default)]

@@ -1,4 +1,4 @@
-//! A context's shutdown: unwind every coroutine homed here, then close.
+//! A home's shutdown: unwind every coroutine homed here, then close.
 //!
 //! Runs on the owning thread, as a Runtime worker's last act or when a plain
 //! thread that used coroutines exits. The procedure, step by step:
@@ -10,7 +10,8 @@
 //!    `coroutine::suspend_running`): its destructors run here, on its home
 //!    thread.
 //! 2. **Turn.** The loop keeps running as usual: bottom halves, hand-offs
-//!    from other threads, timers, the ready queue. Two things differ: a
+//!    from other threads, the event loop's own sources (timers, through
+//!    [`EventLoop::shutdown_turn`]), the ready list. Two things differ: a
 //!    coroutine that never started is dropped unstarted when it comes up
 //!    (its handle reports `JoinError::Cancelled`), and every resumed one
 //!    unwinds.
@@ -44,11 +45,9 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::metrics::bump;
-use super::{
-    ContextInner, NoHooks, SuspendedInfo, drop_queued, drop_taken, report_contained_panic,
-};
-use crate::coroutine::control::{self, CoRef, LocalList, SUSPENDED};
-use crate::coroutine::enter;
+use super::{Owner, SuspendedInfo, drop_queued, drop_taken, report_contained_panic};
+use crate::core::control::{self, CoRef, SUSPENDED};
+use crate::core::enter;
 
 /// How long a shutdown waits for its coroutines to finish unwinding, unless
 /// the Runtime was built with another
@@ -56,38 +55,42 @@ use crate::coroutine::enter;
 /// plain thread's exit waits.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// While draining, how often the context looks again without being woken
-/// (a resumed coroutine may have suspended at a cancellation point again).
+/// While draining, how often the home looks again without being woken (a
+/// resumed coroutine may have suspended at a cancellation point again).
 const DRAIN_RECHECK: Duration = Duration::from_millis(10);
 
-impl ContextInner {
-    /// Owner: the shutdown procedure of the module docs. Returns the
-    /// coroutines that were still suspended at `deadline` (leaked). Calling
-    /// it again once closed returns nothing.
-    pub(crate) fn shut_down(&self, deadline: Instant) -> Vec<SuspendedInfo> {
-        if self.mailbox.is_closed() {
+impl Owner<'_> {
+    /// The shutdown procedure of the module docs. Returns the coroutines
+    /// that were still suspended at `deadline` (leaked). Calling it again
+    /// once closed returns nothing.
+    pub(crate) fn shut_down(self, deadline: Instant) -> Vec<SuspendedInfo> {
+        let home = self.home;
+        if home.is_closed() {
             return Vec::new();
         }
-        self.draining.set(true);
+        home.draining.set(true);
+        let event_loop = home.event_loop();
         loop {
             // A notification only asks for a turn, which this is.
             self.take_notified();
             let turn = catch_unwind(AssertUnwindSafe(|| {
                 let mut progress = self.run_bhs();
                 progress |= self.take_handoffs();
-                progress |= self.run_timers();
+                if let Some(l) = event_loop {
+                    progress |= l.shutdown_turn(self);
+                }
                 progress |= self.run_ready();
                 progress
             }));
             let progress = match turn {
                 Ok(p) => p,
                 Err(p) => {
-                    report_contained_panic(self, &*p);
+                    report_contained_panic(home, &*p);
                     true
                 }
             };
             let (remaining, resumed) = self.resume_cancelled();
-            if remaining == 0 && self.ready_is_empty() && !self.has_incoming() {
+            if remaining == 0 && self.ready_is_empty() && !home.has_incoming() {
                 break;
             }
             if progress || resumed {
@@ -97,7 +100,13 @@ impl ContextInner {
             if now >= deadline {
                 break;
             }
-            self.wait(Some(deadline.min(now + DRAIN_RECHECK)), &NoHooks);
+            let until = deadline.min(now + DRAIN_RECHECK);
+            match event_loop {
+                Some(l) => l.shutdown_wait(self, until),
+                // No event loop to sleep in: a home created by the core
+                // alone (raw coroutines on a plain thread).
+                None => std::thread::park_timeout(until.saturating_duration_since(now)),
+            }
         }
         let stuck = self.leak_stuck();
         self.close();
@@ -108,12 +117,11 @@ impl ContextInner {
     /// resumes those suspended at a cancellation point. Returns how many
     /// coroutines homed here are left (orphans excluded) and whether any
     /// was resumed.
-    fn resume_cancelled(&self) -> (usize, bool) {
+    fn resume_cancelled(self) -> (usize, bool) {
         // References are taken *before* anything runs: unwinding one
         // coroutine can finish and free another, so the raw snapshot may
         // not be dereferenced once coroutines have run.
-        // SAFETY: owner only, short borrow.
-        let snapshot = unsafe { (*self.registry.get()).snapshot() };
+        let snapshot = self.registry_snapshot();
         let mut remaining = 0;
         let mut live = Vec::with_capacity(snapshot.len());
         for p in snapshot {
@@ -133,13 +141,13 @@ impl ContextInner {
         }
         let mut resumed = false;
         for co in live {
-            if !ptr::eq(co.home.load(Acquire), self) || co.orphaned.load(Relaxed) {
+            if !ptr::eq(co.home.load(Acquire), self.home) || co.orphaned.load(Relaxed) {
                 // A stale entry of a coroutine that migrated away, or one
                 // that nothing can resume.
                 continue;
             }
             remaining += 1;
-            // Release: pairs with the waker's Acquire in `context::wake`.
+            // Release: pairs with the waker's Acquire in `wake_mark`.
             co.cancel.store(true, Release);
             // `parked_shielded` is an executing-thread field: we are the
             // coroutine's home thread and it is suspended.
@@ -150,7 +158,7 @@ impl ContextInner {
                 control::clear_scheduled(&co);
                 resumed = true;
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(&co, true))) {
-                    report_contained_panic(self, &*p);
+                    report_contained_panic(self.home, &*p);
                 }
             }
         }
@@ -158,36 +166,32 @@ impl ContextInner {
     }
 
     /// Step 4, out of time: leaks what is still suspended here.
-    fn leak_stuck(&self) -> Vec<SuspendedInfo> {
-        // SAFETY: owner only, short borrow.
-        let snapshot = unsafe { (*self.registry.get()).snapshot() };
+    fn leak_stuck(self) -> Vec<SuspendedInfo> {
         let mut stuck = Vec::new();
-        for p in snapshot {
+        for p in self.registry_snapshot() {
             // SAFETY: registered, hence not freed.
             let co = unsafe { &*p };
-            if ptr::eq(co.home.load(Acquire), self) && !co.orphaned.swap(true, Relaxed) {
-                crate::pool::note_leaked();
-                bump(&self.counters.coroutines_leaked, 1);
+            if ptr::eq(co.home.load(Acquire), self.home) && !co.orphaned.swap(true, Relaxed) {
+                crate::core::stacks::note_leaked();
+                bump(&self.home.counters.coroutines_leaked, 1);
                 stuck.push(self.describe(co));
             }
         }
         stuck
     }
 
-    /// Step 5: closes the context and drops whatever is still queued.
-    fn close(&self) {
-        let (handoffs, bhs) = self.mailbox.close();
+    /// Step 5: closes the home and drops whatever is still queued.
+    fn close(self) {
+        let (handoffs, bhs) = self.home.mailbox.close();
         drop(bhs);
         drop_taken(handoffs);
-        // SAFETY: owner only, short borrow.
-        let mut queued = unsafe { std::mem::replace(&mut *self.ready.get(), LocalList::new()) };
+        let mut queued = self.take_ready();
         while let Some(co) = queued.pop_front() {
             control::clear_scheduled(&co);
             drop_queued(co);
         }
-        // SAFETY: owner only, short borrow; the callbacks are dropped after
-        // it ends, unrun.
-        let timers = unsafe { (*self.timers.get()).clear() };
-        drop(timers);
+        if let Some(l) = self.home.event_loop() {
+            l.close(self);
+        }
     }
 }

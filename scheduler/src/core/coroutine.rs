@@ -1,20 +1,13 @@
 //! Coroutines (layer 3, QEMU's `coroutine-core.h`).
 
-pub(crate) mod control;
-pub(crate) mod enter;
-pub(crate) mod entry;
-pub(crate) mod refcount;
-pub(crate) mod wake_mark;
-
 use std::fmt;
 use std::panic::{Location, resume_unwind};
 use std::sync::atomic::Ordering::Acquire;
 
-use self::control::{Cancelled, CoInner, CoRef, FINISHED, RUNNING};
-use crate::context::{self, AioContext};
-use crate::fiber::Suspend;
-use crate::join::JoinHandle;
-use crate::tls;
+use super::control::{self, Cancelled, CoInner, CoRef, FINISHED, RUNNING};
+use super::fiber::Suspend;
+use super::join::JoinHandle;
+use super::{enter, tls, wake, wake_mark};
 
 /// A handle to a stackful coroutine (QEMU's `Coroutine *`).
 ///
@@ -26,7 +19,7 @@ use crate::tls;
 /// # Home context
 ///
 /// The first entry fixes the coroutine's *home* context (the entering
-/// thread's [`AioContext`]). From then on it only ever runs on that thread:
+/// thread's [`AioContext`](crate::AioContext)). From then on it only ever runs on that thread:
 /// its stack may hold `!Send` values and thread-local references across a
 /// suspension, which moving it would break. Waking it from another thread
 /// hands it to its home. Coroutines created with the `unsafe`
@@ -118,7 +111,7 @@ impl Coroutine {
     /// suspension); the message says where the first wake came from.
     #[track_caller]
     pub fn wake(&self) {
-        context::wake(&self.inner);
+        wake::wake(&self.inner);
     }
 
     /// QEMU's `qemu_coroutine_entered`: true from an enter until the next
@@ -130,15 +123,6 @@ impl Coroutine {
     /// True once the body has returned, panicked or been unwound.
     pub fn is_finished(&self) -> bool {
         self.inner.state() == FINISHED
-    }
-
-    /// QEMU's `qemu_coroutine_get_aio_context`: the home context, `None`
-    /// before the first entry.
-    pub fn context(&self) -> Option<AioContext> {
-        let home = self.inner.home.load(Acquire);
-        // SAFETY: a non-null home is a live context: the coroutine holds a
-        // strong count on it.
-        (!home.is_null()).then(|| unsafe { AioContext::from_ptr(home) })
     }
 
     /// A process-unique number.
@@ -255,18 +239,18 @@ impl CoroutineBuilder {
         self
     }
 
-    fn acquire(&self, class: usize) -> std::io::Result<Box<crate::fiber::Fiber>> {
+    fn acquire(&self, class: usize) -> std::io::Result<Box<crate::core::fiber::Fiber>> {
         if self.paint {
-            crate::fiber::allocate_painted(class).map(Box::new)
+            crate::core::fiber::allocate_painted(class).map(Box::new)
         } else {
-            crate::pool::acquire(class)
+            crate::core::stacks::acquire(class)
         }
     }
 
     fn stack_class(&self) -> std::io::Result<usize> {
-        crate::pool::class_for(
+        crate::stackpool::class_for(
             self.stack_size
-                .unwrap_or_else(crate::pool::thread_default_size),
+                .unwrap_or_else(crate::stackpool::thread_default_size),
         )
     }
 
@@ -297,24 +281,31 @@ impl CoroutineBuilder {
         Ok(Coroutine { inner })
     }
 
-    /// Creates a coroutine running `f`, with its stack taken now, and
-    /// schedules it on `ctx` (explicit placement: never stolen).
-    #[track_caller]
-    pub fn spawn_on<F, T>(self, ctx: &AioContext, f: F) -> std::io::Result<JoinHandle<T>>
+    /// A joinable coroutine running `f` with its stack taken now; without
+    /// an explicit size, `default_size` (the target context's). For
+    /// `spawn_on`.
+    pub(crate) fn build_with_stack<F, T>(
+        self,
+        default_size: usize,
+        f: F,
+    ) -> std::io::Result<(CoRef, JoinHandle<T>)>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        // Without an explicit size, the target context's default (a Runtime
-        // worker's `stack_size`), not the calling thread's.
-        let size = self.stack_size.unwrap_or(ctx.inner.stack_size);
-        let class = crate::pool::class_for(size)?;
+        let size = self.stack_size.unwrap_or(default_size);
+        let class = crate::stackpool::class_for(size)?;
         let fiber = self.acquire(class)?;
         let paint = self.paint;
         let (name, _, migratable) = self.into_parts();
-        let (co, handle) = crate::join::joinable(f, name, class, migratable, Some(fiber), paint);
-        ctx.place(co, Location::caller());
-        Ok(handle)
+        Ok(crate::core::join::joinable(
+            f,
+            name,
+            class,
+            migratable,
+            Some(fiber),
+            paint,
+        ))
     }
 
     /// Creates a coroutine whose stack is taken at its first entry (for the
@@ -326,9 +317,9 @@ impl CoroutineBuilder {
     {
         let (name, size, migratable) = self.into_parts();
         let class = size
-            .and_then(|s| crate::pool::class_for(s).ok())
+            .and_then(|s| crate::stackpool::class_for(s).ok())
             .unwrap_or(0);
-        crate::join::joinable(f, name, class, migratable, None, false)
+        crate::core::join::joinable(f, name, class, migratable, None, false)
     }
 }
 
@@ -411,10 +402,10 @@ pub(crate) unsafe fn suspend_running(co: *const CoInner) {
     // and stays valid while the fiber is attached; `co` runs on this thread
     // on the fiber in its slot (the sanitizer hooks' contract).
     unsafe {
-        crate::fiber::leaving_fiber(co);
+        crate::core::fiber::leaving_fiber(co);
         let yielder = (*co).yielder.get();
         let _ = (*yielder).suspend(Suspend::Yielded);
-        crate::fiber::arrived_on_fiber(co);
+        crate::core::fiber::arrived_on_fiber(co);
     }
     // From here on we may be on another thread (migratable coroutines):
     // nothing read from thread-locals before the switch is reused.
@@ -443,9 +434,9 @@ pub fn yield_now() {
     // SAFETY: the running coroutine is alive.
     let me = unsafe { CoRef::clone_from_ptr(p) };
     if control::try_schedule(&me, Location::caller()).is_ok() {
-        // SAFETY: a running coroutine is on its home thread, whose context
-        // exists; nothing borrows its ready queue while a coroutine runs.
-        unsafe { (*tls::context()).push_ready(me) };
+        // SAFETY: a running coroutine is on its home thread, whose home
+        // exists and is installed there.
+        unsafe { (*tls::home()).owner_unchecked() }.push_ready(me);
     }
     // Otherwise another thread already woke us: its hand-off resumes us.
     // SAFETY: `p` is this thread's running coroutine.

@@ -17,7 +17,7 @@ use std::mem::ManuallyDrop;
 
 use corosensei::{Coroutine as RawCoroutine, CoroutineResult, Yielder};
 
-use crate::coroutine::control::{CoInner, Outcome};
+use crate::core::control::{CoInner, Outcome};
 use crate::stack::GuardedStack;
 
 /// What a fiber reports when it hands control back to its enterer.
@@ -153,7 +153,7 @@ fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
             let body = || {
                 entry.run();
                 // SAFETY: still the running coroutine of this thread.
-                crate::coroutine::enter::assert_no_locks_held(input);
+                crate::core::enter::assert_no_locks_held(input);
             };
             match catch_unwind(AssertUnwindSafe(body)) {
                 Ok(()) => Outcome::Returned,

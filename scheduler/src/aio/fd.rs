@@ -3,7 +3,7 @@
 //!
 //! A [`Registration`] puts an fd in the calling thread's context's epoll set,
 //! edge-triggered for both directions, with a readiness cache (see
-//! `context/io.rs`). [`Registration::wait`] suspends the current coroutine
+//! `aio/io.rs`). [`Registration::wait`] suspends the current coroutine
 //! until the fd is ready in the asked direction; after an operation fails
 //! with `WouldBlock`, [`Registration::clear`] forgets the cached readiness.
 //! Coroutine-aware sockets (`coprimitives::io`) are built on this.
@@ -31,11 +31,13 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::context::io::{IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter, ready_mask};
-use crate::context::timers::TimerFn;
-use crate::context::{AioContext, ContextInner, current_inner};
-use crate::coroutine::control::{self, CoRef};
-use crate::tls;
+use super::AioContext;
+use super::event_loop::Loop;
+use super::io::{FdSlot, IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter, ready_mask};
+use super::timers::TimerFn;
+use crate::core::control::{self, CoInner, CoRef};
+use crate::core::home::{self, Owner};
+use crate::core::tls;
 
 /// `enqueue`'s answer when no wait is needed (tickets start at 1).
 const NO_WAIT: u64 = 0;
@@ -95,9 +97,11 @@ impl Registration {
     pub fn new(fd: BorrowedFd<'_>) -> io::Result<Registration> {
         let ctx = AioContext::current();
         let raw = fd.as_raw_fd();
+        let (o, lp) = owned(&ctx).ok_or_else(|| io::Error::other("no context on this thread"))?;
         let mut woken = Vec::new();
-        let (slot, generation, reg) = driver_of(&ctx.inner)?.register(raw, &mut woken)?;
-        wake_all(&ctx.inner, woken);
+        let registered = with_driver(o, lp, |d| d.register(raw, &mut woken))?;
+        wake_all(o, woken);
+        let (slot, generation, reg) = registered?;
         Ok(Registration {
             ctx,
             slot,
@@ -115,7 +119,7 @@ impl Registration {
 
     /// True if the calling thread owns the registration's context.
     pub fn is_current(&self) -> bool {
-        self.ctx.inner.is_owner()
+        self.ctx.home.is_owner()
     }
 
     /// The registered fd.
@@ -138,12 +142,11 @@ impl Registration {
         self.with_slot(|s| s.ready &= !dir.bit());
     }
 
-    fn with_slot<R>(&self, f: impl FnOnce(&mut crate::context::io::FdSlot) -> R) -> Option<R> {
-        if !self.is_current() {
-            return None;
-        }
-        let driver = self.ctx.inner.driver()?;
-        driver.slot(self.slot, self.generation).map(f)
+    fn with_slot<R>(&self, f: impl FnOnce(&mut FdSlot) -> R) -> Option<R> {
+        let (o, lp) = owned(&self.ctx)?;
+        let (slot, generation) = (self.slot, self.generation);
+        lp.with_driver(o, |d| d.slot(slot, generation).map(f))
+            .flatten()
     }
 
     /// Suspends the current coroutine until `dir` is ready (returns at once
@@ -166,23 +169,23 @@ impl Registration {
         if me.is_null() {
             return Err(io::Error::other("Registration::wait outside a coroutine"));
         }
-        if !self.is_current() {
+        let Some((o, lp)) = owned(&self.ctx) else {
             return Err(self.wrong_context());
-        }
-        let inner: &ContextInner = &self.ctx.inner;
-        let ticket = self.enqueue(inner, dir, me)?;
+        };
+        let ticket = self.enqueue(o, lp, dir, me)?;
         if ticket == NO_WAIT {
             return Ok(());
         }
         let timer = deadline.map(|d| {
             let (slot, generation, bit) = (self.slot, self.generation, dir.bit());
-            let id = inner.id;
-            inner.add_timer(
+            let id = o.home.id;
+            lp.add_timer(
+                o,
                 d,
                 TimerFn::new(move || {
-                    with_owner(id, |inner, driver| {
-                        let co = driver.expire(slot, generation, bit, ticket);
-                        wake_all(inner, co.into_iter().collect());
+                    with_owner(id, |o, lp| {
+                        let co = with_driver(o, lp, |d| d.expire(slot, generation, bit, ticket));
+                        wake_all(o, co.ok().flatten().into_iter().collect());
                     });
                 }),
             )
@@ -190,7 +193,7 @@ impl Registration {
         crate::raw::set_wait_reason(dir.reason(), Some(self.label.clone()));
         crate::suspend();
         crate::raw::clear_wait_reason();
-        if !ptr::eq(tls::context(), inner) {
+        if !ptr::eq(tls::home(), Arc::as_ptr(&self.ctx.home)) {
             // A migratable coroutine moved by someone else while it waited:
             // the slot belongs to another thread; withdraw from there.
             self.withdraw_remote(dir, ticket);
@@ -200,92 +203,104 @@ impl Registration {
             ));
         }
         if let Some(t) = timer {
-            inner.cancel_timer(t);
+            lp.cancel_timer(o, t);
         }
-        self.finish(inner, dir, ticket)
+        self.finish(o, lp, dir, ticket)
     }
 
     /// Installs the current coroutine as the waiter; returns its ticket, or
     /// [`NO_WAIT`] when the cache says `dir` is ready.
     fn enqueue(
         &self,
-        inner: &ContextInner,
+        o: Owner<'_>,
+        lp: &Loop,
         dir: Direction,
-        me: *const crate::coroutine::control::CoInner,
+        me: *const CoInner,
     ) -> io::Result<u64> {
-        let driver = driver_of(inner)?;
-        let ticket = driver.next_id();
-        let since = driver.sweep_epoch;
-        let arm_sweep = !driver.sweep_armed;
-        let slot = driver
-            .slot(self.slot, self.generation)
-            .ok_or_else(closed_registration)?;
-        if slot.closed {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        if slot.ready & ready_mask(dir.bit()) != 0 {
-            return Ok(NO_WAIT);
-        }
-        let waiter = slot.waiter(dir.bit());
-        if waiter.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                format!(
-                    "another coroutine already waits for fd {} to be {dir:?}-ready",
-                    self.fd
-                ),
-            ));
-        }
-        // SAFETY: `me` is the running coroutine, alive while it runs.
-        let co = unsafe { CoRef::clone_from_ptr(me) };
-        *waiter = Some(Waiter {
-            co,
-            reg: self.reg,
-            ticket,
-            since,
-        });
-        if arm_sweep {
-            driver.sweep_armed = true;
-            inner.add_timer(Instant::now() + SWEEP_INTERVAL, TimerFn::new(sweep_timer));
+        let (slot, generation, reg, fd) = (self.slot, self.generation, self.reg, self.fd);
+        let arm_sweep = with_driver(o, lp, |driver| {
+            let ticket = driver.next_id();
+            let since = driver.sweep_epoch;
+            let arm_sweep = !driver.sweep_armed;
+            let slot = driver
+                .slot(slot, generation)
+                .ok_or_else(closed_registration)?;
+            if slot.closed {
+                return Err(io::Error::from_raw_os_error(libc::EBADF));
+            }
+            if slot.ready & ready_mask(dir.bit()) != 0 {
+                return Ok((NO_WAIT, false));
+            }
+            let waiter = slot.waiter(dir.bit());
+            if waiter.is_some() {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("another coroutine already waits for fd {fd} to be {dir:?}-ready"),
+                ));
+            }
+            // SAFETY: `me` is the running coroutine, alive while it runs.
+            let co = unsafe { CoRef::clone_from_ptr(me) };
+            *waiter = Some(Waiter {
+                co,
+                reg,
+                ticket,
+                since,
+            });
+            if arm_sweep {
+                driver.sweep_armed = true;
+            }
+            Ok((ticket, arm_sweep))
+        })??;
+        let (ticket, arm) = arm_sweep;
+        if arm {
+            lp.add_timer(
+                o,
+                Instant::now() + SWEEP_INTERVAL,
+                TimerFn::new(sweep_timer),
+            );
         }
         Ok(ticket)
     }
 
     /// After resuming on the owner thread: withdraw and classify.
-    fn finish(&self, inner: &ContextInner, dir: Direction, ticket: u64) -> io::Result<()> {
-        let driver = driver_of(inner)?;
-        let Some(slot) = driver.slot(self.slot, self.generation) else {
-            return Err(closed_registration());
-        };
-        let waiter = slot.waiter(dir.bit());
-        if waiter.as_ref().is_some_and(|w| w.ticket == ticket) {
-            // Still registered as the waiter: the fd did not wake us.
-            *waiter = None;
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "woken before the fd was ready",
-            ));
-        }
-        if slot.closed {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        if slot.timed_out[usize::from(dir == Direction::Write)] == ticket {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "fd wait timed out"));
-        }
-        Ok(())
+    fn finish(&self, o: Owner<'_>, lp: &Loop, dir: Direction, ticket: u64) -> io::Result<()> {
+        let (slot, generation) = (self.slot, self.generation);
+        with_driver(o, lp, |driver| {
+            let Some(slot) = driver.slot(slot, generation) else {
+                return Err(closed_registration());
+            };
+            let waiter = slot.waiter(dir.bit());
+            if waiter.as_ref().is_some_and(|w| w.ticket == ticket) {
+                // Still registered as the waiter: the fd did not wake us.
+                *waiter = None;
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "woken before the fd was ready",
+                ));
+            }
+            if slot.closed {
+                return Err(io::Error::from_raw_os_error(libc::EBADF));
+            }
+            if slot.timed_out[usize::from(dir == Direction::Write)] == ticket {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "fd wait timed out"));
+            }
+            Ok(())
+        })?
     }
 
     #[cold]
     fn withdraw_remote(&self, dir: Direction, ticket: u64) {
         let (slot, generation, bit, id) = (self.slot, self.generation, dir.bit(), self.ctx.id());
         self.ctx.bh_oneshot(move || {
-            with_owner(id, |_, driver| {
-                if let Some(s) = driver.slot(slot, generation) {
-                    let w = s.waiter(bit);
-                    if w.as_ref().is_some_and(|w| w.ticket == ticket) {
-                        *w = None;
+            with_owner(id, |o, lp| {
+                let _ = with_driver(o, lp, |driver| {
+                    if let Some(s) = driver.slot(slot, generation) {
+                        let w = s.waiter(bit);
+                        if w.as_ref().is_some_and(|w| w.ticket == ticket) {
+                            *w = None;
+                        }
                     }
-                }
+                });
             });
         });
     }
@@ -304,20 +319,19 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let (slot, generation, reg) = (self.slot, self.generation, self.reg);
-        let release = move |inner: &ContextInner| {
-            let waiters = match inner.driver() {
-                Some(driver) => driver.deregister(slot, generation, reg),
-                None => return,
-            };
+        let release = move |ctx: &AioContext| {
+            let Some((o, lp)) = owned(ctx) else { return };
             // Defensive: a wait borrows its registration, so none should be
             // left; if one is, its wait fails with NotConnected.
-            wake_all(inner, waiters);
+            if let Some(waiters) = lp.with_driver(o, |d| d.deregister(slot, generation, reg)) {
+                wake_all(o, waiters);
+            }
         };
         if self.is_current() {
-            release(&self.ctx.inner);
+            release(&self.ctx);
         } else {
             let ctx = self.ctx.clone();
-            self.ctx.bh_oneshot(move || release(&ctx.inner));
+            self.ctx.bh_oneshot(move || release(&ctx));
         }
     }
 }
@@ -331,10 +345,15 @@ impl std::fmt::Debug for Registration {
     }
 }
 
-/// The owner's driver, or the error that epoll is unavailable.
-fn driver_of(inner: &ContextInner) -> io::Result<&mut IoDriver> {
-    inner
-        .driver()
+/// The owner token and loop of `ctx`, on its owning thread only.
+fn owned(ctx: &AioContext) -> Option<(Owner<'_>, &Loop)> {
+    let o = ctx.home.owner()?;
+    Some((o, ctx.event_loop()))
+}
+
+/// Runs `f` on the owner's driver, or fails if epoll is unavailable.
+fn with_driver<R>(o: Owner<'_>, lp: &Loop, f: impl FnOnce(&mut IoDriver) -> R) -> io::Result<R> {
+    lp.with_driver(o, f)
         .ok_or_else(|| io::Error::other("epoll unavailable"))
 }
 
@@ -342,54 +361,61 @@ fn closed_registration() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "fd registration closed")
 }
 
-/// Runs `f` with the calling thread's context and driver if that context is
-/// `id` (timer and bottom-half callbacks run on the owner thread).
-fn with_owner(id: u64, f: impl FnOnce(&ContextInner, &mut IoDriver)) {
-    let Some(inner) = current_inner() else { return };
-    if inner.id != id {
+/// Runs `f` with the calling thread's home and loop if that home is `id`
+/// (timer and bottom-half callbacks run on the owner thread).
+fn with_owner(id: u64, f: impl FnOnce(Owner<'_>, &Loop)) {
+    let p = tls::home();
+    // SAFETY: the thread's home is alive while installed; used on this
+    // thread only, before any switch.
+    let Some(h) = (unsafe { p.as_ref() }) else {
+        return;
+    };
+    if h.id != id {
         return;
     }
-    if let Some(driver) = inner.driver() {
-        f(inner, driver);
-    }
+    // SAFETY: it is this thread's home.
+    let o = unsafe { h.owner_unchecked() };
+    f(o, Loop::of(h));
 }
 
 /// Owner thread: schedules coroutines taken out of the driver.
-fn wake_all(inner: &ContextInner, cos: Vec<CoRef>) {
+fn wake_all(o: Owner<'_>, cos: Vec<CoRef>) {
     for co in cos {
         // A coroutine already woken for another reason finds out when it
         // runs; a second wake would be a bug.
         if control::try_schedule(&co, Location::caller()).is_ok() {
-            // SAFETY: owner thread; callers hold no borrow of the ready
-            // queue (timer callbacks, bottom halves and coroutines run while
-            // it is detached).
-            unsafe { inner.push_ready(co) };
+            o.push_ready(co);
         }
     }
 }
 
-/// The validity sweep's timer (context/io.rs, rule 2).
+/// The validity sweep's timer (`aio/io.rs`, rule 2).
 fn sweep_timer() {
-    let Some(inner) = current_inner() else { return };
+    let h = home::current();
+    // SAFETY: `current` returns this thread's installed home.
+    let o = unsafe { h.owner_unchecked() };
+    let lp = Loop::of(&h);
     let mut woken = Vec::new();
-    let again = match inner.driver() {
-        Some(driver) => {
-            let again = driver.sweep(&mut woken);
-            driver.sweep_armed = again;
-            again
-        }
-        None => return,
-    };
-    if again {
-        inner.add_timer(Instant::now() + SWEEP_INTERVAL, TimerFn::new(sweep_timer));
+    let again = lp.with_driver(o, |driver| {
+        let again = driver.sweep(&mut woken);
+        driver.sweep_armed = again;
+        again
+    });
+    if again == Some(true) {
+        lp.add_timer(
+            o,
+            Instant::now() + SWEEP_INTERVAL,
+            TimerFn::new(sweep_timer),
+        );
     }
-    wake_all(inner, woken);
+    wake_all(o, woken);
 }
 
 /// Live registrations on the calling thread's context (for leak checks).
 pub fn registered_count() -> usize {
-    current_inner()
-        .and_then(|inner| inner.driver().map(|d| d.sources))
+    let ctx = AioContext::current();
+    owned(&ctx)
+        .and_then(|(o, lp)| lp.with_driver(o, |d| d.sources))
         .unwrap_or(0)
 }
 

@@ -1,0 +1,640 @@
+//! A *home*: what a thread offers the coroutines homed on it.
+//!
+//! Every thread that runs coroutines has one (created on first need, or
+//! installed by a Runtime worker). It holds what a wake touches, and nothing
+//! about how the thread waits:
+//!
+//! - the **ready list**: coroutines to enter on the next turn (owner-only);
+//! - the **mailbox**: hand-offs from other threads, bottom halves, QEMU's
+//!   `notified` flag and the `closed` flag, with the sleep gate that decides
+//!   whether a poster must wake the owner ([`mailbox`] documents and
+//!   model-checks both protocols);
+//! - the **registry** of started, unfinished coroutines homed here, for
+//!   shutdown and dumps (owner-only);
+//! - its **counters** ([`ContextMetrics`]).
+//!
+//! How the owner waits for work and what else it serves (timers, file
+//! descriptors) is an *event loop*, a layer above: it attaches itself to the
+//! home through the [`EventLoop`] seam (`AioContext` is the one that ships).
+//! The core never names it; it only calls through the trait, to wake a
+//! sleeping owner and to block a thread that waits outside any coroutine.
+//!
+//! # Owner-only, as a type
+//!
+//! Owner-only operations are methods of [`Owner`], a token that only the
+//! owning thread can obtain ([`Home::owner`]) and that cannot leave it (it
+//! is `!Send`); it carries the home it stands for, so it cannot be used on
+//! another one.
+
+pub(crate) mod mailbox;
+pub(crate) mod metrics;
+mod registry;
+mod shutdown;
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
+use std::ptr;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::time::Instant;
+
+use self::mailbox::{Linked, Mailbox, Taken};
+pub use self::metrics::ContextMetrics;
+use self::metrics::{Counters, bump};
+use self::registry::Registry;
+pub use self::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
+use super::control::{
+    self, CoInner, CoRef, FINISHED, LocalList, NEW, RUNNING, SUSPENDED, WaitReason,
+};
+use super::enter;
+use super::tls;
+use crate::sync::{Arc, AtomicPtr};
+
+/// A bottom half: a one-shot callback run by the owner outside coroutines.
+pub(crate) type Bh = Box<dyn FnOnce() + Send + 'static>;
+
+/// What the layer above (the event loop) provides a home. Implemented by
+/// `AioContext`'s loop; attached once ([`Home::attach_loop`]).
+pub(crate) trait EventLoop: Any + Send + Sync {
+    /// Wakes the owner thread if it sleeps in the loop (called by posters
+    /// that found the sleep gate closed).
+    fn unpark(&self);
+    /// One turn of the loop on the owner thread, blocking for work when
+    /// `blocking` and nothing was ready (QEMU's `aio_poll`); true if
+    /// anything ran.
+    fn poll(&self, owner: Owner<'_>, blocking: bool) -> bool;
+    /// The loop's share of a home's shutdown (see [`Owner::shut_down`]):
+    /// runs its own sources (timers) for one turn; true if anything ran.
+    fn shutdown_turn(&self, owner: Owner<'_>) -> bool;
+    /// The loop's way to wait during a shutdown, until work arrives or
+    /// `until`.
+    fn shutdown_wait(&self, owner: Owner<'_>, until: Instant);
+    /// The loop's share of closing: drops what it still holds (timers).
+    fn close(&self, owner: Owner<'_>);
+    /// For the loop's own downcast.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A thread's home. Shared by `Arc`; see the module docs.
+pub(crate) struct Home {
+    pub(crate) id: u64,
+    name: Box<str>,
+    /// Usable stack bytes of coroutines placed here without a size.
+    pub(crate) stack_size: usize,
+    mailbox: Mailbox<CoInner, Bh>,
+    pub(crate) counters: Counters,
+    event_loop: OnceLock<Box<dyn EventLoop>>,
+    /// The thread that owns the home, once installed: woken when no event
+    /// loop sleeps on its behalf (see [`block_until`]).
+    owner_thread: OnceLock<std::thread::Thread>,
+
+    // --- owner thread only (through `Owner`) ---
+    ready: UnsafeCell<LocalList>,
+    registry: UnsafeCell<Registry>,
+    /// Shutting down: coroutines that never started are dropped instead of
+    /// started (see [`shutdown`]).
+    draining: Cell<bool>,
+}
+
+// SAFETY: the owner-only fields are reached only through `Owner`, which only
+// the owning thread can obtain; everything else is atomic, behind the
+// mailbox's own synchronisation, or immutable. The event loop is
+// `Send + Sync` by its trait bound.
+unsafe impl Sync for Home {}
+// SAFETY: a home is created on one thread and may be dropped on another once
+// no thread owns it; its owner-only contents (coroutine references) are
+// themselves `Send`.
+unsafe impl Send for Home {}
+
+impl Linked for CoInner {
+    fn link(&self) -> &AtomicPtr<CoInner> {
+        &self.handoff_next
+    }
+}
+
+/// Proof that the calling thread owns `home` (see the module docs).
+#[derive(Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    pub(crate) home: &'a Home,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Home {
+    /// A new home named `name`, owned by nobody until installed.
+    pub(crate) fn new(name: String, stack_size: usize) -> Home {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Home {
+            // Relaxed: only uniqueness is needed.
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            name: name.into_boxed_str(),
+            stack_size,
+            mailbox: Mailbox::new(),
+            counters: Counters::default(),
+            event_loop: OnceLock::new(),
+            owner_thread: OnceLock::new(),
+            ready: UnsafeCell::new(LocalList::new()),
+            registry: UnsafeCell::new(Registry::default()),
+            draining: Cell::new(false),
+        }
+    }
+
+    /// The home's name (its thread's, or a Runtime worker's).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True on the owning thread.
+    #[inline]
+    pub(crate) fn is_owner(&self) -> bool {
+        ptr::eq(tls::home(), self)
+    }
+
+    /// The owner token, on the owning thread only.
+    #[inline]
+    pub(crate) fn owner(&self) -> Option<Owner<'_>> {
+        // SAFETY: just checked.
+        self.is_owner().then(|| unsafe { self.owner_unchecked() })
+    }
+
+    /// The owner token without the check.
+    ///
+    /// # Safety
+    /// The calling thread owns `self` (its thread-local home is `self`).
+    #[inline]
+    pub(crate) unsafe fn owner_unchecked(&self) -> Owner<'_> {
+        Owner {
+            home: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The owner token, or a panic naming `what` was tried from elsewhere.
+    #[track_caller]
+    pub(crate) fn expect_owner(&self, what: &str) -> Owner<'_> {
+        match self.owner() {
+            Some(o) => o,
+            None => panic!(
+                "AioContext::{what} on context {} ({}) from a thread that does not own it",
+                self.id, self.name
+            ),
+        }
+    }
+
+    /// The attached event loop, if any.
+    #[inline]
+    pub(crate) fn event_loop(&self) -> Option<&dyn EventLoop> {
+        self.event_loop.get().map(|l| &**l)
+    }
+
+    /// Attaches the event loop made by `make`, unless one is attached
+    /// already; returns the attached one.
+    pub(crate) fn attach_loop(&self, make: impl FnOnce() -> Box<dyn EventLoop>) -> &dyn EventLoop {
+        &**self.event_loop.get_or_init(make)
+    }
+
+    /// Any thread: gives `co` (already marked scheduled) to this home.
+    /// After the home closed, the coroutine is dropped here instead (see the
+    /// mailbox's close protocol).
+    pub(crate) fn push_remote(&self, co: CoRef) {
+        let raw = co.into_raw() as *mut CoInner;
+        // SAFETY: `raw` carries one reference, is not on any queue (one
+        // accepted wake), and is reclaimed by whoever takes it (the owner's
+        // `take_handoffs`, or the drain of a closed mailbox).
+        if let Some(late) = unsafe { self.mailbox.post_handoff(raw, || self.unpark()) } {
+            drop_taken(late);
+        }
+    }
+
+    /// Wakes the owner if it sleeps: in its event loop, or parked in
+    /// [`block_until`]. Both, always: a loop can be attached while the owner
+    /// is parked, and a thread unpark that finds nobody parked only leaves a
+    /// token that makes one later park return early.
+    fn unpark(&self) {
+        if let Some(l) = self.event_loop() {
+            l.unpark();
+        }
+        if let Some(t) = self.owner_thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// QEMU's `aio_notify`.
+    pub(crate) fn notify(&self) {
+        self.mailbox.notify(|| self.unpark());
+    }
+
+    /// QEMU's `aio_bh_schedule_oneshot`: `bh` runs on the owner thread, at
+    /// its next turn; after the home closed it is dropped unrun.
+    pub(crate) fn post_bh(&self, bh: Bh) {
+        if let Some(unrun) = self.mailbox.post_bh(bh, || self.unpark()) {
+            drop(unrun);
+        }
+    }
+
+    /// True if a source other than the ready list has work.
+    pub(crate) fn has_incoming(&self) -> bool {
+        self.mailbox.has_incoming()
+    }
+
+    /// True once the home has closed (the end of its shutdown).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.mailbox.is_closed()
+    }
+}
+
+impl<'a> Owner<'a> {
+    /// Appends to the ready list.
+    #[inline]
+    pub(crate) fn push_ready(self, co: CoRef) {
+        // SAFETY: owner only (the token), and no borrow of `ready` outlives
+        // a call of these methods.
+        unsafe { (*self.home.ready.get()).push_back(co) };
+    }
+
+    /// Appends a whole list to the ready list.
+    pub(crate) fn append_ready(self, list: LocalList) {
+        // SAFETY: as in `push_ready`.
+        unsafe { (*self.home.ready.get()).append(list) };
+    }
+
+    /// Takes the whole ready list.
+    pub(crate) fn take_ready(self) -> LocalList {
+        // SAFETY: as in `push_ready`.
+        unsafe { std::mem::replace(&mut *self.home.ready.get(), LocalList::new()) }
+    }
+
+    /// True if nothing is ready.
+    pub(crate) fn ready_is_empty(self) -> bool {
+        // SAFETY: as in `push_ready`.
+        unsafe { (*self.home.ready.get()).is_empty() }
+    }
+
+    /// Consumes a pending `aio_notify`. Whoever drives the loop calls this
+    /// once per turn, before the turn (never inside it: a notification
+    /// consumed there could not end the blocking poll it was meant for).
+    pub(crate) fn take_notified(self) -> bool {
+        self.home.mailbox.take_notified()
+    }
+
+    /// Moves the hand-off queue to the ready list; true if any came.
+    pub(crate) fn take_handoffs(self) -> bool {
+        let mut any = 0;
+        for raw in self.home.mailbox.take_handoffs() {
+            // SAFETY: each node carries the reference given up in
+            // `push_remote`.
+            self.push_ready(unsafe { CoRef::from_raw(raw) });
+            any += 1;
+        }
+        bump(&self.home.counters.handoffs_received, any);
+        any > 0
+    }
+
+    /// Runs the posted bottom halves; true if any ran. A panicking one is
+    /// re-raised after the others are put back for the next turn.
+    pub(crate) fn run_bhs(self) -> bool {
+        let Some(bhs) = self.home.mailbox.take_bhs() else {
+            return false;
+        };
+        let n = bhs.len();
+        let mut bhs = bhs.into_iter();
+        while let Some(bh) = bhs.next() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(bh)) {
+                self.home.mailbox.requeue_bhs(bhs.collect());
+                resume_unwind(p);
+            }
+            bump(&self.home.counters.bottom_halves, 1);
+        }
+        n > 0
+    }
+
+    /// Enters everything that was ready at the start of the call; true if
+    /// anything was. A raw coroutine's panic is re-raised after the
+    /// coroutines behind it are put back.
+    pub(crate) fn run_ready(self) -> bool {
+        let mut batch = self.take_ready();
+        if batch.is_empty() {
+            return false;
+        }
+        while let Some(co) = batch.pop_front() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.run_scheduled(co))) {
+                let later = self.take_ready();
+                self.append_ready(batch);
+                self.append_ready(later);
+                resume_unwind(p);
+            }
+        }
+        true
+    }
+
+    /// Enters a coroutine taken from a queue (its wake is consumed).
+    pub(crate) fn run_scheduled(self, co: CoRef) {
+        control::clear_scheduled(&co);
+        match co.state() {
+            FINISHED => {}
+            NEW if co.cancel.load(Relaxed) => {}
+            RUNNING if co.migratable => {
+                // Still running on its previous home: its wake takes effect
+                // once it has suspended there. Re-queue it, unless another
+                // waker already owns its next wake.
+                if control::try_schedule(&co, Location::caller()).is_ok() {
+                    self.push_ready(co);
+                }
+            }
+            _ => enter::enter_chain(&co, true),
+        }
+    }
+
+    /// One turn of what the home itself holds: bottom halves, hand-offs,
+    /// the ready list. True if anything ran.
+    pub(crate) fn turn(self) -> bool {
+        let mut progress = self.run_bhs();
+        progress |= self.take_handoffs();
+        progress |= self.run_ready();
+        progress
+    }
+
+    /// Registers a started coroutine.
+    pub(crate) fn register(self, co: &CoInner) {
+        // SAFETY: owner only (the token), short borrow.
+        let slot = unsafe { (*self.home.registry.get()).insert(co) };
+        co.registry_slot.set(slot);
+        co.registry_home
+            .store(self.home as *const Home as *mut Home, Relaxed);
+    }
+
+    /// Removes a finished coroutine.
+    pub(crate) fn unregister(self, co: &CoInner) {
+        // SAFETY: owner only, short borrow.
+        unsafe { (*self.home.registry.get()).remove(co.registry_slot.get(), co) };
+        co.registry_home.store(ptr::null_mut(), Relaxed);
+    }
+
+    /// Removes a stale entry left by a coroutine that migrated away.
+    pub(crate) fn unregister_slot(self, slot: usize, co: *const CoInner) {
+        // SAFETY: owner only, short borrow.
+        unsafe { (*self.home.registry.get()).remove(slot, co) };
+    }
+
+    /// Started coroutines registered here.
+    pub(crate) fn registered(self) -> usize {
+        // SAFETY: owner only, short borrow.
+        unsafe { (*self.home.registry.get()).len() }
+    }
+
+    /// A copy of the registry's entries (see `Registry::snapshot`).
+    fn registry_snapshot(self) -> Vec<*const CoInner> {
+        // SAFETY: owner only, short borrow.
+        unsafe { (*self.home.registry.get()).snapshot() }
+    }
+
+    /// True while the home shuts down.
+    #[inline]
+    pub(crate) fn draining(self) -> bool {
+        self.home.draining.get()
+    }
+
+    /// Suspended coroutines homed here, for `Runtime::dump`.
+    pub(crate) fn describe_suspended(self) -> Vec<SuspendedInfo> {
+        self.registry_snapshot()
+            .into_iter()
+            .filter_map(|p| {
+                // SAFETY: registered blocks are alive: a coroutine
+                // unregisters before it is freed, on this thread.
+                let co = unsafe { &*p };
+                if co.state() != SUSPENDED || !ptr::eq(co.home.load(Acquire), self.home) {
+                    return None;
+                }
+                Some(self.describe(co))
+            })
+            .collect()
+    }
+
+    /// One suspended coroutine homed here.
+    fn describe(self, co: &CoInner) -> SuspendedInfo {
+        // SAFETY: executing-thread field, and we are its home thread while
+        // it is suspended.
+        let wait = unsafe { (*co.wait.get()).clone() };
+        SuspendedInfo {
+            id: co.id,
+            name: co.name.as_deref().map(str::to_owned),
+            context: self.home.id,
+            waiting_on: wait.map(describe_wait),
+            scheduled: co.scheduled.pending().is_some(),
+        }
+    }
+
+    /// Commits to sleeping (the mailbox's gate); re-check
+    /// [`Home::has_incoming`] before blocking.
+    pub(crate) fn prepare_sleep(self) {
+        self.home.mailbox.prepare_sleep();
+    }
+
+    /// Woke up, or decided not to sleep.
+    pub(crate) fn finish_sleep(self) -> bool {
+        self.home.mailbox.finish_sleep()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Coroutines still queued hold references that would otherwise leak.
+        drop_taken(self.mailbox.take_handoffs());
+    }
+}
+
+/// Drops hand-offs taken from a closed (or dropped) mailbox.
+pub(crate) fn drop_taken(taken: Taken<CoInner>) {
+    for raw in taken {
+        // SAFETY: reclaiming the reference `push_remote` gave up.
+        drop_queued(unsafe { CoRef::from_raw(raw) });
+    }
+}
+
+/// Drops a queue's reference to a coroutine that will never run there. An
+/// unstarted one is cancelled first, so that its `JoinHandle` (which may
+/// keep the block alive) does not wait forever.
+pub(crate) fn drop_queued(co: CoRef) {
+    if co.state() == NEW {
+        super::join::cancel_unstarted(&co, super::join::JoinError::Cancelled);
+    }
+    drop(co);
+}
+
+fn describe_wait(w: WaitReason) -> String {
+    match w.detail {
+        Some(d) => format!("{} {d}", w.what),
+        None => w.what.to_owned(),
+    }
+}
+
+/// One suspended coroutine, as listed by `Runtime::dump` and in a
+/// `ShutdownError`.
+#[derive(Clone, Debug)]
+pub(crate) struct SuspendedInfo {
+    pub(crate) id: u64,
+    pub(crate) name: Option<String>,
+    pub(crate) context: u64,
+    pub(crate) waiting_on: Option<String>,
+    pub(crate) scheduled: bool,
+}
+
+impl fmt::Display for SuspendedInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "coroutine {} ({}) on context {}: {}",
+            self.id,
+            self.name.as_deref().unwrap_or("unnamed"),
+            self.context,
+            match (&self.waiting_on, self.scheduled) {
+                (_, true) => "woken, waiting to run".to_owned(),
+                (Some(w), false) => format!("waiting on {w}"),
+                (None, false) => "suspended (reason unknown)".to_owned(),
+            }
+        )
+    }
+}
+
+/// A panic reached a loop and was contained there (a bottom half's, a timer
+/// callback's, a raw coroutine's): says so, since a payload raised again
+/// with `resume_unwind` never went through the panic hook.
+#[cold]
+pub(crate) fn report_contained_panic(home: &Home, payload: &(dyn Any + Send)) {
+    bump(&home.counters.panics_contained, 1);
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string payload>".to_owned());
+    eprintln!(
+        "coscheduler: context {} ({}): a panic reached the event loop and was contained: {msg}",
+        home.id, home.name
+    );
+}
+
+// ----------------------------------------------------------------------
+// The thread's home.
+
+/// Owns this thread's home and shuts it down when the thread exits.
+struct ThreadHome(Option<Arc<Home>>);
+
+impl Drop for ThreadHome {
+    fn drop(&mut self) {
+        if let Some(home) = self.0.take() {
+            // A plain thread is exiting: there is nobody to return an error
+            // to, so what could not be unwound is reported here (and
+            // counted in `pool::stats().leaked`).
+            // SAFETY: this thread owns `home`: it is still installed.
+            let owner = unsafe { home.owner_unchecked() };
+            for s in owner.shut_down(Instant::now() + DEFAULT_SHUTDOWN_TIMEOUT) {
+                eprintln!(
+                    "coscheduler: thread context {} ({}) exited with {s} still suspended; leaked",
+                    home.id, home.name
+                );
+            }
+            tls::set_home(ptr::null());
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_HOME: std::cell::RefCell<ThreadHome> =
+        const { std::cell::RefCell::new(ThreadHome(None)) };
+}
+
+/// Makes `home` this thread's home; panics if the thread has one.
+pub(crate) fn install(home: &Arc<Home>) {
+    let installed = THREAD_HOME.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.0.is_some() {
+            return false;
+        }
+        t.0 = Some(home.clone());
+        true
+    });
+    assert!(installed, "this thread already has an AioContext");
+    let _ = home.owner_thread.set(std::thread::current());
+    // Every thread that runs coroutines has a home: this is where the
+    // overflow reporter learns about it.
+    if let Err(e) = crate::stack::overflow::install(super::overflow_lookup) {
+        eprintln!("coscheduler: stack overflow reports unavailable: {e}");
+    }
+    crate::stack::overflow::ensure_thread_altstack();
+    tls::set_home(Arc::as_ptr(home));
+}
+
+/// This thread's home, created (without an event loop) on first use.
+pub(crate) fn current() -> Arc<Home> {
+    let p = tls::home();
+    if !p.is_null() {
+        // SAFETY: the thread's home stays alive while installed.
+        return unsafe { clone_from_ptr(p) };
+    }
+    let name = std::thread::current().name().unwrap_or("thread").to_owned();
+    let home = Arc::new(Home::new(name, crate::stackpool::thread_default_size()));
+    install(&home);
+    home
+}
+
+/// A new `Arc` from a raw pointer to a live home.
+///
+/// # Safety
+/// `p` must point into a live `Arc<Home>`.
+pub(crate) unsafe fn clone_from_ptr(p: *const Home) -> Arc<Home> {
+    // SAFETY: live Arc allocation per the contract; the count taken is owned
+    // by the returned Arc.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    }
+}
+
+/// Blocks the calling thread, outside any coroutine, until `done()`,
+/// running its home meanwhile: through its event loop when one is attached,
+/// otherwise by turns of the home itself, parking the thread in between.
+/// Whoever makes `done()` true must then [`notify`](Home::notify) the home
+/// (a notification ends a blocking turn, or the next one).
+pub(crate) fn block_until(done: impl Fn() -> bool) {
+    let home = current();
+    // SAFETY: `current` installed it on this thread.
+    let owner = unsafe { home.owner_unchecked() };
+    while !done() {
+        if let Some(l) = home.event_loop() {
+            l.poll(owner, true);
+            continue;
+        }
+        owner.take_notified();
+        if owner.turn() {
+            continue;
+        }
+        // The sleep gate's protocol, with the thread parker as the sleep:
+        // a post or notify after `prepare_sleep` unparks us.
+        owner.prepare_sleep();
+        if home.has_incoming() || done() {
+            owner.finish_sleep();
+            continue;
+        }
+        std::thread::park();
+        owner.finish_sleep();
+    }
+}
+
+/// Shuts down and uninstalls this thread's home (a Runtime worker's last
+/// act); returns the coroutines still suspended at `deadline` (leaked).
+pub(crate) fn close_this_thread(deadline: Instant) -> Vec<SuspendedInfo> {
+    let home = THREAD_HOME.with(|t| t.borrow().0.clone());
+    let Some(home) = home else {
+        return Vec::new();
+    };
+    // Still installed while it drains: the coroutines it unwinds run here
+    // and see it as their home.
+    // SAFETY: installed on this thread.
+    let stuck = unsafe { home.owner_unchecked() }.shut_down(deadline);
+    let installed = THREAD_HOME.with(|t| t.borrow_mut().0.take());
+    drop(installed);
+    tls::set_home(ptr::null());
+    stuck
+}
