@@ -156,25 +156,28 @@ pub mod pool {
 #[cfg(not(loom))]
 pub use aio::fd;
 
-// The model-checked protocols, compiled alone under `--cfg loom`.
+// The model-checked protocols, compiled alone under `--cfg loom`, at the
+// same paths as in the real build so that they can refer to each other.
 #[cfg(loom)]
-#[path = "core/future/state.rs"]
-mod await_state_model;
+mod core {
+    pub(crate) mod future {
+        pub(crate) mod state;
+    }
+    pub(crate) mod home {
+        pub(crate) mod mailbox;
+    }
+    pub(crate) mod lifecycle;
+    pub(crate) mod refcount;
+    pub(crate) mod wake_mark;
+}
 #[cfg(loom)]
-#[path = "runtime/idle.rs"]
-mod idle_model;
+mod runtime {
+    pub(crate) mod idle;
+}
 #[cfg(loom)]
-#[path = "core/home/mailbox.rs"]
-mod mailbox_model;
-#[cfg(loom)]
-#[path = "stackpool/batch.rs"]
-mod pool_batch_model;
-#[cfg(loom)]
-#[path = "core/refcount.rs"]
-mod refcount_model;
-#[cfg(loom)]
-#[path = "core/wake_mark.rs"]
-mod wake_mark_model;
+mod stackpool {
+    pub(crate) mod batch;
+}
 
 #[cfg(not(loom))]
 pub use aio::{AioContext, DEFAULT_POLL_MAX, TimerId};

@@ -6,10 +6,8 @@
 //! termination assertion, and a description of what a coroutine waits on for
 //! `Runtime::dump`. They are cheap: no allocation, no atomic read-modify-write.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Acquire;
 
-use crate::core::control::WaitReason;
 use crate::core::coroutine::Coroutine;
 use crate::core::tls;
 
@@ -71,28 +69,7 @@ pub fn locks_held() -> u32 {
     unsafe { co.as_ref() }.map_or(0, |co| co.locks_held.get())
 }
 
-/// Records what the current coroutine is about to wait on (shown by
-/// `Runtime::dump`). `what` names the kind of wait ("CoMutex", "sleep");
-/// `detail` the object (a lock's name).
-pub fn set_wait_reason(what: &'static str, detail: Option<Arc<str>>) {
-    let co = tls::current();
-    // SAFETY: executing-thread field of the running coroutine.
-    if let Some(co) = unsafe { co.as_ref() } {
-        // SAFETY: only the executing thread touches `wait`, and no reference
-        // to it is live.
-        unsafe { *co.wait.get() = Some(WaitReason { what, detail }) };
-    }
-}
-
-/// Clears the wait description after the wait.
-pub fn clear_wait_reason() {
-    let co = tls::current();
-    // SAFETY: executing-thread field of the running coroutine.
-    if let Some(co) = unsafe { co.as_ref() } {
-        // SAFETY: as in `set_wait_reason`.
-        unsafe { *co.wait.get() = None };
-    }
-}
+pub use crate::core::coroutine::{clear_wait_reason, set_wait_reason};
 
 /// Runs `f` with every suspension of the current coroutine inside it
 /// *shielded*: not a cancellation point. A cancelled coroutine (its last

@@ -27,7 +27,7 @@ pub use self::event_loop::DEFAULT_POLL_MAX;
 use self::event_loop::Loop;
 use self::timers::TimerFn;
 pub use self::timers::TimerId;
-use crate::core::control::{self, CoInner, CoRef, NEW};
+use crate::core::control::{self, CoInner, CoRef, State};
 use crate::core::coroutine::{Coroutine, CoroutineBuilder};
 use crate::core::home::{self, ContextMetrics, Home};
 use crate::core::join::JoinHandle;
@@ -172,7 +172,7 @@ impl AioContext {
     #[track_caller]
     pub fn schedule(&self, co: &Coroutine) {
         let co = &co.inner;
-        if co.state() != NEW {
+        if co.state() != State::New {
             let home = co.home.load(Acquire);
             if !ptr::eq(home, Arc::as_ptr(&self.home)) {
                 if !co.migratable {

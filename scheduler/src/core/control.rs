@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `refs` | any handle owner (atomic RMW) | same |
 //! | `id`, `name`, `stack_size`, `migratable` | creator, before sharing | anyone |
-//! | `state` | the *executing thread* (see below) | anyone (`entered()`, `is_finished()`) |
+//! | `state` | the *executing thread*, claims by CAS ([`lifecycle`](super::lifecycle)) | anyone (`entered()`, `is_finished()`) |
 //! | `scheduled` | wakers (CAS null → site), the executing thread (clears) | anyone |
 //! | `cancel` | the last-handle drop path, context shutdown | the executing thread |
 //! | `home` | first enter (CAS null → context), migration of a migratable coroutine | anyone |
@@ -14,49 +14,32 @@
 //! | `await_state` | the executing thread (inside `wait`), wakers (swap) | same; protocol in `future/state.rs` |
 //! | every `Cell`/`UnsafeCell` | the executing thread only | the executing thread only |
 //!
-//! The *executing thread* is the thread of the coroutine's home context. For a
+//! The *executing thread* is the thread of the coroutine's home. For a
 //! coroutine that has never run it is whichever thread enters it first (the
-//! home CAS decides a race). A migratable coroutine changes executing thread
-//! only while suspended, and the hand-over is ordered by the `state` CAS in
-//! `enter` (Acquire) against the `SUSPENDED` store (Release) of the thread it
-//! last ran on.
+//! `New → Running` claim decides a race). A migratable coroutine changes
+//! executing thread only while suspended, and the hand-over is ordered by
+//! its state word ([`lifecycle`](super::lifecycle) has the states and every
+//! transition).
 //!
-//! # States
-//!
-//! ```text
-//!   NEW ──first enter──▶ RUNNING ──suspend()──▶ SUSPENDED
-//!                          │  ▲                    │
-//!                          │  └──────enter─────────┘
-//!                          └──body returns / panics / is unwound──▶ FINISHED
-//! ```
-//!
-//! `RUNNING` is QEMU's "`caller != NULL`": set from enter until the next
-//! suspend or the end of the body, including while the coroutine has itself
-//! entered another one. `scheduled` is QEMU's `co->scheduled`, generalised to
-//! every wake: non-null from the moment a wake is accepted until the
-//! coroutine is entered for it, which is what makes a second wake for the same
-//! suspension detectable.
+//! `scheduled` is QEMU's `co->scheduled`, generalised to every wake:
+//! non-null from the moment a wake is accepted until the coroutine is
+//! entered for it, which is what makes a second wake for the same
+//! suspension detectable ([`wake_mark`](super::wake_mark)).
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use super::fiber::{Fiber, FiberYielder};
 use super::home::Home;
+use super::lifecycle::AtomicState;
 use super::refcount::RefCount;
 use super::wake_mark::WakeMark;
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize};
 
-/// Created, never entered: no home, maybe no stack yet.
-pub(crate) const NEW: u8 = 0;
-/// Entered and not yet suspended or finished (QEMU: `caller != NULL`).
-pub(crate) const RUNNING: u8 = 1;
-/// Suspended in the middle of its body.
-pub(crate) const SUSPENDED: u8 = 2;
-/// The body returned, panicked or was unwound; the stack is gone.
-pub(crate) const FINISHED: u8 = 3;
+pub(crate) use super::lifecycle::State;
 
 /// The unwind payload used to unwind a cancelled coroutine (nobody can wake
 /// it any more, or its runtime is shutting down). Private, so user code can
@@ -122,7 +105,7 @@ pub(crate) struct CoInner {
     pub(crate) stack_size: usize,
     /// Created with the `unsafe` migratable opt-in.
     pub(crate) migratable: bool,
-    pub(crate) state: AtomicU8,
+    pub(crate) state: AtomicState,
     pub(crate) cancel: AtomicBool,
     /// The pending wake, if any (QEMU's `scheduled`; see [`wake_mark`](super::wake_mark)).
     pub(crate) scheduled: WakeMark,
@@ -207,7 +190,7 @@ pub(crate) struct Spec {
 }
 
 impl CoInner {
-    /// Writes a fresh control block (state `NEW`, one reference) at `p`.
+    /// Writes a fresh control block (state `State::New`, one reference) at `p`.
     ///
     /// Field by field, on purpose: building the struct as a value and moving
     /// it into place costs a 300-byte `memcpy` per coroutine created, a tenth
@@ -234,7 +217,7 @@ impl CoInner {
             name: spec.name,
             stack_size: spec.stack_size,
             migratable: spec.migratable,
-            state: AtomicU8::new(NEW),
+            state: AtomicState::new(),
             cancel: AtomicBool::new(false),
             scheduled: WakeMark::new(),
             home: AtomicPtr::new(ptr::null_mut()),
@@ -294,8 +277,8 @@ impl CoInner {
 
     /// Current lifecycle state.
     #[inline]
-    pub(crate) fn state(&self) -> u8 {
-        self.state.load(Acquire)
+    pub(crate) fn state(&self) -> State {
+        self.state.load()
     }
 
     /// The name, or `unnamed`.
@@ -353,7 +336,7 @@ impl Drop for CoInner {
             // Only a coroutine that never started (or finished) gets here:
             // a suspended one is either unwound or leaked by
             // `last_ref_dropped`, so its fiber is parked and reusable.
-            debug_assert_ne!(*self.state.get_mut(), SUSPENDED);
+            debug_assert_ne!(self.state.get_mut(), State::Suspended);
             super::stacks::release(fiber);
         }
     }
@@ -467,8 +450,8 @@ impl Drop for CoRef {
 fn last_ref_dropped(p: NonNull<CoInner>) {
     // SAFETY: we held the last reference, so nobody else can reach the block.
     let inner = unsafe { p.as_ref() };
-    let state = inner.state.load(Acquire);
-    if state == SUSPENDED && !inner.cancel.load(Relaxed) {
+    let state = inner.state.load();
+    if state == State::Suspended && !inner.cancel.load(Relaxed) {
         // Resurrect with one count. A registry walk racing with us sees a
         // zero count and leaves the block to us (`try_upgrade`).
         inner.refs.resurrect();
@@ -478,7 +461,7 @@ fn last_ref_dropped(p: NonNull<CoInner>) {
         super::wake::wake_cancelled(CoRef(p));
         return;
     }
-    if state == SUSPENDED {
+    if state == State::Suspended {
         // Cancelled, suspended again inside its own unwinding (a destructor
         // that waits), and now unreachable: nothing can ever resume it. Its
         // stack holds live frames that must not be skipped and its home

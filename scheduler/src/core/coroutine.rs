@@ -4,7 +4,7 @@ use std::fmt;
 use std::panic::{Location, resume_unwind};
 use std::sync::atomic::Ordering::Acquire;
 
-use super::control::{self, Cancelled, CoInner, CoRef, FINISHED, RUNNING};
+use super::control::{self, Cancelled, CoInner, CoRef, State};
 use super::fiber::Suspend;
 use super::join::JoinHandle;
 use super::{enter, tls, wake, wake_mark};
@@ -117,12 +117,12 @@ impl Coroutine {
     /// QEMU's `qemu_coroutine_entered`: true from an enter until the next
     /// suspension, including while it has entered another coroutine.
     pub fn entered(&self) -> bool {
-        self.inner.state() == RUNNING
+        self.inner.state() == State::Running
     }
 
     /// True once the body has returned, panicked or been unwound.
     pub fn is_finished(&self) -> bool {
-        self.inner.state() == FINISHED
+        self.inner.state() == State::Finished
     }
 
     /// A process-unique number.
@@ -166,9 +166,9 @@ impl std::hash::Hash for Coroutine {
 impl fmt::Debug for Coroutine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.inner.state() {
-            control::NEW => "new",
-            RUNNING => "running",
-            control::SUSPENDED => "suspended",
+            State::New => "new",
+            State::Running => "running",
+            State::Suspended => "suspended",
             _ => "finished",
         };
         f.debug_struct("Coroutine")
@@ -447,4 +447,27 @@ pub fn yield_now() {
 #[track_caller]
 fn no_coroutine(what: &str) -> ! {
     panic!("{what}() called outside a coroutine (QEMU: Co-routine is yielding to no one)")
+}
+
+/// Records what the current coroutine is about to wait on (shown by
+/// `Runtime::dump`). `what` names the kind of wait ("CoMutex", "sleep");
+/// `detail` the object (a lock's name).
+pub fn set_wait_reason(what: &'static str, detail: Option<std::sync::Arc<str>>) {
+    let co = tls::current();
+    // SAFETY: executing-thread field of the running coroutine.
+    if let Some(co) = unsafe { co.as_ref() } {
+        // SAFETY: only the executing thread touches `wait`, and no reference
+        // to it is live.
+        unsafe { *co.wait.get() = Some(control::WaitReason { what, detail }) };
+    }
+}
+
+/// Clears the wait description after the wait.
+pub fn clear_wait_reason() {
+    let co = tls::current();
+    // SAFETY: executing-thread field of the running coroutine.
+    if let Some(co) = unsafe { co.as_ref() } {
+        // SAFETY: as in `set_wait_reason`.
+        unsafe { *co.wait.get() = None };
+    }
 }

@@ -9,9 +9,9 @@
 use std::any::Any;
 use std::panic::{Location, resume_unwind};
 use std::ptr;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
-use super::control::{self, CoInner, CoRef, FINISHED, LocalList, NEW, Outcome, RUNNING, SUSPENDED};
+use super::control::{self, CoInner, CoRef, LocalList, Outcome, State};
 use super::fiber::Suspend;
 use super::home::metrics::bump;
 use super::home::{self, Home};
@@ -55,9 +55,9 @@ pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
         while let Some(co) = guard.pending.pop_front() {
             control::clear_scheduled(&co);
             match co.state() {
-                FINISHED => continue,
-                NEW if co.cancel.load(Relaxed) => continue,
-                RUNNING if co.migratable => {
+                State::Finished => continue,
+                State::New if co.cancel.load(Relaxed) => continue,
+                State::Running if co.migratable => {
                     // Still running where it lived before a migration: its
                     // wake takes effect after it has suspended, so queue it
                     // here again, unless another waker already owns its next
@@ -142,7 +142,7 @@ unsafe fn run_one(
         // Release: the last write of this thread to the coroutine's
         // executing-thread fields; pairs with the Acquire in `claim` on the
         // thread that enters it next (which differs only after a migration).
-        Suspend::Yielded => co.state.store(SUSPENDED, Release),
+        Suspend::Yielded => co.state.suspended(),
         Suspend::Finished => finish(co, ctx_ref, panic),
     }
 }
@@ -157,18 +157,17 @@ enum Claim {
 
 /// Checks that `co` may run here and marks it running.
 ///
-/// Every transition into `RUNNING` that can race is a CAS: a coroutine that
+/// Every transition into `State::Running` that can race is a CAS: a coroutine that
 /// never ran can be reached by several threads (a racing `enter`, a
 /// cancellation at shutdown), and a migratable one by its old and new home.
 /// Only a started, non-migratable coroutine is claimed with a plain store:
 /// its home thread is the only thread that ever runs it.
 #[inline]
 fn claim(co: &CoInner, ctx: &Home) -> Claim {
-    // Acquire: pairs with the Release stores of `SUSPENDED` in `run_one` and
+    // An Acquire load (see `lifecycle`), which also pairs with the Release
     // of the home pointer in `rehome`.
-    let state = co.state.load(Acquire);
-    match state {
-        SUSPENDED => {
+    match co.state.load() {
+        State::Suspended => {
             let home = co.home.load(Acquire);
             if !ptr::eq(home, ctx) {
                 wrong_home(co, home, ctx);
@@ -176,45 +175,37 @@ fn claim(co: &CoInner, ctx: &Home) -> Claim {
             if co.migratable {
                 // Claim first: only the winner may touch the executing-thread
                 // fields (the registry link among them).
-                if co
-                    .state
-                    .compare_exchange(SUSPENDED, RUNNING, AcqRel, Acquire)
-                    .is_err()
-                {
+                if co.state.claim_migratable().is_err() {
                     reentered(co);
                 }
                 move_registration(co, ctx);
             } else {
-                co.state.store(RUNNING, Relaxed);
+                co.state.enter_at_home();
             }
             Claim::Run
         }
         // SAFETY: `ctx` is this thread's home (`run_one`'s contract).
-        NEW if unsafe { ctx.owner_unchecked() }.draining() => {
+        State::New if unsafe { ctx.owner_unchecked() }.draining() => {
             // The context is shutting down: nothing new starts here.
             crate::core::join::cancel_unstarted(co, crate::core::join::JoinError::Cancelled);
             Claim::Skip
         }
-        NEW => {
-            if co
-                .state
-                .compare_exchange(NEW, RUNNING, AcqRel, Acquire)
-                .is_err()
-            {
+        State::New => {
+            if let Err(found) = co.state.claim_new(State::Running) {
                 // Started or cancelled by another thread meanwhile.
-                match co.state() {
-                    FINISHED => finished(co),
+                match found {
+                    State::Finished => finished(co),
                     _ => reentered(co),
                 }
             }
             start(co, ctx)
         }
-        RUNNING => reentered(co),
+        State::Running => reentered(co),
         _ => finished(co),
     }
 }
 
-/// First entry, after winning the `NEW` → `RUNNING` CAS: claims the home
+/// First entry, after winning the `State::New` → `State::Running` CAS: claims the home
 /// context, attaches a stack, registers.
 #[cold]
 fn start(co: &CoInner, ctx: &Home) -> Claim {
@@ -243,7 +234,7 @@ fn start(co: &CoInner, ctx: &Home) -> Claim {
         if let Err(e) = attach_fiber(co) {
             // Give the coroutine back unstarted, so that it can be started
             // (or cancelled) later.
-            co.state.store(NEW, Release);
+            co.state.give_back();
             if co.joinable {
                 crate::core::join::fail_no_stack(co, e);
                 return Claim::Skip;
@@ -294,7 +285,7 @@ fn finish(co: &CoInner, ctx: &Home, panic: &mut Option<Box<dyn Any + Send>>) {
         // SAFETY: `ctx` is this thread's home (`run_one`'s contract).
         unsafe { ctx.owner_unchecked() }.unregister(co);
     }
-    co.state.store(FINISHED, Release);
+    co.state.finished();
     if let Some(f) = fiber {
         if co.paint {
             // SAFETY: painted at allocation; parked, so nothing runs on it.

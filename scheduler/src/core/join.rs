@@ -222,7 +222,7 @@ impl<T> JoinHandle<T> {
     /// suspends; outside, it blocks the thread while driving the thread's own
     /// context (so joining a coroutine homed on this thread cannot deadlock).
     pub fn join(self) -> Result<T, JoinError> {
-        let completion = if crate::in_coroutine() {
+        let completion = if super::coroutine::in_coroutine() {
             self.join_in_coroutine()
         } else {
             self.join_blocking()
@@ -242,7 +242,7 @@ impl<T> JoinHandle<T> {
     }
 
     fn join_in_coroutine(&self) -> Completion {
-        let me = crate::current().expect("in a coroutine");
+        let me = super::coroutine::current().expect("in a coroutine");
         loop {
             {
                 let mut st = self.slot().lock();
@@ -251,9 +251,9 @@ impl<T> JoinHandle<T> {
                 }
                 st.waiter = Some(Waiter::Coroutine(me.clone()));
             }
-            crate::raw::set_wait_reason("join", None);
-            crate::suspend();
-            crate::raw::clear_wait_reason();
+            crate::core::coroutine::set_wait_reason("join", None);
+            super::coroutine::suspend();
+            crate::core::coroutine::clear_wait_reason();
         }
     }
 
@@ -306,17 +306,15 @@ pub(crate) fn complete_failed(co: &CoInner, error: JoinError) {
 /// Drops an unstarted coroutine's body without running it and reports why
 /// through its handle.
 pub(crate) fn cancel_unstarted(co: &CoInner, error: JoinError) {
-    use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
-    // Claim it as a starter would: whoever wins the `NEW` CAS owns the entry
+    use std::sync::atomic::Ordering::Relaxed;
+    // Claim it as a starter would: whoever wins the `New` CAS owns the entry
     // closure. If a racing `enter` won, the coroutine runs and completes its
     // own handle.
-    let claimed = co.state.compare_exchange(
-        crate::core::control::NEW,
-        crate::core::control::FINISHED,
-        AcqRel,
-        Acquire,
-    );
-    if claimed.is_err() {
+    if co
+        .state
+        .claim_new(super::lifecycle::State::Finished)
+        .is_err()
+    {
         return;
     }
     co.cancel.store(true, Relaxed);

@@ -3,7 +3,8 @@
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`control`] | the control block (QEMU's `struct Coroutine`): fields, states, who may touch what |
+//! | [`control`] | the control block (QEMU's `struct Coroutine`): fields and who may touch them |
+//! | [`lifecycle`] | its states and the transitions that can race (loom-checked) |
 //! | [`refcount`] | its reference count, with resurrection for unwinding (loom-checked) |
 //! | [`wake_mark`] | its pending-wake mark and the wake decision (loom-checked) |
 //! | [`entry`] | a coroutine's entry closure, inline when small |
@@ -29,6 +30,7 @@ pub(crate) mod fiber;
 pub(crate) mod future;
 pub(crate) mod home;
 pub(crate) mod join;
+pub(crate) mod lifecycle;
 pub(crate) mod refcount;
 pub(crate) mod stacks;
 pub(crate) mod tls;

@@ -12,7 +12,7 @@ use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::Ordering::Acquire;
 
-use super::control::{self, CoInner, CoRef, FINISHED};
+use super::control::{self, CoInner, CoRef, State};
 use super::home::metrics::bump;
 use super::home::{self, Home};
 use super::wake_mark::{self, WakeDecision};
@@ -26,7 +26,7 @@ use super::{enter, tls};
 /// is lost.
 #[track_caller]
 pub(crate) fn wake(co: &CoRef) {
-    let finished = || co.state() == FINISHED;
+    let finished = || co.state() == State::Finished;
     match wake_mark::decide_wake(&co.scheduled, &co.cancel, finished, Location::caller()) {
         WakeDecision::Deliver => deliver_woken(co.clone()),
         WakeDecision::Absorbed => {}

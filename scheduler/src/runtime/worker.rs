@@ -25,7 +25,7 @@ use crossbeam_deque::{Steal, Worker};
 use super::Shared;
 use crate::aio::AioContext;
 use crate::aio::event_loop::IdleHooks;
-use crate::core::control::{CoRef, NEW};
+use crate::core::control::{CoRef, State};
 use crate::core::enter;
 use crate::core::home::Owner;
 use crate::core::home::metrics::bump;
@@ -208,7 +208,7 @@ fn find_work(local: &WorkerLocal, ctx: &AioContext, rng: &mut XorShift) -> Optio
 /// Runs a stealable coroutine here (its first entry, or a migratable one's
 /// next entry after it was stolen).
 fn start(owner: Owner<'_>, co: CoRef, starved: &mut Starved) {
-    if co.state() == NEW && !co.cancel.load(Relaxed) {
+    if co.state() == State::New && !co.cancel.load(Relaxed) {
         // SAFETY: before its first entry only the thread that starts a
         // coroutine touches its fiber slot, and it came to us alone.
         let has_fiber = unsafe { (*co.fiber.get()).is_some() };
@@ -218,7 +218,7 @@ fn start(owner: Owner<'_>, co: CoRef, starved: &mut Starved) {
                 return;
             }
         }
-    } else if co.migratable && co.state() != NEW {
+    } else if co.migratable && co.state() != State::New {
         enter::rehome(&co, owner.home);
     }
     owner.run_scheduled(co);

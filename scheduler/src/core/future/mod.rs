@@ -95,11 +95,11 @@ struct Suspender(*const CoInner);
 impl state::Park for Suspender {
     #[inline]
     fn park(&self) {
-        crate::raw::set_wait_reason("future", None);
+        crate::core::coroutine::set_wait_reason("future", None);
         // SAFETY: `wait` made this from its running coroutine, which is still
         // the running coroutine while its own wait calls `park`.
         unsafe { crate::core::coroutine::suspend_running(self.0) };
-        crate::raw::clear_wait_reason();
+        crate::core::coroutine::clear_wait_reason();
     }
 
     #[inline]

@@ -20,7 +20,7 @@ use std::panic::Location;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::state::{self, Notify};
-use crate::core::control::{self, CoInner, CoRef};
+use crate::core::control::{CoInner, CoRef, State};
 use crate::core::wake;
 use crate::core::wake_mark::{self, WakeDecision};
 
@@ -91,7 +91,7 @@ unsafe fn drop_waker(p: *const ()) {
 /// which resumes it anyway. Panicking there would panic in whatever thread
 /// called `wake`, typically another runtime's worker.
 fn deliver(co: CoRef) {
-    let finished = || co.state() == control::FINISHED;
+    let finished = || co.state() == State::Finished;
     if wake_mark::decide_wake(&co.scheduled, &co.cancel, finished, Location::caller())
         == WakeDecision::Deliver
     {

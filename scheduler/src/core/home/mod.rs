@@ -46,9 +46,7 @@ pub use self::metrics::ContextMetrics;
 use self::metrics::{Counters, bump};
 use self::registry::Registry;
 pub use self::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
-use super::control::{
-    self, CoInner, CoRef, FINISHED, LocalList, NEW, RUNNING, SUSPENDED, WaitReason,
-};
+use super::control::{self, CoInner, CoRef, LocalList, State, WaitReason};
 use super::enter;
 use super::tls;
 use crate::sync::{Arc, AtomicPtr};
@@ -333,9 +331,9 @@ impl<'a> Owner<'a> {
     pub(crate) fn run_scheduled(self, co: CoRef) {
         control::clear_scheduled(&co);
         match co.state() {
-            FINISHED => {}
-            NEW if co.cancel.load(Relaxed) => {}
-            RUNNING if co.migratable => {
+            State::Finished => {}
+            State::New if co.cancel.load(Relaxed) => {}
+            State::Running if co.migratable => {
                 // Still running on its previous home: its wake takes effect
                 // once it has suspended there. Re-queue it, unless another
                 // waker already owns its next wake.
@@ -404,7 +402,7 @@ impl<'a> Owner<'a> {
                 // SAFETY: registered blocks are alive: a coroutine
                 // unregisters before it is freed, on this thread.
                 let co = unsafe { &*p };
-                if co.state() != SUSPENDED || !ptr::eq(co.home.load(Acquire), self.home) {
+                if co.state() != State::Suspended || !ptr::eq(co.home.load(Acquire), self.home) {
                     return None;
                 }
                 Some(self.describe(co))
@@ -457,7 +455,7 @@ pub(crate) fn drop_taken(taken: Taken<CoInner>) {
 /// unstarted one is cancelled first, so that its `JoinHandle` (which may
 /// keep the block alive) does not wait forever.
 pub(crate) fn drop_queued(co: CoRef) {
-    if co.state() == NEW {
+    if co.state() == State::New {
         super::join::cancel_unstarted(&co, super::join::JoinError::Cancelled);
     }
     drop(co);

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use super::metrics::bump;
 use super::{Owner, SuspendedInfo, drop_queued, drop_taken, report_contained_panic};
-use crate::core::control::{self, CoRef, SUSPENDED};
+use crate::core::control::{self, CoRef, State};
 use crate::core::enter;
 
 /// How long a shutdown waits for its coroutines to finish unwinding, unless
@@ -151,7 +151,7 @@ impl Owner<'_> {
             co.cancel.store(true, Release);
             // `parked_shielded` is an executing-thread field: we are the
             // coroutine's home thread and it is suspended.
-            if co.state() == SUSPENDED
+            if co.state() == State::Suspended
                 && !co.parked_shielded.get()
                 && control::try_schedule(&co, Location::caller()).is_ok()
             {
