@@ -40,6 +40,7 @@ use super::wake_mark::WakeMark;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize};
 
 pub(crate) use super::lifecycle::State;
+pub(crate) use super::list::LocalList;
 
 /// The unwind payload used to unwind a cancelled coroutine (nobody can wake
 /// it any more, or its runtime is shutting down). Private, so user code can
@@ -315,10 +316,9 @@ impl CoInner {
 
     /// Detaches this coroutine's wakeup list.
     pub(crate) fn take_wakeups(&self) -> LocalList {
-        let list = LocalList {
-            head: self.wakeup_head.get(),
-            tail: self.wakeup_tail.get(),
-        };
+        // SAFETY: the wakeup list is a chain of owned references linked
+        // through `next` (built by `push_wakeup`), handed over whole.
+        let list = unsafe { LocalList::from_parts(self.wakeup_head.get(), self.wakeup_tail.get()) };
         self.wakeup_head.set(ptr::null());
         self.wakeup_tail.set(ptr::null());
         list
@@ -353,10 +353,10 @@ unsafe impl Sync for CoRef {}
 
 impl CoRef {
     /// Allocates a control block (recycling a freed one of this thread's
-    /// when it can: see [`blocks`]).
+    /// when it can: see [`blocks`](super::blocks)).
     #[inline(always)]
     pub(crate) fn new(spec: Spec) -> CoRef {
-        let p = blocks::alloc();
+        let p = super::blocks::alloc();
         // SAFETY: `alloc` returns memory sized and aligned for a CoInner,
         // owned by us and uninitialised.
         unsafe { CoInner::init_at(p.as_ptr(), spec) };
@@ -481,202 +481,7 @@ fn last_ref_dropped(p: NonNull<CoInner>) {
     // SAFETY: initialised by `CoRef::new`, unreachable now, dropped once.
     unsafe { std::ptr::drop_in_place(p.as_ptr()) };
     // SAFETY: the memory came from `blocks::alloc` and holds no value now.
-    unsafe { blocks::free(p) };
-}
-
-/// Recycling of control-block allocations.
-///
-/// Creating and finishing a coroutine is the pool's hot path (QEMU
-/// `/perf/lifecycle`), and in a spawn storm one worker allocates control
-/// blocks that another worker frees; with the system allocator that is an
-/// arena-lock ping-pong between the two threads. Freed blocks therefore go
-/// through the same batch pool as stacks ([`SharedPool`]/[`LocalCache`]:
-/// two batches per thread, whole batches moved between threads under one
-/// mutex), capped at [`MAX_POOLED`] blocks process-wide.
-///
-/// [`SharedPool`]: crate::stackpool::batch::SharedPool
-/// [`LocalCache`]: crate::stackpool::batch::LocalCache
-mod blocks {
-    use std::alloc::{Layout, dealloc, handle_alloc_error};
-    use std::cell::UnsafeCell;
-    use std::ptr::NonNull;
-    use std::sync::OnceLock;
-
-    use super::CoInner;
-    use crate::stackpool::batch::{LocalCache, SharedPool};
-
-    /// Blocks kept in the shared pool (about 25 MiB of control blocks).
-    const MAX_POOLED: usize = 65_536;
-
-    /// A block of uninitialised memory for one `CoInner`.
-    struct Block(NonNull<CoInner>);
-
-    // SAFETY: a pooled block is plain memory with no value in it; any thread
-    // may reuse or free it.
-    unsafe impl Send for Block {}
-
-    impl Drop for Block {
-        fn drop(&mut self) {
-            // SAFETY: every block came from `alloc_fresh` with this layout
-            // and holds no value while pooled.
-            unsafe { dealloc(self.0.as_ptr().cast(), Layout::new::<CoInner>()) };
-        }
-    }
-
-    fn shared() -> &'static SharedPool<Block> {
-        static SHARED: OnceLock<SharedPool<Block>> = OnceLock::new();
-        SHARED.get_or_init(|| SharedPool::new(MAX_POOLED, MAX_POOLED))
-    }
-
-    struct Cache(LocalCache<Block>);
-
-    impl Drop for Cache {
-        fn drop(&mut self) {
-            let blocks = self.0.drain();
-            // Another thread will likely want them; freed if the pool is full.
-            drop(shared().give_batch(0, blocks));
-        }
-    }
-
-    thread_local! {
-        static CACHE: UnsafeCell<Cache> = const { UnsafeCell::new(Cache(LocalCache::new(0))) };
-    }
-
-    fn alloc_fresh() -> NonNull<CoInner> {
-        let layout = Layout::new::<CoInner>();
-        // SAFETY: CoInner is not zero-sized.
-        let p = unsafe { std::alloc::alloc(layout) }.cast::<CoInner>();
-        NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
-    }
-
-    /// Uninitialised memory for one control block.
-    #[inline]
-    pub(super) fn alloc() -> NonNull<CoInner> {
-        let cached = CACHE
-            // SAFETY: thread-local and not re-entered (the cache only calls
-            // the shared pool's mutex, never back into this module).
-            .try_with(|c| unsafe { (*c.get()).0.get(shared()) })
-            .ok()
-            .flatten();
-        match cached {
-            Some(block) => {
-                let p = block.0;
-                std::mem::forget(block);
-                p
-            }
-            None => alloc_fresh(),
-        }
-    }
-
-    /// Gives back a block whose value was dropped.
-    ///
-    /// # Safety
-    /// `p` came from [`alloc`] and holds no live value.
-    #[inline]
-    pub(super) unsafe fn free(p: NonNull<CoInner>) {
-        let block = Block(p);
-        let mut slot = Some(block);
-        let refused = CACHE
-            // SAFETY: as in `alloc`.
-            .try_with(|c| unsafe { (*c.get()).0.put(shared(), slot.take().expect("once")) })
-            .ok()
-            .flatten();
-        // Dropping a `Block` frees its memory: the refused batch, or the
-        // block itself during thread teardown.
-        drop(refused);
-        drop(slot);
-    }
-}
-
-/// An intrusive FIFO of owned references linked through `CoInner::next`.
-/// Thread-local: used for wakeup lists, an enter's pending list and a
-/// context's ready queue.
-pub(crate) struct LocalList {
-    head: *const CoInner,
-    tail: *const CoInner,
-}
-
-impl LocalList {
-    /// The empty list.
-    pub(crate) const fn new() -> LocalList {
-        LocalList {
-            head: ptr::null(),
-            tail: ptr::null(),
-        }
-    }
-
-    /// True when empty.
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_null()
-    }
-
-    /// Appends an owned reference.
-    pub(crate) fn push_back(&mut self, co: CoRef) {
-        let raw = co.into_raw();
-        // SAFETY: we own a reference; the link is free (one list at a time).
-        unsafe { (*raw).next.set(ptr::null()) };
-        if self.tail.is_null() {
-            self.head = raw;
-        } else {
-            // SAFETY: the tail is on this list, which owns a reference to it.
-            unsafe { (*self.tail).next.set(raw) };
-        }
-        self.tail = raw;
-    }
-
-    /// Removes the first element.
-    #[inline]
-    pub(crate) fn pop_front(&mut self) -> Option<CoRef> {
-        if self.head.is_null() {
-            return None;
-        }
-        let raw = self.head;
-        // SAFETY: `raw` is on this list, which owns a reference to it.
-        self.head = unsafe { (*raw).next.get() };
-        if self.head.is_null() {
-            self.tail = ptr::null();
-        }
-        // SAFETY: the list's reference is handed to the caller exactly once.
-        Some(unsafe { CoRef::from_raw(raw) })
-    }
-
-    /// Puts all of `front` before the current elements, keeping its order
-    /// (QEMU's `QSIMPLEQ_PREPEND` of a finished coroutine's wakeups).
-    #[inline]
-    pub(crate) fn prepend(&mut self, front: LocalList) {
-        if front.head.is_null() {
-            return;
-        }
-        // SAFETY: `front.tail` is on `front`, which we now own.
-        unsafe { (*front.tail).next.set(self.head) };
-        if self.tail.is_null() {
-            self.tail = front.tail;
-        }
-        self.head = front.head;
-        std::mem::forget(front);
-    }
-
-    /// Appends all of `back`.
-    pub(crate) fn append(&mut self, back: LocalList) {
-        if back.head.is_null() {
-            return;
-        }
-        if self.tail.is_null() {
-            self.head = back.head;
-        } else {
-            // SAFETY: the tail is on this list.
-            unsafe { (*self.tail).next.set(back.head) };
-        }
-        self.tail = back.tail;
-        std::mem::forget(back);
-    }
-}
-
-impl Drop for LocalList {
-    fn drop(&mut self) {
-        while self.pop_front().is_some() {}
-    }
+    unsafe { super::blocks::free(p) };
 }
 
 /// Process-unique ids, handed out in blocks so that creating a coroutine does

@@ -5,6 +5,8 @@
 //! |---|---|
 //! | [`control`] | the control block (QEMU's `struct Coroutine`): fields and who may touch them |
 //! | [`lifecycle`] | its states and the transitions that can race (loom-checked) |
+//! | [`blocks`] | recycling of control-block allocations through batch caches |
+//! | [`list`] | an intrusive, thread-local FIFO of coroutine references |
 //! | [`refcount`] | its reference count, with resurrection for unwinding (loom-checked) |
 //! | [`wake_mark`] | its pending-wake mark and the wake decision (loom-checked) |
 //! | [`entry`] | a coroutine's entry closure, inline when small |
@@ -22,6 +24,7 @@
 //! never the event loop above it ([`home::EventLoop`] is the seam the loop
 //! plugs into).
 
+pub(crate) mod blocks;
 pub(crate) mod control;
 pub(crate) mod coroutine;
 pub(crate) mod enter;
@@ -31,6 +34,7 @@ pub(crate) mod future;
 pub(crate) mod home;
 pub(crate) mod join;
 pub(crate) mod lifecycle;
+pub(crate) mod list;
 pub(crate) mod refcount;
 pub(crate) mod stacks;
 pub(crate) mod tls;
@@ -39,7 +43,7 @@ pub(crate) mod wake_mark;
 
 /// The overflow handler's view of the running coroutine. Runs in a signal
 /// handler: reads only plain cells of the current control block.
-fn overflow_lookup() -> Option<crate::stack::overflow::FaultTarget> {
+pub(crate) fn overflow_lookup() -> Option<crate::stack::overflow::FaultTarget> {
     let co = tls::current();
     // SAFETY: the running coroutine is alive; the fields read are written
     // only by this thread, which is interrupted in that coroutine's code.
