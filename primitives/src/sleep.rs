@@ -46,7 +46,8 @@ impl Wake for Coroutine {
 /// Outside a coroutine.
 #[track_caller]
 pub fn co_sleep(d: Duration) {
-    match Instant::now().checked_add(d) {
+    // The context's clock: real time, or a simulation's virtual time.
+    match AioContext::current().now().checked_add(d) {
         Some(deadline) => sleep_until(deadline),
         // Beyond the clock's range: nothing can ever wake it.
         None => {
@@ -136,7 +137,7 @@ impl CoSleep {
     /// `CoSleep`.
     #[track_caller]
     pub fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now().checked_add(d);
+        let deadline = AioContext::current().now().checked_add(d);
         sleep_on(Some(&self.slot), deadline) != Outcome::Timer
     }
 

@@ -22,6 +22,20 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// The thread count once it has dropped to `expected` (or after a second):
+/// a joined thread can linger in `/proc/self/task` for a moment after
+/// `join` returns.
+fn settled_thread_count(expected: usize) -> usize {
+    let start = Instant::now();
+    loop {
+        let n = thread_count();
+        if n <= expected || start.elapsed() > Duration::from_secs(1) {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn mapping_count() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
@@ -93,7 +107,11 @@ fn two_hundred_runtimes_with_waiters_unwind_everything() {
         pool_before.in_use(),
         "every stack came back"
     );
-    assert_eq!(thread_count(), threads, "worker threads were joined");
+    assert_eq!(
+        settled_thread_count(threads),
+        threads,
+        "worker threads were joined"
+    );
     let pooled_growth = pool_after.pooled.saturating_sub(pool_before.pooled);
     let after = mapping_count();
     // Under AddressSanitizer the process maps memory of its own (shadow,

@@ -137,6 +137,8 @@ mod runtime;
 #[cfg(not(loom))]
 mod sanitizer;
 #[cfg(not(loom))]
+pub mod sim;
+#[cfg(not(loom))]
 pub mod stack;
 #[cfg(not(loom))]
 mod stackpool;

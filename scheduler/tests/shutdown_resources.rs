@@ -21,6 +21,20 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// The thread count once it has dropped to `expected` (or after a second):
+/// a joined thread can linger in `/proc/self/task` for a moment after
+/// `join` returns.
+fn settled_thread_count(expected: usize) -> usize {
+    let start = Instant::now();
+    loop {
+        let n = thread_count();
+        if n <= expected || start.elapsed() > Duration::from_secs(1) {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn mapping_count() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
@@ -66,7 +80,11 @@ fn a_hundred_runtimes_leak_no_thread_and_no_mapping() {
     for _ in 0..100 {
         cycle();
     }
-    assert_eq!(thread_count(), threads, "worker threads were joined");
+    assert_eq!(
+        settled_thread_count(threads),
+        threads,
+        "worker threads were joined"
+    );
     let after = mapping_count();
     // AddressSanitizer maps memory of its own: see below.
     assert!(
@@ -137,7 +155,11 @@ fn two_hundred_cycles_with_suspended_coroutines_unwind_everything() {
         pool_before.in_use(),
         "every stack went back to the pool or was unmapped"
     );
-    assert_eq!(thread_count(), threads, "worker threads were joined");
+    assert_eq!(
+        settled_thread_count(threads),
+        threads,
+        "worker threads were joined"
+    );
     // Two mappings per stack the pool keeps; the pool may fill up to its
     // maximum over the cycles, which is not a leak.
     let pooled_growth = pool_after.pooled.saturating_sub(pool_before.pooled);

@@ -14,9 +14,9 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
-use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::io::IoDriver;
@@ -58,10 +58,53 @@ pub(crate) trait IdleHooks {
 pub(crate) struct NoHooks;
 impl IdleHooks for NoHooks {}
 
+/// What a context's timers measure time with.
+pub(crate) enum Clock {
+    /// The monotonic clock (`Instant::now`).
+    Real,
+    /// A simulation's virtual clock, shared by its contexts: it moves only
+    /// when the simulation advances it.
+    Virtual(Arc<VirtualClock>),
+}
+
+/// Virtual time: a fixed real instant plus an offset the simulation moves.
+pub(crate) struct VirtualClock {
+    base: Instant,
+    offset_ns: AtomicU64,
+}
+
+impl VirtualClock {
+    /// A clock at virtual time zero.
+    pub(crate) fn new() -> VirtualClock {
+        VirtualClock {
+            base: Instant::now(),
+            offset_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The virtual instant now.
+    pub(crate) fn now(&self) -> Instant {
+        self.base + Duration::from_nanos(self.offset_ns.load(Relaxed))
+    }
+
+    /// Virtual time elapsed since the clock started.
+    pub(crate) fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.offset_ns.load(Relaxed))
+    }
+
+    /// Moves the clock forward to `t` (never backward).
+    pub(crate) fn advance_to(&self, t: Instant) {
+        let ns = duration_ns(t.saturating_duration_since(self.base));
+        // Relaxed: the simulation runs on one thread.
+        self.offset_ns.fetch_max(ns, Relaxed);
+    }
+}
+
 /// The loop state of one context.
 pub(crate) struct Loop {
     /// The eventfd that ends an `epoll_wait` (created with the driver).
     waker: OnceLock<mio::Waker>,
+    clock: Clock,
     poll_max_ns: AtomicU64,
 
     // --- owner thread only (every accessor takes the `Owner` token) ---
@@ -87,10 +130,16 @@ unsafe impl Sync for Loop {}
 unsafe impl Send for Loop {}
 
 impl Loop {
-    /// A fresh loop with the given polling maximum.
+    /// A fresh loop with the given polling maximum, on real time.
     pub(crate) fn new(poll_max: Duration) -> Loop {
+        Loop::with_clock(poll_max, Clock::Real)
+    }
+
+    /// A fresh loop measuring time with `clock`.
+    pub(crate) fn with_clock(poll_max: Duration, clock: Clock) -> Loop {
         Loop {
             waker: OnceLock::new(),
+            clock,
             poll_max_ns: AtomicU64::new(duration_ns(poll_max)),
             timers: UnsafeCell::new(Timers::default()),
             due: UnsafeCell::new(Vec::new()),
@@ -108,6 +157,23 @@ impl Loop {
         match l.as_any().downcast_ref::<Loop>() {
             Some(l) => l,
             None => unreachable!("every home's event loop is an AioContext loop"),
+        }
+    }
+
+    /// The loop's time: real, or its simulation's virtual time.
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        match &self.clock {
+            Clock::Real => Instant::now(),
+            Clock::Virtual(v) => v.now(),
+        }
+    }
+
+    /// The simulation's clock, when this is a simulated context.
+    pub(crate) fn virtual_clock(&self) -> Option<&Arc<VirtualClock>> {
+        match &self.clock {
+            Clock::Real => None,
+            Clock::Virtual(v) => Some(v),
         }
     }
 
@@ -221,14 +287,14 @@ impl Loop {
     }
 
     /// Owner: the next timer deadline.
-    fn next_deadline(&self, _o: Owner<'_>) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, _o: Owner<'_>) -> Option<Instant> {
         // SAFETY: owner only, short borrow.
         unsafe { (*self.timers.get()).next_deadline() }
     }
 
     /// Owner: runs the due timer callbacks; true if any fired. A panicking
     /// callback is re-raised after the rest are re-armed (due now).
-    fn run_timers(&self, o: Owner<'_>) -> bool {
+    pub(crate) fn run_timers(&self, o: Owner<'_>) -> bool {
         // The scratch vector is taken out while callbacks run (they may arm
         // timers, or even poll) and put back afterwards, so that firing
         // timers allocates nothing in steady state.
@@ -239,7 +305,7 @@ impl Loop {
                 return false;
             }
             let mut due = std::mem::take(&mut *self.due.get());
-            timers.take_due(Instant::now(), &mut due);
+            timers.take_due(self.now(), &mut due);
             due
         };
         let fired = !due.is_empty();
@@ -247,7 +313,7 @@ impl Loop {
         let mut callbacks = due.drain(..);
         while let Some(cb) = callbacks.next() {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.run())) {
-                let now = Instant::now();
+                let now = self.now();
                 for rest in callbacks.by_ref() {
                     self.add_timer(o, now, rest);
                 }

@@ -57,9 +57,15 @@ pub(crate) struct ContextSettings {
 impl AioContext {
     /// A new context, owned by nobody until installed on a thread.
     pub(crate) fn with_settings(settings: ContextSettings) -> AioContext {
+        AioContext::with_clock(settings, event_loop::Clock::Real)
+    }
+
+    /// A new context whose timers go by `clock` (a simulation's virtual
+    /// clock, or real time).
+    pub(crate) fn with_clock(settings: ContextSettings, clock: event_loop::Clock) -> AioContext {
         let home = Arc::new(Home::new(settings.name, settings.stack_size));
         let poll_max = settings.poll_max;
-        home.attach_loop(|| Box::new(Loop::new(poll_max)));
+        home.attach_loop(|| Box::new(Loop::with_clock(poll_max, clock)));
         AioContext { home }
     }
 
@@ -250,6 +256,14 @@ impl AioContext {
     /// disables busy-polling.
     pub fn set_poll_max(&self, max: Duration) {
         self.event_loop().set_poll_max(&self.home, max);
+    }
+
+    /// The time this context's timers go by: the monotonic clock, or, for a
+    /// context of a [`Simulation`](crate::sim::Simulation), its virtual
+    /// clock. Deadlines given to [`add_timer`](AioContext::add_timer) (and
+    /// to `coprimitives`' sleeps) are measured against it.
+    pub fn now(&self) -> Instant {
+        self.event_loop().now()
     }
 
     /// True if this is the calling thread's context.

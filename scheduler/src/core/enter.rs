@@ -297,6 +297,11 @@ fn finish(co: &CoInner, ctx: &Home, panic: &mut Option<Box<dyn Any + Send>>) {
             crate::core::stacks::release(f);
         }
     }
+    if let Some(Outcome::Panicked(p)) = &outcome {
+        if let Some(observe) = tls::panic_observer() {
+            observe(co, &**p);
+        }
+    }
     match outcome {
         // A spawned coroutine's panic belongs to its JoinHandle, never to
         // the worker (or whoever) that happened to run it.

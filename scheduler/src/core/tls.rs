@@ -15,6 +15,9 @@ use std::ptr;
 use super::control::CoInner;
 use super::home::Home;
 
+/// What a simulation is told when a coroutine ends with a panic.
+pub(crate) type PanicObserver = fn(&CoInner, &(dyn std::any::Any + Send));
+
 /// Per-thread scheduler state. Plain `Cell`s: only the owning thread touches
 /// them, and a signal handler on that thread may read `current`.
 pub(crate) struct ThreadState {
@@ -22,13 +25,22 @@ pub(crate) struct ThreadState {
     /// own stack (QEMU's `current`, with null standing for the leader).
     pub(crate) current: Cell<*const CoInner>,
     /// This thread's home, null until one is created or installed. The
-    /// owning `Arc` lives in `home::THREAD_HOME`.
+    /// owning `Arc` lives in `home::THREAD_HOME` (or in the simulation that
+    /// runs several homes on this thread and switches between them).
     pub(crate) home: Cell<*const Home>,
+    /// Told about every panic a coroutine of this thread ends with, before
+    /// it goes to its join handle or enterer (a simulation fails its run on
+    /// them). Empty outside simulations.
+    pub(crate) panic_observer: Cell<Option<PanicObserver>>,
 }
 
 thread_local! {
     static STATE: ThreadState = const {
-        ThreadState { current: Cell::new(ptr::null()), home: Cell::new(ptr::null()) }
+        ThreadState {
+            current: Cell::new(ptr::null()),
+            home: Cell::new(ptr::null()),
+            panic_observer: Cell::new(None),
+        }
     };
 }
 
@@ -51,6 +63,16 @@ pub(crate) fn current() -> *const CoInner {
 #[inline(never)]
 pub(crate) fn home() -> *const Home {
     launder(STATE.with(|s| s.home.get()))
+}
+
+/// The panic observer of this thread, if a simulation set one.
+pub(crate) fn panic_observer() -> Option<PanicObserver> {
+    STATE.with(|s| s.panic_observer.get())
+}
+
+/// Sets (or clears) this thread's panic observer.
+pub(crate) fn set_panic_observer(f: Option<PanicObserver>) {
+    STATE.with(|s| s.panic_observer.set(f));
 }
 
 /// Installs (or, with null, removes) this thread's home pointer.

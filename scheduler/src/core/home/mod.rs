@@ -356,6 +356,22 @@ impl<'a> Owner<'a> {
         progress
     }
 
+    /// Takes what the mailbox holds for this home, without running it: the
+    /// hand-offs and the bottom halves, each oldest first (a simulation
+    /// delivers them one at a time).
+    pub(crate) fn take_mail(self) -> (Vec<CoRef>, Vec<Bh>) {
+        let handoffs = self
+            .home
+            .mailbox
+            .take_handoffs()
+            // SAFETY: each node carries the reference given up in
+            // `push_remote`.
+            .map(|raw| unsafe { CoRef::from_raw(raw) })
+            .collect();
+        let bhs = self.home.mailbox.take_bhs().unwrap_or_default();
+        (handoffs, bhs)
+    }
+
     /// Registers a started coroutine.
     pub(crate) fn register(self, co: &CoInner) {
         // SAFETY: owner only (the token), short borrow.

@@ -59,6 +59,14 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// resumed coroutine may have suspended at a cancellation point again).
 const DRAIN_RECHECK: Duration = Duration::from_millis(10);
 
+/// What one turn of a shutdown found.
+pub(crate) struct DrainTurn {
+    /// Coroutines homed here still to unwind (orphans excluded).
+    pub(crate) remaining: usize,
+    /// Anything ran or was resumed.
+    pub(crate) progress: bool,
+}
+
 impl Owner<'_> {
     /// The shutdown procedure of the module docs. Returns the coroutines
     /// that were still suspended at `deadline` (leaked). Calling it again
@@ -68,32 +76,13 @@ impl Owner<'_> {
         if home.is_closed() {
             return Vec::new();
         }
-        home.draining.set(true);
-        let event_loop = home.event_loop();
+        self.begin_shutdown();
         loop {
-            // A notification only asks for a turn, which this is.
-            self.take_notified();
-            let turn = catch_unwind(AssertUnwindSafe(|| {
-                let mut progress = self.run_bhs();
-                progress |= self.take_handoffs();
-                if let Some(l) = event_loop {
-                    progress |= l.shutdown_turn(self);
-                }
-                progress |= self.run_ready();
-                progress
-            }));
-            let progress = match turn {
-                Ok(p) => p,
-                Err(p) => {
-                    report_contained_panic(home, &*p);
-                    true
-                }
-            };
-            let (remaining, resumed) = self.resume_cancelled();
-            if remaining == 0 && self.ready_is_empty() && !home.has_incoming() {
+            let turn = self.drain_turn();
+            if turn.remaining == 0 && self.ready_is_empty() && !home.has_incoming() {
                 break;
             }
-            if progress || resumed {
+            if turn.progress {
                 continue;
             }
             let now = Instant::now();
@@ -101,13 +90,55 @@ impl Owner<'_> {
                 break;
             }
             let until = deadline.min(now + DRAIN_RECHECK);
-            match event_loop {
+            match home.event_loop() {
                 Some(l) => l.shutdown_wait(self, until),
                 // No event loop to sleep in: a home created by the core
                 // alone (raw coroutines on a plain thread).
                 None => std::thread::park_timeout(until.saturating_duration_since(now)),
             }
         }
+        self.end_shutdown()
+    }
+
+    /// Step 1's switch: from now on nothing new starts here.
+    pub(crate) fn begin_shutdown(self) {
+        self.home.draining.set(true);
+    }
+
+    /// Steps 2 and 3, once: a turn of the loop, then the cancellation pass.
+    pub(crate) fn drain_turn(self) -> DrainTurn {
+        // A notification only asks for a turn, which this is.
+        self.take_notified();
+        let event_loop = self.home.event_loop();
+        let turn = catch_unwind(AssertUnwindSafe(|| {
+            let mut progress = self.run_bhs();
+            progress |= self.take_handoffs();
+            if let Some(l) = event_loop {
+                progress |= l.shutdown_turn(self);
+            }
+            progress |= self.run_ready();
+            progress
+        }));
+        let ran = match turn {
+            Ok(p) => p,
+            Err(p) => {
+                report_contained_panic(self.home, &*p);
+                true
+            }
+        };
+        let (remaining, resumed) = self.resume_cancelled();
+        DrainTurn {
+            remaining: if self.ready_is_empty() && !self.home.has_incoming() {
+                remaining
+            } else {
+                remaining.max(1)
+            },
+            progress: ran || resumed,
+        }
+    }
+
+    /// Steps 4 and 5: leaks what is left and closes the home.
+    pub(crate) fn end_shutdown(self) -> Vec<SuspendedInfo> {
         let stuck = self.leak_stuck();
         self.close();
         stuck

@@ -1,0 +1,501 @@
+//! The deterministic simulation finds real concurrency bugs in ordinary
+//! coroutine code, replays them step for step, and runs virtual time fast.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use coprimitives::{CoMutex, CoQueue, CoRwLock, co_sleep, co_timeout};
+use coscheduler::sim::{self, Simulation, Strategy};
+use coscheduler::{AioContext, Coroutine, JoinHandle};
+
+// ----------------------------------------------------------------------
+// The pre-2021 QEMU CoRwlock, as util/qemu-coroutine-lock.c had it before
+// the ticket rewrite: readers and writers wait on one plain CoQueue, a
+// writer's critical section runs with the internal mutex held, `downgrade`
+// wakes none of the queued readers, and a reader's unlock wakes a single
+// coroutine, assuming it is a writer. (coprimitives' CoRwLock is the
+// rewrite.)
+
+use coprimitives::Lockable;
+use std::sync::atomic::AtomicIsize;
+
+struct OldRwLock {
+    mutex: CoMutex<()>,
+    queue: CoQueue,
+    /// Protected by `mutex` (atomics only to be `Sync` without `unsafe`).
+    reader: AtomicIsize,
+    pending_writer: AtomicIsize,
+}
+
+impl OldRwLock {
+    fn new() -> OldRwLock {
+        OldRwLock {
+            mutex: CoMutex::new(()),
+            queue: CoQueue::new(),
+            reader: AtomicIsize::new(0),
+            pending_writer: AtomicIsize::new(0),
+        }
+    }
+
+    fn rdlock(&self) {
+        self.mutex.lock_raw();
+        // For fairness, wait if a writer is in line.
+        while self.pending_writer.load(SeqCst) > 0 {
+            self.queue.wait_with(&self.mutex);
+        }
+        self.reader.fetch_add(1, SeqCst);
+        self.mutex.unlock_raw();
+    }
+
+    fn wrlock(&self) {
+        self.mutex.lock_raw();
+        self.pending_writer.fetch_add(1, SeqCst);
+        while self.reader.load(SeqCst) > 0 {
+            self.queue.wait_with(&self.mutex);
+        }
+        self.pending_writer.fetch_sub(1, SeqCst);
+        // The write section runs with the mutex held.
+    }
+
+    fn unlock(&self) {
+        if self.reader.load(SeqCst) == 0 {
+            // The critical section started in wrlock.
+            self.queue.restart_all();
+        } else {
+            self.mutex.lock_raw();
+            self.reader.fetch_sub(1, SeqCst);
+            // Wake only one waiting writer.
+            if self.reader.load(SeqCst) == 0 {
+                self.queue.next();
+            }
+        }
+        self.mutex.unlock_raw();
+    }
+
+    fn downgrade(&self) {
+        // The mutex is held since wrlock.
+        self.reader.fetch_add(1, SeqCst);
+        self.mutex.unlock_raw();
+    }
+}
+
+/// `Lockable` spelled out for the old lock's raw use of its mutex.
+trait RawLock {
+    fn lock_raw(&self);
+    fn unlock_raw(&self);
+}
+impl RawLock for CoMutex<()> {
+    fn lock_raw(&self) {
+        Lockable::lock(self);
+    }
+    fn unlock_raw(&self) {
+        // SAFETY: called only by the coroutine that took it with `lock_raw`
+        // (or that inherited it from `wrlock` through a downgrade).
+        unsafe { Lockable::unlock(self) };
+    }
+}
+
+/// Mixed readers, writers and downgraders on two contexts; every one
+/// finishes when the lock is correct.
+fn rwlock_scenario<L: Send + Sync + 'static>(
+    ctxs: &[AioContext],
+    lock: Arc<L>,
+    read: fn(&L),
+    unlock_read: fn(&L),
+    write_downgrade_unlock: fn(&L),
+) {
+    let hs: Vec<JoinHandle<()>> = (0..6)
+        .map(|i| {
+            let l = lock.clone();
+            ctxs[i % 2].spawn(move || match i % 3 {
+                0 => {
+                    read(&l);
+                    coscheduler::yield_now();
+                    unlock_read(&l);
+                }
+                _ => write_downgrade_unlock(&l),
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+// `OldRwLock` has no guards: plain functions stand for lock and unlock.
+fn old_read(l: &OldRwLock) {
+    l.rdlock();
+}
+fn old_unlock_read(l: &OldRwLock) {
+    l.unlock();
+}
+fn old_write_downgrade_unlock(l: &OldRwLock) {
+    l.wrlock();
+    coscheduler::yield_now();
+    l.downgrade();
+    coscheduler::yield_now();
+    l.unlock();
+}
+
+fn new_write_downgrade_unlock(l: &CoRwLock<u32>) {
+    let mut w = l.write();
+    *w += 1;
+    coscheduler::yield_now();
+    let r = w.downgrade();
+    coscheduler::yield_now();
+    drop(r);
+}
+
+#[test]
+fn the_pre_2021_rwlock_hangs_within_a_thousand_seeds() {
+    let failure = sim::check(0..1000, 2, |ctxs| {
+        rwlock_scenario(
+            ctxs,
+            Arc::new(OldRwLock::new()),
+            old_read,
+            old_unlock_read,
+            old_write_downgrade_unlock,
+        )
+    })
+    .expect_err("the old CoRwlock loses readers on downgrade");
+    assert!(failure.is_deadlock(), "{failure}");
+    let text = failure.to_string();
+    assert!(text.contains(&format!("seed {}", failure.seed())), "{text}");
+    assert!(
+        text.contains("CoQueue"),
+        "the dump says who waits on what: {text}"
+    );
+}
+
+#[test]
+fn the_real_rwlock_survives_ten_thousand_seeds() {
+    let r = sim::check(0..10_000, 2, |ctxs| {
+        let lock = Arc::new(CoRwLock::new(0u32));
+        let hs: Vec<JoinHandle<()>> = (0..6)
+            .map(|i| {
+                let l = lock.clone();
+                ctxs[i % 2].spawn(move || match i % 3 {
+                    0 => {
+                        let g = l.read();
+                        coscheduler::yield_now();
+                        drop(g);
+                    }
+                    _ => new_write_downgrade_unlock(&l),
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*lock.read(), 4, "every writer got in");
+    });
+    if let Err(f) = r {
+        panic!("{f}");
+    }
+}
+
+// ----------------------------------------------------------------------
+// A CoMutex variant whose unlock skips the hand-off when the next waiter
+// is on another context.
+
+/// Whether the lock is held, and its waiters with their grant flags.
+type BrokenState = (bool, VecDeque<(Coroutine, Arc<AtomicBool>)>);
+
+struct BrokenMutex {
+    inner: std::sync::Mutex<BrokenState>,
+}
+
+impl BrokenMutex {
+    fn new() -> BrokenMutex {
+        BrokenMutex {
+            inner: std::sync::Mutex::new((false, VecDeque::new())),
+        }
+    }
+
+    fn lock(&self) {
+        let granted = Arc::new(AtomicBool::new(false));
+        {
+            let mut st = self.inner.lock().unwrap();
+            if !st.0 {
+                st.0 = true;
+                return;
+            }
+            st.1.push_back((coscheduler::current().unwrap(), granted.clone()));
+        }
+        while !granted.load(SeqCst) {
+            coscheduler::suspend();
+        }
+    }
+
+    fn unlock(&self) {
+        let mut st = self.inner.lock().unwrap();
+        match st.1.pop_front() {
+            None => st.0 = false,
+            Some((co, granted)) => {
+                granted.store(true, SeqCst);
+                drop(st);
+                if co.context() == Some(AioContext::current()) {
+                    co.wake();
+                }
+                // Otherwise the hand-off to the other context is skipped:
+                // the waiter owns the lock but nobody wakes it.
+            }
+        }
+    }
+}
+
+fn counter_scenario(
+    ctxs: &[AioContext],
+    lock: impl Fn() + Clone + Send + 'static,
+    unlock: impl Fn() + Clone + Send + 'static,
+) {
+    let count = Rc::new(RefCell::new(0));
+    let hs: Vec<JoinHandle<()>> = (0..4)
+        .map(|i| {
+            let (lock, unlock) = (lock.clone(), unlock.clone());
+            let count = SendRc(count.clone());
+            ctxs[i % 2].spawn(move || {
+                let count = count;
+                for _ in 0..3 {
+                    lock();
+                    *count.0.borrow_mut() += 1;
+                    coscheduler::yield_now();
+                    unlock();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(*count.borrow(), 12);
+}
+
+/// A simulation runs all its contexts on one thread, so sharing an `Rc`
+/// between its coroutines is sound there.
+struct SendRc(Rc<RefCell<u32>>);
+// SAFETY: only used inside simulations, whose coroutines all run on the
+// thread that runs the simulation.
+unsafe impl Send for SendRc {}
+
+#[test]
+fn a_mutex_that_skips_the_remote_hand_off_is_caught_and_the_real_one_survives() {
+    let failure = sim::check(0..1000, 2, |ctxs| {
+        let m = Arc::new(BrokenMutex::new());
+        let (a, b) = (m.clone(), m);
+        counter_scenario(ctxs, move || a.lock(), move || b.unlock());
+    })
+    .expect_err("the skipped hand-off strands a waiter");
+    assert!(failure.is_deadlock(), "{failure}");
+
+    let r = sim::check(0..1000, 2, |ctxs| {
+        let m = Arc::new(CoMutex::new(()));
+        let (a, b) = (m.clone(), m);
+        counter_scenario(
+            ctxs,
+            move || std::mem::forget(a.lock()),
+            // SAFETY: each unlock follows the same coroutine's lock, whose
+            // guard was forgotten.
+            move || unsafe { coprimitives::Lockable::unlock(&*b) },
+        );
+    });
+    if let Err(f) = r {
+        panic!("{f}");
+    }
+}
+
+// ----------------------------------------------------------------------
+// A lost wake-up in user code: check-then-wait without holding the lock
+// around the CoQueue wait.
+
+fn lost_wakeup(ctxs: &[AioContext]) {
+    let ready = Arc::new(AtomicBool::new(false));
+    let lock = Arc::new(CoMutex::new(()));
+    let queue = Arc::new(CoQueue::new());
+    let (r, l, q) = (ready.clone(), lock.clone(), queue.clone());
+    let waiter = ctxs[0].spawn(move || {
+        if !r.load(SeqCst) {
+            // The bug: the flag is checked without the lock, so the setter
+            // can run between the check and the wait.
+            coscheduler::yield_now();
+            let g = l.lock();
+            let _g = q.wait(g);
+        }
+    });
+    let setter = ctxs[1].spawn(move || {
+        let _g = lock.lock();
+        ready.store(true, SeqCst);
+        queue.next();
+    });
+    setter.join().unwrap();
+    waiter.join().unwrap();
+}
+
+#[test]
+fn a_lost_wakeup_is_found_and_replayed_step_for_step() {
+    let failure = sim::check(0..1000, 2, lost_wakeup).expect_err("the lost wake-up");
+    assert!(failure.is_deadlock(), "{failure}");
+    let again = failure
+        .replay()
+        .run(lost_wakeup)
+        .expect_err("a replay fails the same way");
+    assert_eq!(again.seed(), failure.seed());
+    assert_eq!(
+        again.schedule(),
+        failure.schedule(),
+        "the same interleaving, step for step"
+    );
+    assert_eq!(again.schedule().to_string(), failure.schedule().to_string());
+}
+
+#[test]
+fn pct_finds_the_lost_wakeup_too() {
+    let found = (0..1000).find_map(|seed| {
+        Simulation::new(seed, 2)
+            .strategy(Strategy::Pct {
+                depth: 2,
+                steps: 50,
+            })
+            .run(lost_wakeup)
+            .err()
+    });
+    assert!(found.is_some_and(|f| f.is_deadlock()));
+}
+
+// ----------------------------------------------------------------------
+// Determinism and virtual time.
+
+fn busy_program(ctxs: &[AioContext]) -> u32 {
+    let m = Arc::new(CoMutex::new(0u32));
+    let hs: Vec<_> = (0..8)
+        .map(|i| {
+            let m = m.clone();
+            ctxs[i % 3].spawn(move || {
+                for _ in 0..5 {
+                    *m.lock() += 1;
+                    co_sleep(Duration::from_millis(1 + i as u64));
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    *m.lock()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_schedule_across_runs_and_processes() {
+    let (r1, s1) = Simulation::new(42, 3).run_traced(busy_program);
+    let (r2, s2) = Simulation::new(42, 3).run_traced(busy_program);
+    assert_eq!(r1.unwrap(), 40);
+    assert_eq!(r2.unwrap(), 40);
+    assert_eq!(s1.to_string(), s2.to_string(), "byte for byte");
+    let (_, other) = Simulation::new(43, 3).run_traced(busy_program);
+    assert_ne!(s1, other, "another seed, another schedule");
+
+    // Another process running the same binary.
+    if let Some(path) = std::env::var_os("SIM_SCHEDULE_OUT") {
+        std::fs::write(path, s1.to_string()).unwrap();
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("sim-schedule-{}", std::process::id()));
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_same_seed_gives_the_same_schedule_across_runs_and_processes",
+        ])
+        .env("SIM_SCHEDULE_OUT", &out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let theirs = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(
+        theirs,
+        s1.to_string(),
+        "the child process followed the same schedule"
+    );
+}
+
+#[test]
+fn a_thousand_long_sleeps_finish_fast_in_deadline_order() {
+    let started = Instant::now();
+    let order = Simulation::new(1, 2)
+        .run(|ctxs| {
+            let finished = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let hs: Vec<_> = (0..1000u64)
+                .map(|i| {
+                    let f = finished.clone();
+                    // 1–600 s, spread over the range.
+                    let secs = 1 + (i * 7919) % 600;
+                    ctxs[i as usize % 2].spawn(move || {
+                        co_sleep(Duration::from_secs(secs));
+                        f.lock().unwrap().push((sim::now(), secs));
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            finished.lock().unwrap().clone()
+        })
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(order.len(), 1000);
+    for w in order.windows(2) {
+        assert!(w[0].1 <= w[1].1, "woken in deadline order");
+    }
+    for (at, secs) in &order {
+        assert!(*at >= Duration::from_secs(*secs), "never early");
+    }
+}
+
+#[test]
+fn a_ten_minute_timeout_takes_no_real_time() {
+    let started = Instant::now();
+    let r = Simulation::new(3, 1)
+        .run(|_| {
+            co_timeout(Duration::from_secs(600), || {
+                co_sleep(Duration::from_secs(3600))
+            })
+        })
+        .unwrap();
+    assert!(r.is_err(), "timed out");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_panic_names_the_seed_and_leaves_nothing_behind() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    struct CountDrop(Arc<AtomicUsize>);
+    impl Drop for CountDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let d = drops.clone();
+    let failure = Simulation::new(9, 2)
+        .run(move |ctxs| {
+            let d2 = d.clone();
+            let sleeper = ctxs[1].spawn(move || {
+                let _g = CountDrop(d2);
+                co_sleep(Duration::from_secs(3600));
+            });
+            ctxs[1].spawn(|| panic!("an assertion in a spawned coroutine"));
+            sleeper.join().unwrap();
+        })
+        .expect_err("the panic fails the run");
+    assert!(failure.is_panic());
+    assert!(failure.to_string().contains("seed 9"));
+    assert!(failure.panic_message().unwrap().contains("an assertion"));
+    assert_eq!(drops.load(SeqCst), 1, "the sleeper was unwound at the end");
+}
