@@ -42,10 +42,15 @@ impl Wake for Coroutine {
 /// assert!(h.join().unwrap() >= Duration::from_millis(2));
 /// ```
 ///
-/// # Panics
-/// Outside a coroutine.
+/// Outside a coroutine the calling thread sleeps instead, running its own
+/// context meanwhile (the crate's rule for waits outside coroutines, see the
+/// crate docs): coroutines homed on the thread keep running.
 #[track_caller]
 pub fn co_sleep(d: Duration) {
+    if !coscheduler::in_coroutine() {
+        sleep_outside(d);
+        return;
+    }
     // The context's clock: real time, or a simulation's virtual time.
     match AioContext::current().now().checked_add(d) {
         Some(deadline) => sleep_until(deadline),
@@ -53,6 +58,16 @@ pub fn co_sleep(d: Duration) {
         None => {
             let _ = sleep_on(None, None);
         }
+    }
+}
+
+/// `co_sleep` from a plain thread: the sleep runs as a coroutine of the
+/// thread's context, which the thread drives until it is over.
+#[cold]
+fn sleep_outside(d: Duration) {
+    let sleeper = AioContext::current().spawn(move || co_sleep(d));
+    if let Err(e) = sleeper.join() {
+        panic!("co_sleep outside a coroutine: {e}");
     }
 }
 

@@ -194,4 +194,6 @@ pub use core::home::{ContextMetrics, DEFAULT_SHUTDOWN_TIMEOUT};
 #[cfg(not(loom))]
 pub use core::join::{JoinError, JoinHandle};
 #[cfg(not(loom))]
-pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self};
+pub use runtime::{
+    Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self, spawn,
+};

@@ -565,6 +565,42 @@ pub struct RuntimeMetrics {
     pub pool: crate::stackpool::PoolStats,
 }
 
+/// Spawns `f` where the caller runs, as `tokio::spawn` does: on one of a
+/// [`Runtime`]'s workers (in a coroutine or a bottom half there), onto that
+/// runtime — through its injector, stealable by any worker until it starts
+/// ([`Runtime::spawn`]); on any other thread, onto the thread's own
+/// [`AioContext`] ([`AioContext::spawn`]), where it runs when the thread
+/// drives its context (joins, polls, waits).
+///
+/// ```
+/// let rt = coscheduler::Runtime::builder().threads(2).build().unwrap();
+/// let total = rt.block_on(|| {
+///     let hs: Vec<_> = (1..=10u64).map(|i| coscheduler::spawn(move || i)).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+/// });
+/// assert_eq!(total, 55);
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let w = worker::current_worker();
+    // SAFETY: the worker-local block lives for the worker thread's whole
+    // loop (the pointer is cleared before it ends), and we are on that
+    // thread.
+    match unsafe { w.as_ref() } {
+        Some(local) => spawn_on_shared(
+            &local.shared,
+            CoroutineBuilder::default(),
+            f,
+            Location::caller(),
+        ),
+        None => AioContext::current().spawn(f),
+    }
+}
+
 /// QEMU's `aio_co_reschedule_self`: moves the current (migratable) coroutine
 /// to `ctx` and continues there. Returns once it runs on `ctx`.
 ///
