@@ -47,13 +47,14 @@ impl Wake for Coroutine {
 /// crate docs): coroutines homed on the thread keep running.
 #[track_caller]
 pub fn co_sleep(d: Duration) {
-    if !coscheduler::in_coroutine() {
+    let Some(me) = coscheduler::current() else {
         sleep_outside(d);
         return;
-    }
+    };
+    let ctx = AioContext::current();
     // The context's clock: real time, or a simulation's virtual time.
-    match AioContext::current().now().checked_add(d) {
-        Some(deadline) => sleep_until(deadline),
+    match ctx.now().checked_add(d) {
+        Some(deadline) => sleep_until(me, ctx, deadline),
         // Beyond the clock's range: nothing can ever wake it.
         None => {
             let _ = sleep_on(None, None);
@@ -75,11 +76,7 @@ fn sleep_outside(d: Duration) {
 /// nothing to claim and the timer can simply wake it (no shared state, no
 /// allocation: the callback's one handle is stored inline in the timer).
 #[track_caller]
-fn sleep_until(deadline: Instant) {
-    let Some(me) = coscheduler::current() else {
-        panic!("CoSleep::sleep / co_sleep called outside a coroutine");
-    };
-    let ctx = AioContext::current();
+fn sleep_until(me: Coroutine, ctx: AioContext, deadline: Instant) {
     let id = ctx.add_timer(deadline, move || me.wake());
     // Disarms the timer however the sleep ends: normally it has fired and
     // cancelling is a no-op; if the coroutine was unwound (shutdown) or

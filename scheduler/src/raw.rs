@@ -98,14 +98,14 @@ pub fn shield<R>(f: impl FnOnce() -> R) -> R {
             // running this drop (a shield does not outlive its frame), and
             // `shield` is its executing-thread field.
             if let Some(co) = unsafe { self.0.as_ref() } {
-                co.shield.set(co.shield.get() - 1);
+                co.shields.set(co.shields.get() - 1);
             }
         }
     }
     let co = tls::current();
     // SAFETY: the running coroutine is alive; executing-thread field.
     if let Some(co) = unsafe { co.as_ref() } {
-        co.shield.set(co.shield.get() + 1);
+        co.shields.set(co.shields.get() + 1);
     }
     let _unshield = Unshield(co);
     f()

@@ -152,9 +152,18 @@ impl Loop {
 
     /// The loop attached to `home`, attaching a default one first if the
     /// home has none (a home the core created for a plain thread).
+    #[inline]
     pub(crate) fn of(home: &Home) -> &Loop {
-        let l = home.attach_loop(|| Box::new(Loop::new(DEFAULT_POLL_MAX)));
-        match l.as_any().downcast_ref::<Loop>() {
+        match home.loop_as::<Loop>() {
+            Some(l) => l,
+            None => Loop::attach_default(home),
+        }
+    }
+
+    #[cold]
+    fn attach_default(home: &Home) -> &Loop {
+        home.attach_loop(|| Loop::new(DEFAULT_POLL_MAX));
+        match home.loop_as::<Loop>() {
             Some(l) => l,
             None => unreachable!("every home's event loop is an AioContext loop"),
         }
@@ -294,7 +303,17 @@ impl Loop {
 
     /// Owner: runs the due timer callbacks; true if any fired. A panicking
     /// callback is re-raised after the rest are re-armed (due now).
+    #[inline]
     pub(crate) fn run_timers(&self, o: Owner<'_>) -> bool {
+        // SAFETY: owner only (the token), short borrow.
+        if unsafe { (*self.timers.get()).len() } == 0 {
+            return false;
+        }
+        self.run_timers_slow(o)
+    }
+
+    #[inline(never)]
+    fn run_timers_slow(&self, o: Owner<'_>) -> bool {
         // The scratch vector is taken out while callbacks run (they may arm
         // timers, or even poll) and put back afterwards, so that firing
         // timers allocates nothing in steady state.

@@ -65,7 +65,7 @@ impl AioContext {
     pub(crate) fn with_clock(settings: ContextSettings, clock: event_loop::Clock) -> AioContext {
         let home = Arc::new(Home::new(settings.name, settings.stack_size));
         let poll_max = settings.poll_max;
-        home.attach_loop(|| Box::new(Loop::with_clock(poll_max, clock)));
+        home.attach_loop(|| Loop::with_clock(poll_max, clock));
         AioContext { home }
     }
 

@@ -60,8 +60,8 @@ impl Drop for Cancelled {
         // SAFETY: the running coroutine is alive while it runs, and
         // `unwinding_cancel` is an executing-thread field of it.
         if let Some(co) = unsafe { co.as_ref() } {
-            if co.id == self.id {
-                co.unwinding_cancel.set(false);
+            if co.id == self.id && co.unwinding_cancel.replace(false) {
+                co.shields.set(co.shields.get() - 1);
             }
         }
     }
@@ -154,11 +154,12 @@ pub(crate) struct CoInner {
     /// (`usize::MAX` until then).
     pub(crate) stack_hwm: AtomicUsize,
     /// A cancellation unwind raised in this coroutine is in progress: its
-    /// destructors are running and may suspend (and wait) normally.
+    /// destructors are running and may suspend (and wait) normally. Counts
+    /// as one in `shields` while true.
     pub(crate) unwinding_cancel: Cell<bool>,
-    /// Depth of `raw::shield` sections: suspensions inside one are never
-    /// cancellation points.
-    pub(crate) shield: Cell<u32>,
+    /// Why a suspension now is not a cancellation point: the depth of
+    /// `raw::shield` sections, plus one while a cancellation unwinds.
+    pub(crate) shields: Cell<u32>,
     /// The current suspension is not a cancellation point (a shield, our
     /// own cancellation unwinding, or a panic unwinding on this thread):
     /// shutdown does not resume it to unwind it, only a real wake does.
@@ -242,7 +243,7 @@ impl CoInner {
             joinable: spec.joinable,
             join: super::join::JoinSlot::default(),
             unwinding_cancel: Cell::new(false),
-            shield: Cell::new(0),
+            shields: Cell::new(0),
             parked_shielded: Cell::new(false),
             orphaned: AtomicBool::new(false),
         }

@@ -393,8 +393,7 @@ pub(crate) unsafe fn suspend_running(co: *const CoInner) {
     // executing-thread fields and we are on that thread.
     let shielded = unsafe {
         let inner = &*co;
-        let shielded =
-            inner.shield.get() != 0 || inner.unwinding_cancel.get() || std::thread::panicking();
+        let shielded = inner.shields.get() != 0 || std::thread::panicking();
         inner.parked_shielded.set(shielded);
         shielded
     };
@@ -416,6 +415,7 @@ pub(crate) unsafe fn suspend_running(co: *const CoInner) {
     // caller's re-check after we return see it (see `wake_mark`).
     if wake_mark::resumed_cancelled(&inner.cancel) && !shielded {
         inner.unwinding_cancel.set(true);
+        inner.shields.set(inner.shields.get() + 1);
         resume_unwind(Box::new(Cancelled { id: inner.id }));
     }
 }

@@ -26,6 +26,7 @@ use crate::sync::Arc;
 /// A panic of any coroutine run here is re-raised once the loop is done
 /// (the first one, if several panic).
 #[track_caller]
+#[inline]
 pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
     if !wake_consumed {
         if let Some(site) = first.scheduled.pending() {
@@ -36,22 +37,40 @@ pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
     let ctx = ensure_context(ts);
     let mut pending = LocalList::new();
     let mut panic = None;
+    // SAFETY: `ts` is this thread's state and `ctx` its context; both stay
+    // valid for this whole call, because the thread running an enter loop
+    // is itself running (never suspended) until the loop returns. `first`
+    // is kept alive by the caller. Nothing is pending yet, so a misuse
+    // panic of this first run loses no wakeup.
+    unsafe { run_one(ts, ctx, first, &mut pending, &mut panic) };
+    if pending.is_empty() && panic.is_none() {
+        // The common case (nothing woken, no panic): no loop at all.
+        std::mem::forget(pending);
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { enter_rest(ts, ctx, pending, panic) };
+}
+
+/// The rest of [`enter_chain`]: the coroutines the first one woke, and
+/// theirs, depth-first; then the first panic, if any.
+///
+/// # Safety
+/// As [`run_one`].
+#[cold]
+#[inline(never)]
+#[track_caller]
+unsafe fn enter_rest(
+    ts: *const ThreadState,
+    ctx: *const Home,
+    mut pending: LocalList,
+    mut panic: Option<Box<dyn Any + Send>>,
+) {
     {
         let guard = PendingGuard {
             pending: &mut pending,
             ctx,
         };
-        // SAFETY: `ts` is this thread's state and `ctx` its context; both
-        // stay valid for this whole call, because the thread running an
-        // enter loop is itself running (never suspended) until the loop
-        // returns. `first` is kept alive by the caller.
-        unsafe { run_one(ts, ctx, first, guard.pending, &mut panic) };
-        if guard.pending.is_empty() && panic.is_none() {
-            // The common case (nothing woken, no panic): skip the loop.
-            std::mem::forget(guard);
-            std::mem::forget(pending);
-            return;
-        }
         while let Some(co) = guard.pending.pop_front() {
             control::clear_scheduled(&co);
             match co.state() {
@@ -70,7 +89,7 @@ pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
                 }
                 _ => {}
             }
-            // SAFETY: as above; `co` is owned by this loop.
+            // SAFETY: the caller's contract; `co` is owned by this loop.
             unsafe { run_one(ts, ctx, &co, guard.pending, &mut panic) };
         }
     }
@@ -162,8 +181,22 @@ enum Claim {
 /// cancellation at shutdown), and a migratable one by its old and new home.
 /// Only a started, non-migratable coroutine is claimed with a plain store:
 /// its home thread is the only thread that ever runs it.
-#[inline]
+#[inline(always)]
 fn claim(co: &CoInner, ctx: &Home) -> Claim {
+    // The hot case: a started coroutine of this home, not migratable. The
+    // state load is an Acquire (see `lifecycle`).
+    if co.state.load() == State::Suspended && !co.migratable && ptr::eq(co.home.load(Relaxed), ctx)
+    {
+        co.state.enter_at_home();
+        return Claim::Run;
+    }
+    claim_slow(co, ctx)
+}
+
+/// Every other case of [`claim`].
+#[cold]
+#[inline(never)]
+fn claim_slow(co: &CoInner, ctx: &Home) -> Claim {
     // An Acquire load (see `lifecycle`), which also pairs with the Release
     // of the home pointer in `rehome`.
     match co.state.load() {

@@ -43,19 +43,14 @@ thread_local! {
 
 /// Runs `f` with this thread's cache (`None` during thread teardown, after
 /// the cache was retired).
-#[inline]
+#[inline(always)]
 fn with_cache<R>(f: impl FnOnce(Option<&mut ThreadCache<Box<Fiber>>>) -> R) -> R {
-    let mut f = Some(f);
-    let r = CACHE.try_with(|c| {
-        // SAFETY: thread-local, and the pool calls never re-enter this
-        // function (`ThreadCache`'s contract), so this is the only access.
-        let tc = unsafe { &mut *c.0.get() };
-        (f.take().expect("called once"))(Some(tc))
-    });
-    match r {
-        Ok(r) => r,
-        Err(_) => (f.take().expect("called once"))(None),
-    }
+    let cache = CACHE.try_with(|c| c.0.get()).ok();
+    // SAFETY: the pointer is to this thread's cache, which lives until the
+    // thread's TLS teardown (it cannot start during this call), and the
+    // pool calls never re-enter this function (`ThreadCache`'s contract),
+    // so this is the only access.
+    f(cache.map(|p| unsafe { &mut *p }))
 }
 
 /// Takes a fiber of `class` from the pool or maps a new one.

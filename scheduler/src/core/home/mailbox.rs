@@ -309,6 +309,18 @@ impl<T: Linked, B> Mailbox<T, B> {
         !self.handoffs.is_empty() || self.bh_pending.load(Relaxed) || self.notified.load(Relaxed)
     }
 
+    /// True if no hand-off is queued (a hint, as `has_incoming`).
+    #[inline]
+    pub(crate) fn handoffs_empty(&self) -> bool {
+        self.handoffs.is_empty()
+    }
+
+    /// True if bottom halves were posted (a hint; `take_bhs` decides).
+    #[inline]
+    pub(crate) fn bhs_pending(&self) -> bool {
+        self.bh_pending.load(Relaxed)
+    }
+
     /// Owner: the hand-off queue, oldest first.
     pub(crate) fn take_handoffs(&self) -> Taken<T> {
         self.handoffs.take_all()

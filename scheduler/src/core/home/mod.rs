@@ -32,7 +32,7 @@ mod registry;
 mod shutdown;
 mod thread;
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
@@ -87,6 +87,9 @@ pub(crate) struct Home {
     mailbox: Mailbox<CoInner, Bh>,
     pub(crate) counters: Counters,
     event_loop: OnceLock<Box<dyn EventLoop>>,
+    /// The attached loop's concrete type and address, so that its owner
+    /// layer gets it back without a virtual call ([`Home::loop_as`]).
+    loop_typed: OnceLock<(TypeId, usize)>,
     /// The thread that owns the home, once installed: woken when no event
     /// loop sleeps on its behalf (see [`block_until`]).
     owner_thread: OnceLock<std::thread::Thread>,
@@ -134,6 +137,7 @@ impl Home {
             mailbox: Mailbox::new(),
             counters: Counters::default(),
             event_loop: OnceLock::new(),
+            loop_typed: OnceLock::new(),
             owner_thread: OnceLock::new(),
             ready: UnsafeCell::new(LocalList::new()),
             registry: UnsafeCell::new(Registry::default()),
@@ -191,8 +195,23 @@ impl Home {
 
     /// Attaches the event loop made by `make`, unless one is attached
     /// already; returns the attached one.
-    pub(crate) fn attach_loop(&self, make: impl FnOnce() -> Box<dyn EventLoop>) -> &dyn EventLoop {
-        &**self.event_loop.get_or_init(make)
+    pub(crate) fn attach_loop<L: EventLoop>(&self, make: impl FnOnce() -> L) -> &dyn EventLoop {
+        let l = &**self.event_loop.get_or_init(|| Box::new(make()));
+        let _ = self.loop_typed.get_or_init(|| {
+            let any = l.as_any();
+            (any.type_id(), any as *const dyn Any as *const () as usize)
+        });
+        l
+    }
+
+    /// The attached event loop as its concrete type `L`, if it is one.
+    #[inline]
+    pub(crate) fn loop_as<L: EventLoop>(&self) -> Option<&L> {
+        let &(tid, addr) = self.loop_typed.get()?;
+        // SAFETY: `addr` is the address of the attached loop, boxed in
+        // `event_loop` for the home's whole life, and its type is `L`: the
+        // type ids match.
+        (tid == TypeId::of::<L>()).then(|| unsafe { &*(addr as *const L) })
     }
 
     /// Any thread: gives `co` (already marked scheduled) to this home.
@@ -280,7 +299,16 @@ impl<'a> Owner<'a> {
     }
 
     /// Moves the hand-off queue to the ready list; true if any came.
+    #[inline]
     pub(crate) fn take_handoffs(self) -> bool {
+        if self.home.mailbox.handoffs_empty() {
+            return false;
+        }
+        self.take_handoffs_slow()
+    }
+
+    #[inline(never)]
+    fn take_handoffs_slow(self) -> bool {
         let mut any = 0;
         for raw in self.home.mailbox.take_handoffs() {
             // SAFETY: each node carries the reference given up in
@@ -294,7 +322,16 @@ impl<'a> Owner<'a> {
 
     /// Runs the posted bottom halves; true if any ran. A panicking one is
     /// re-raised after the others are put back for the next turn.
+    #[inline]
     pub(crate) fn run_bhs(self) -> bool {
+        if !self.home.mailbox.bhs_pending() {
+            return false;
+        }
+        self.run_bhs_slow()
+    }
+
+    #[inline(never)]
+    fn run_bhs_slow(self) -> bool {
         let Some(bhs) = self.home.mailbox.take_bhs() else {
             return false;
         };
