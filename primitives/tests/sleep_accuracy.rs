@@ -135,10 +135,18 @@ fn many_sleepers_on_two_workers_all_finish() {
     rt.shutdown();
 }
 
+/// Outside a coroutine the thread sleeps, and coroutines homed on it keep
+/// running meanwhile (the crate's rule for waits outside coroutines).
 #[test]
-#[should_panic(expected = "outside a coroutine")]
-fn sleeping_outside_a_coroutine_panics() {
-    co_sleep(Duration::from_millis(1));
+fn sleeping_outside_a_coroutine_sleeps_the_thread_and_runs_its_context() {
+    let ran = Arc::new(Mutex::new(false));
+    let r = ran.clone();
+    let ctx = coscheduler::AioContext::current();
+    drop(ctx.spawn(move || *r.lock().unwrap() = true));
+    let t = Instant::now();
+    co_sleep(Duration::from_millis(5));
+    assert!(t.elapsed() >= Duration::from_millis(5), "never early");
+    assert!(*ran.lock().unwrap(), "the context ran while the thread slept");
 }
 
 #[test]
