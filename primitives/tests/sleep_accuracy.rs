@@ -146,7 +146,10 @@ fn sleeping_outside_a_coroutine_sleeps_the_thread_and_runs_its_context() {
     let t = Instant::now();
     co_sleep(Duration::from_millis(5));
     assert!(t.elapsed() >= Duration::from_millis(5), "never early");
-    assert!(*ran.lock().unwrap(), "the context ran while the thread slept");
+    assert!(
+        *ran.lock().unwrap(),
+        "the context ran while the thread slept"
+    );
 }
 
 #[test]

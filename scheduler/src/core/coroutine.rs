@@ -64,8 +64,22 @@ impl Coroutine {
     /// [`Coroutine::builder`] and [`CoroutineBuilder::create`] to get the
     /// `io::Error` instead.
     pub fn new<F: FnOnce() + Send + 'static>(f: F) -> Coroutine {
-        match Coroutine::builder().create(f) {
-            Ok(co) => co,
+        // The builder's path without the builder: the thread's default
+        // stack class, no name, nothing to convert (this is QEMU's
+        // `/perf/lifecycle` hot path).
+        let class = crate::stackpool::thread_default_class();
+        match crate::core::stacks::acquire(class) {
+            Ok(fiber) => Coroutine {
+                inner: CoRef::new(control::Spec {
+                    entry: control::Entry::new(f),
+                    name: None,
+                    stack_size: class,
+                    migratable: false,
+                    fiber: Some(fiber),
+                    paint: false,
+                    joinable: false,
+                }),
+            },
             Err(e) => panic!("cannot create a coroutine: no stack available: {e}"),
         }
     }

@@ -161,9 +161,23 @@ unsafe fn run_one(
         // Release: the last write of this thread to the coroutine's
         // executing-thread fields; pairs with the Acquire in `claim` on the
         // thread that enters it next (which differs only after a migration).
-        Suspend::Yielded => co.state.suspended(),
+        Suspend::Yielded => {
+            if co.registry_home.load(Relaxed).is_null() {
+                // SAFETY: `ctx` is this thread's home (our contract).
+                register_at_first_suspension(co, unsafe { ctx_ref.owner_unchecked() });
+            }
+            co.state.suspended();
+        }
         Suspend::Finished => finish(co, ctx_ref, panic),
     }
+}
+
+/// A coroutine suspends for the first time: from now on its home's
+/// shutdown and dumps must be able to find it.
+#[cold]
+#[inline(never)]
+fn register_at_first_suspension(co: &CoInner, owner: super::home::Owner<'_>) {
+    owner.register(co);
 }
 
 /// Whether a claimed coroutine is to be resumed.
@@ -238,8 +252,10 @@ fn claim_slow(co: &CoInner, ctx: &Home) -> Claim {
     }
 }
 
-/// First entry, after winning the `State::New` → `State::Running` CAS: claims the home
-/// context, attaches a stack, registers.
+/// First entry, after winning the `New` → `Running` CAS: claims the home and
+/// attaches a stack. The coroutine is registered with its home only when it
+/// first suspends: one that runs to its end at once never needs to be found
+/// by a shutdown or a dump.
 #[cold]
 fn start(co: &CoInner, ctx: &Home) -> Claim {
     let home = co.home.load(Acquire);
@@ -279,8 +295,6 @@ fn start(co: &CoInner, ctx: &Home) -> Claim {
             );
         }
     }
-    // SAFETY: `ctx` is this thread's home (`run_one`'s contract).
-    unsafe { ctx.owner_unchecked() }.register(co);
     bump(&ctx.counters.coroutines_started, 1);
     Claim::Run
 }

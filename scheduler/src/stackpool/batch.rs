@@ -207,6 +207,25 @@ impl<T> LocalCache<T> {
         self.current.len() + self.reserve.as_ref().map_or(0, Vec::len)
     }
 
+    /// The most recently released item of the current batch, if any (the
+    /// common case of [`get`](Self::get), without the refill).
+    #[inline]
+    pub(crate) fn pop_current(&mut self) -> Option<T> {
+        self.current.pop()
+    }
+
+    /// Keeps `item` in the current batch if it has room (the common case of
+    /// [`put`](Self::put)); gives it back otherwise.
+    #[inline]
+    pub(crate) fn push_current(&mut self, item: T) -> Result<(), T> {
+        if self.current.len() < BATCH && self.current.len() < self.current.capacity() {
+            self.current.push(item);
+            Ok(())
+        } else {
+            Err(item)
+        }
+    }
+
     /// QEMU's `coroutine_pool_get`: the most recently released item (warm in
     /// cache), refilling from the shared pool when both batches are empty.
     #[inline]

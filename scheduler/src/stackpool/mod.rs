@@ -219,6 +219,14 @@ impl<T: Pooled> Pool<T> {
         class: usize,
     ) -> io::Result<T> {
         if let Some(tc) = tc.as_deref_mut() {
+            if let (true, Some(c)) = (tc.cache.class() == class, tc.counters.as_deref()) {
+                if let Some(item) = tc.cache.pop_current() {
+                    Counters::bump(&c.hits, 1);
+                    c.local_pooled
+                        .store(c.local_pooled.load(Relaxed) - 1, Relaxed);
+                    return Ok(item);
+                }
+            }
             if tc.cache.class() == class {
                 if let Some(item) = tc.cache.get(&self.shared) {
                     let len = tc.cache.len() as u64;
@@ -291,6 +299,25 @@ impl<T: Pooled> Pool<T> {
     #[inline]
     pub(crate) fn release(&self, mut tc: Option<&mut ThreadCache<T>>, item: T) {
         let class = item.class();
+        let item = match tc.as_deref_mut() {
+            Some(tc) => match (tc.cache.class() == class, tc.counters.as_deref()) {
+                (true, Some(c)) => match tc.cache.push_current(item) {
+                    Ok(()) => {
+                        c.local_pooled
+                            .store(c.local_pooled.load(Relaxed) + 1, Relaxed);
+                        return;
+                    }
+                    Err(item) => item,
+                },
+                _ => item,
+            },
+            None => item,
+        };
+        self.release_slow(tc, class, item);
+    }
+
+    #[inline(never)]
+    fn release_slow(&self, mut tc: Option<&mut ThreadCache<T>>, class: usize, item: T) {
         let mut slot = Some(item);
         let refused = match tc.as_deref_mut() {
             Some(tc) if tc.cache.class() == class => {
@@ -384,21 +411,38 @@ impl<T: Pooled> Pool<T> {
 }
 
 thread_local! {
-    static THREAD_DEFAULT_SIZE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// This thread's default usable stack size and its size class (0: the
+    /// crate's default, not computed yet).
+    static THREAD_DEFAULT: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 /// The usable stack size coroutines created on this thread get by default
 /// (the Runtime sets its `stack_size` on its workers).
 pub(crate) fn thread_default_size() -> usize {
-    match THREAD_DEFAULT_SIZE.with(std::cell::Cell::get) {
+    match THREAD_DEFAULT.with(std::cell::Cell::get).0 {
         0 => DEFAULT_STACK_SIZE,
         n => n,
     }
 }
 
+/// The size class of [`thread_default_size`], computed once per setting.
+#[inline]
+pub(crate) fn thread_default_class() -> usize {
+    THREAD_DEFAULT.with(|c| match c.get() {
+        (_, 0) => {
+            let size = thread_default_size();
+            let class = usable_size_for(size).unwrap_or(size);
+            c.set((size, class));
+            class
+        }
+        (_, class) => class,
+    })
+}
+
 /// Sets this thread's default stack size.
 pub(crate) fn set_thread_default_size(bytes: usize) {
-    THREAD_DEFAULT_SIZE.with(|c| c.set(bytes));
+    let class = usable_size_for(bytes).unwrap_or(0);
+    THREAD_DEFAULT.with(|c| c.set((bytes, class)));
 }
 
 /// The default usable stack size, as a size class.
