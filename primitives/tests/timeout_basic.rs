@@ -145,11 +145,13 @@ fn works_from_a_plain_thread() {
     let t = Instant::now();
     assert_eq!(
         co_timeout(Duration::from_millis(5), || co_sleep(
-            Duration::from_millis(30)
+            Duration::from_secs(10)
         )),
         Err(TimedOut)
     );
-    assert!(t.elapsed() < Duration::from_millis(30));
+    // The timeout did not wait for the body's sleep (a margin wide enough
+    // for a loaded machine).
+    assert!(t.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
