@@ -95,6 +95,8 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 #[cfg(not(loom))]
+pub mod blocking;
+#[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
 mod context;
@@ -114,6 +116,8 @@ pub mod raw;
 mod runtime;
 #[cfg(not(loom))]
 pub mod stack;
+#[cfg(not(loom))]
+mod stall;
 mod sync;
 #[cfg(not(loom))]
 mod tls;
@@ -134,6 +138,9 @@ mod refcount_model;
 #[cfg(loom)]
 #[path = "coroutine/wake_mark.rs"]
 mod wake_mark_model;
+#[cfg(loom)]
+#[path = "stall/handshake.rs"]
+mod stall_handshake_model;
 
 #[cfg(not(loom))]
 pub use config::{Config, ConfigError, RuntimeConfig};
@@ -147,3 +154,5 @@ pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend,
 pub use join::{JoinError, JoinHandle};
 #[cfg(not(loom))]
 pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self};
+#[cfg(not(loom))]
+pub use stall::{DEFAULT_STALL_THRESHOLD, StallMetrics, StallReport};

@@ -11,16 +11,19 @@
 
 use std::cell::Cell;
 use std::ptr;
+use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::context::ContextInner;
 use crate::coroutine::control::CoInner;
 
-/// Per-thread scheduler state. Plain `Cell`s: only the owning thread touches
-/// them, and a signal handler on that thread may read `current`.
+/// Per-thread scheduler state. Only the owning thread writes it; a signal
+/// handler on that thread may read `current`, and so may a Runtime's stall
+/// watchdog from its own thread (see [`CurrentCell`]).
 pub(crate) struct ThreadState {
     /// The innermost running coroutine on this thread, null on the thread's
     /// own stack (QEMU's `current`, with null standing for the leader).
-    pub(crate) current: Cell<*const CoInner>,
+    pub(crate) current: CurrentCell,
     /// This thread's AioContext, null until one is created or installed.
     /// The owning `Arc` lives in `context::THREAD_CONTEXT`.
     pub(crate) context: Cell<*const ContextInner>,
@@ -28,7 +31,7 @@ pub(crate) struct ThreadState {
 
 thread_local! {
     static STATE: ThreadState = const {
-        ThreadState { current: Cell::new(ptr::null()), context: Cell::new(ptr::null()) }
+        ThreadState { current: CurrentCell::new(), context: Cell::new(ptr::null()) }
     };
 }
 
@@ -66,4 +69,41 @@ fn launder<T>(mut p: *const T) -> *const T {
     // holding `p`; it touches no memory, stack or flags.
     unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(nomem, nostack, preserves_flags)) };
     p
+}
+
+/// The `current` cell: a `Cell` that another thread may read.
+///
+/// The stall watchdog compares a worker's current coroutine between two
+/// samples (identity only: it never dereferences the pointer), so the cell
+/// is atomic. Every access is Relaxed, which compiles to the same plain
+/// loads and stores as a `Cell` would: the only writer is the owning
+/// thread, so `replace` needs no read-modify-write, and the watchdog needs
+/// no ordering with anything else (a value read late only delays a report
+/// by one sample).
+pub(crate) struct CurrentCell(AtomicPtr<CoInner>);
+
+impl CurrentCell {
+    const fn new() -> CurrentCell {
+        CurrentCell(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// The innermost running coroutine (from any thread: a snapshot).
+    #[inline(always)]
+    pub(crate) fn get(&self) -> *const CoInner {
+        self.0.load(Relaxed)
+    }
+
+    /// Owning thread only.
+    #[inline(always)]
+    pub(crate) fn set(&self, co: *const CoInner) {
+        self.0.store(co as *mut CoInner, Relaxed);
+    }
+
+    /// Owning thread only: sets `co` and returns the previous value.
+    #[inline(always)]
+    pub(crate) fn replace(&self, co: *const CoInner) -> *const CoInner {
+        let previous = self.get();
+        self.set(co);
+        previous
+    }
 }

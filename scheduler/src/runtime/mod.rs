@@ -42,6 +42,10 @@ pub(crate) struct Shared {
     /// Workers that finished their shutdown, and what they could not unwind.
     pub(crate) stopped: Mutex<Stopped>,
     pub(crate) stopped_cv: Condvar,
+    /// The stall detector (`crate::stall`).
+    pub(crate) stall: Arc<crate::stall::detector::Detector>,
+    /// The blocking pool (`crate::blocking`).
+    pub(crate) blocking: Arc<crate::blocking::BlockingPool>,
 }
 
 /// What the workers report back at shutdown.
@@ -152,12 +156,41 @@ impl Runtime {
         }
     }
 
+    /// Runs the blocking closure `f` on the runtime's blocking pool, from a
+    /// coroutine spawned for it (like [`spawn`](Runtime::spawn)), which is
+    /// suspended while `f` runs (see [`blocking`](crate::blocking)). The
+    /// handle gives `f`'s value, or its panic as
+    /// [`JoinError::Panicked`]. Unlike a call to
+    /// [`blocking::run`](crate::blocking::run) from a coroutine, the spawn
+    /// itself never waits: past the pool's bounds, the spawned coroutines
+    /// wait for room.
+    ///
+    /// ```
+    /// let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+    /// let h = rt.spawn_blocking(|| std::fs::read_to_string("/proc/self/stat").is_ok());
+    /// assert!(h.join().unwrap());
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        spawn_on_shared(
+            &self.shared,
+            CoroutineBuilder::default(),
+            move || crate::blocking::run(f),
+            Location::caller(),
+        )
+    }
+
     /// The workers' contexts, in worker order.
     pub fn contexts(&self) -> &[AioContext] {
         &self.shared.contexts
     }
 
-    /// Counters of every worker context, and their sum.
+    /// Counters of every worker context, their sum, and the stall
+    /// detector's figures.
     pub fn metrics(&self) -> RuntimeMetrics {
         let per_context: Vec<ContextMetrics> = self
             .shared
@@ -173,6 +206,8 @@ impl Runtime {
             injector_len: self.shared.injector.len(),
             sleeping_workers: self.shared.idle.count() as usize,
             pool: crate::pool::stats(),
+            stalls: self.shared.stall.metrics(),
+            blocking: self.shared.blocking.metrics(),
         }
     }
 
@@ -205,7 +240,7 @@ impl Runtime {
                 rx
             })
             .collect();
-        for (ctx, rx) in self.shared.contexts.iter().zip(replies) {
+        for (i, (ctx, rx)) in self.shared.contexts.iter().zip(replies).enumerate() {
             match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok((list, started)) => {
                     let _ = writeln!(
@@ -223,14 +258,24 @@ impl Runtime {
                 Err(_) => {
                     let _ = writeln!(
                         out,
-                        "context {} ({}): did not answer within 1 s (busy running a coroutine that does not yield?)",
+                        "context {} ({}): did not answer within 1 s ({})",
                         ctx.id(),
-                        ctx.name()
+                        ctx.name(),
+                        self.describe_busy_worker(i)
                     );
                 }
             }
         }
         out
+    }
+
+    /// What a worker that does not answer is busy with, from the stall
+    /// detector.
+    fn describe_busy_worker(&self, worker: usize) -> String {
+        match describe_running(&self.shared, worker, Duration::from_secs(1)) {
+            Some(who) => format!("{who} without suspending"),
+            None => "busy running a coroutine that does not yield?".to_owned(),
+        }
     }
 
     /// Stops the workers, unwinds every suspended coroutine on its home
@@ -360,9 +405,12 @@ fn finish_shutdown(
                 warned = true;
                 for (i, t) in threads.iter().enumerate() {
                     if !t.is_finished() {
+                        let who = describe_running(shared, i, timeout).unwrap_or_else(|| {
+                            format!("a coroutine there has been running for over {timeout:?}")
+                        });
                         eprintln!(
-                            "coscheduler: shutdown is waiting for worker {i} ({}): a coroutine there \
-                             has been running for over {timeout:?} without suspending; a running \
+                            "coscheduler: shutdown is waiting for worker {i} ({}): {who} \
+                             without suspending; a running \
                              coroutine cannot be interrupted, so the shutdown waits until it \
                              suspends or returns",
                             shared.contexts[i].name()
@@ -387,6 +435,12 @@ fn finish_shutdown(
         // would be a scheduler bug, and shutting down goes on regardless.
         let _ = t.join();
     }
+    // Coroutines waiting for blocking closures were waited for by the
+    // drains above; what is still queued runs now, with the same timeout.
+    shared
+        .blocking
+        .close(crate::blocking::close_deadline(timeout));
+    shared.stall.stop();
     // Coroutines that never started: drop them (their handles report
     // cancellation).
     drain_injector(shared);
@@ -397,6 +451,22 @@ fn finish_shutdown(
     } else {
         Err(ShutdownError { leaked })
     }
+}
+
+/// "coroutine 7 (name) has been running for 1200ms", naming what runs on
+/// a worker that does not answer, when the stall detector can tell; how
+/// long defaults to "over `at_least`".
+fn describe_running(shared: &Shared, worker: usize, at_least: Duration) -> Option<String> {
+    let running = shared.stall.running_on(worker)?;
+    let name = running.name.as_deref().unwrap_or("unnamed");
+    let how_long = match running.running_for {
+        Some(d) if d >= at_least => format!("{}ms", d.as_millis()),
+        _ => format!("over {at_least:?}"),
+    };
+    Some(format!(
+        "coroutine {} ({name}) has been running for {how_long}",
+        running.id
+    ))
 }
 
 /// Coroutines a shutdown could not unwind in time (see
@@ -560,6 +630,13 @@ pub struct RuntimeMetrics {
     pub sleeping_workers: usize,
     /// The process-wide stack pool.
     pub pool: crate::pool::PoolStats,
+    /// The stall detector: how many coroutines ran past the
+    /// [`stall_threshold`](Builder::stall_threshold) without suspending,
+    /// and for how long.
+    pub stalls: crate::StallMetrics,
+    /// The blocking pool ([`blocking`](crate::blocking)): threads, queue,
+    /// and how long closures waited for a thread.
+    pub blocking: crate::blocking::BlockingMetrics,
 }
 
 /// QEMU's `aio_co_reschedule_self`: moves the current (migratable) coroutine
