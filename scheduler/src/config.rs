@@ -804,7 +804,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown key runtime.stak_size (expected one of: threads, pin_threads, stack_size, \
-             pool_max, poll_max, thread_name)"
+             pool_max, poll_max, thread_name, stall_threshold, blocking_threads, blocking_queue)"
         );
     }
 

@@ -7,7 +7,7 @@
 //! `Runtime::dump`. They are cheap: no allocation, no atomic read-modify-write.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Acquire;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use crate::coroutine::Coroutine;
 use crate::coroutine::control::WaitReason;
@@ -40,6 +40,20 @@ pub fn current_ids() -> (usize, usize) {
 #[inline]
 pub fn context_id_of(co: &Coroutine) -> usize {
     co.inner.home.load(Acquire) as usize
+}
+
+/// This thread's context's switch count
+/// ([`ContextMetrics::switches`](crate::ContextMetrics::switches)), 0 on a
+/// thread without a context. It moves whenever a coroutine of this thread
+/// suspends or ends, so a coroutine that reads the same value twice has run
+/// without suspending in between (what `coprimitives::maybe_yield` uses to
+/// know when its time slice began).
+#[inline]
+pub fn switch_count() -> u64 {
+    let ctx = tls::context();
+    // SAFETY: the thread's context stays alive while installed, and is read
+    // on this thread before any switch.
+    unsafe { ctx.as_ref() }.map_or(0, |c| c.counters.switches.load(Relaxed))
 }
 
 /// QEMU's `locks_held++`: the current coroutine took a lock. A coroutine that
