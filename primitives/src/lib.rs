@@ -91,6 +91,10 @@ mod timeout;
 #[cfg(not(loom))]
 mod blocking;
 #[cfg(not(loom))]
+mod deadlock;
+#[cfg(not(loom))]
+pub use deadlock::{Deadlock, DeadlockMember, deadlocks};
+#[cfg(not(loom))]
 pub mod budget;
 #[cfg(not(loom))]
 pub use blocking::co_blocking;

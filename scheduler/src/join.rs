@@ -245,9 +245,8 @@ impl<T> JoinHandle<T> {
                 }
                 st.waiter = Some(Waiter::Coroutine(me.clone()));
             }
-            crate::raw::set_wait_reason("join", None);
-            crate::suspend();
-            crate::raw::clear_wait_reason();
+            let joined = JoinBlocker(&self.co.inner);
+            crate::deadlock::wait_on("join", None, &joined, crate::suspend);
         }
     }
 
@@ -268,6 +267,25 @@ impl<T> JoinHandle<T> {
             }
             ctx.poll(true);
         }
+    }
+}
+
+/// A join waits for the joined coroutine.
+struct JoinBlocker<'a>(&'a CoInner);
+
+impl crate::deadlock::Blocker for JoinBlocker<'_> {
+    fn blocked_by(&self, out: &mut Vec<usize>) {
+        if !self.0.join.is_done() {
+            out.push(self.0 as *const CoInner as usize);
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "join of coroutine {} ({})",
+            self.0.id,
+            self.0.display_name()
+        )
     }
 }
 

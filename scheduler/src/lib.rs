@@ -99,6 +99,8 @@ pub mod blocking;
 #[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
+pub mod deadlock;
+#[cfg(not(loom))]
 mod context;
 #[cfg(not(loom))]
 mod coroutine;
@@ -154,5 +156,7 @@ pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend,
 pub use join::{JoinError, JoinHandle};
 #[cfg(not(loom))]
 pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self};
+#[cfg(not(loom))]
+pub use deadlock::{Deadlock, DeadlockMember};
 #[cfg(not(loom))]
 pub use stall::{DEFAULT_STALL_THRESHOLD, StallMetrics, StallReport};

@@ -94,7 +94,13 @@ pub fn set_wait_reason(what: &'static str, detail: Option<Arc<str>>) {
     if let Some(co) = unsafe { co.as_ref() } {
         // SAFETY: only the executing thread touches `wait`, and no reference
         // to it is live.
-        unsafe { *co.wait.get() = Some(WaitReason { what, detail }) };
+        unsafe {
+            *co.wait.get() = Some(WaitReason {
+                what,
+                detail,
+                blocker: None,
+            })
+        };
     }
 }
 

@@ -212,11 +212,14 @@ impl Runtime {
     }
 
     /// A human-readable list of the suspended coroutines of every worker:
-    /// id, name, home context, and what they wait on when a primitive said.
+    /// id, name, home context, and what they wait on when a primitive said;
+    /// members of a wait-for cycle are marked `[deadlock N]`, and each cycle
+    /// is described at the end (see [`deadlocks`](Runtime::deadlocks)).
     /// Each worker answers from its own thread; one that does not answer
     /// within a second (busy in a coroutine that never yields) is reported
     /// as such.
     pub fn dump(&self) -> String {
+        let deadlocks = self.deadlocks();
         let mut out = String::new();
         let m = self.metrics();
         let _ = writeln!(
@@ -252,7 +255,11 @@ impl Runtime {
                         list.len()
                     );
                     for s in list {
-                        let _ = writeln!(out, "  {s}");
+                        let mark = deadlocks
+                            .iter()
+                            .position(|d| d.contains(s.id))
+                            .map_or_else(String::new, |k| format!(" [deadlock {}]", k + 1));
+                        let _ = writeln!(out, "  {s}{mark}");
                     }
                 }
                 Err(_) => {
@@ -266,7 +273,26 @@ impl Runtime {
                 }
             }
         }
+        for (k, d) in deadlocks.iter().enumerate() {
+            let _ = writeln!(out, "[deadlock {}] {d}", k + 1);
+        }
         out
+    }
+
+    /// QEMU has no such thing: every cycle of coroutines waiting on each
+    /// other — through [`JoinHandle::join`], and through the primitives that
+    /// say what they wait on (`coprimitives`' `CoMutex` and `CoRwLock`) —
+    /// with each member's id, name, context and the lock it waits on. See
+    /// [`deadlock`](crate::deadlock) for how the graph is built. Each worker
+    /// answers from its own thread; one busy in a coroutine that does not
+    /// suspend for a second is left out.
+    ///
+    /// ```
+    /// let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+    /// assert!(rt.deadlocks().is_empty());
+    /// ```
+    pub fn deadlocks(&self) -> Vec<crate::Deadlock> {
+        crate::deadlock::find(&self.shared.contexts)
     }
 
     /// What a worker that does not answer is busy with, from the stall
