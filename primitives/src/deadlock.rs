@@ -16,21 +16,26 @@ pub use coscheduler::{Deadlock, DeadlockMember};
 ///
 /// ```
 /// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 /// use coprimitives::CoMutex;
 ///
+/// /// Takes `first`, waits until the other side holds its own, takes `second`.
+/// fn cross(first: &CoMutex<()>, second: &CoMutex<()>, holding: &AtomicUsize) {
+///     let _first = first.lock();
+///     holding.fetch_add(1, SeqCst);
+///     while holding.load(SeqCst) < 2 {
+///         coscheduler::yield_now();
+///     }
+///     let _second = second.lock(); // never returns
+/// }
+///
 /// let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
-/// let (a, b) = (Arc::new(CoMutex::with_stats((), "a")), Arc::new(CoMutex::with_stats((), "b")));
-/// let (a2, b2) = (a.clone(), b.clone());
-/// let _first = rt.spawn_named("first", move || {
-///     let _a = a2.lock();
-///     coscheduler::yield_now(); // let "second" take b
-///     let _b = b2.lock();
-/// });
-/// let _second = rt.spawn_named("second", move || {
-///     let _b = b.lock();
-///     coscheduler::yield_now();
-///     let _a = a.lock();
-/// });
+/// let a = Arc::new(CoMutex::with_stats((), "a"));
+/// let b = Arc::new(CoMutex::with_stats((), "b"));
+/// let holding = Arc::new(AtomicUsize::new(0));
+/// let (a2, b2, h2) = (a.clone(), b.clone(), holding.clone());
+/// let _left = rt.spawn_named("left", move || cross(&a2, &b2, &h2));
+/// let _right = rt.spawn_named("right", move || cross(&b, &a, &holding));
 /// let found = loop {
 ///     let found = coprimitives::deadlocks(&rt);
 ///     if !found.is_empty() {
@@ -38,7 +43,8 @@ pub use coscheduler::{Deadlock, DeadlockMember};
 ///     }
 ///     std::thread::sleep(std::time::Duration::from_millis(1));
 /// };
-/// assert_eq!(found[0].names(), ["first", "second"]);
+/// assert_eq!(found[0].names(), ["left", "right"]);
+/// assert_eq!(found[0].members()[0].waits_on, "CoMutex 'b'");
 /// ```
 pub fn deadlocks(rt: &coscheduler::Runtime) -> Vec<Deadlock> {
     rt.deadlocks()

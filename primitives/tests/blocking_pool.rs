@@ -98,9 +98,7 @@ fn back_pressure_keeps_the_queue_bounded() {
         .map(|_| {
             let in_flight = in_flight.clone();
             rt.spawn(move || {
-                co_blocking(move || {
-                    in_flight.run(|| std::thread::sleep(Duration::from_millis(5)))
-                })
+                co_blocking(move || in_flight.run(|| std::thread::sleep(Duration::from_millis(5))))
             })
         })
         .collect();

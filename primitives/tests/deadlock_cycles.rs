@@ -110,7 +110,11 @@ fn a_three_coroutine_cycle_through_a_join_is_found_exactly() {
     let found = wait_for_deadlocks(&rt);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].names(), ["a", "c", "b"]);
-    let waits: Vec<&str> = found[0].members().iter().map(|m| m.waits_on.as_str()).collect();
+    let waits: Vec<&str> = found[0]
+        .members()
+        .iter()
+        .map(|m| m.waits_on.as_str())
+        .collect();
     assert!(waits[0].starts_with("join of coroutine "), "{waits:?}");
     assert_eq!(waits[1..], ["CoMutex 'join-m2'", "CoMutex 'join-m1'"]);
     rt.shutdown();
@@ -145,7 +149,11 @@ fn a_rwlock_upgrade_deadlock_is_found_exactly() {
     let found = wait_for_deadlocks(&rt);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].names(), ["a", "b"]);
-    let waits: Vec<&str> = found[0].members().iter().map(|m| m.waits_on.as_str()).collect();
+    let waits: Vec<&str> = found[0]
+        .members()
+        .iter()
+        .map(|m| m.waits_on.as_str())
+        .collect();
     assert_eq!(waits, ["CoRwLock 'upgrade-rw'", "CoMutex 'upgrade-m'"]);
     rt.shutdown();
 }

@@ -664,7 +664,10 @@ mod tests {
         assert_eq!(config.blocking_threads(), 4);
         assert_eq!(config.blocking_queue(), 0);
         let refused = error("[runtime]\nblocking_threads = 0").to_string();
-        assert!(refused.contains("runtime.blocking_threads = 0"), "{refused}");
+        assert!(
+            refused.contains("runtime.blocking_threads = 0"),
+            "{refused}"
+        );
         let refused = error("[runtime]\nstall_threshold = \"2h\"").to_string();
         assert!(refused.contains("runtime.stall_threshold"), "{refused}");
     }

@@ -99,11 +99,11 @@ pub mod blocking;
 #[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
-pub mod deadlock;
-#[cfg(not(loom))]
 mod context;
 #[cfg(not(loom))]
 mod coroutine;
+#[cfg(not(loom))]
+pub mod deadlock;
 #[cfg(not(loom))]
 pub mod fd;
 #[cfg(not(loom))]
@@ -138,11 +138,11 @@ mod pool_batch_model;
 #[path = "coroutine/refcount.rs"]
 mod refcount_model;
 #[cfg(loom)]
-#[path = "coroutine/wake_mark.rs"]
-mod wake_mark_model;
-#[cfg(loom)]
 #[path = "stall/handshake.rs"]
 mod stall_handshake_model;
+#[cfg(loom)]
+#[path = "coroutine/wake_mark.rs"]
+mod wake_mark_model;
 
 #[cfg(not(loom))]
 pub use config::{Config, ConfigError, RuntimeConfig};
@@ -153,10 +153,10 @@ pub use context::{
 #[cfg(not(loom))]
 pub use coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend, yield_now};
 #[cfg(not(loom))]
+pub use deadlock::{Deadlock, DeadlockMember};
+#[cfg(not(loom))]
 pub use join::{JoinError, JoinHandle};
 #[cfg(not(loom))]
 pub use runtime::{Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self};
-#[cfg(not(loom))]
-pub use deadlock::{Deadlock, DeadlockMember};
 #[cfg(not(loom))]
 pub use stall::{DEFAULT_STALL_THRESHOLD, StallMetrics, StallReport};

@@ -47,7 +47,11 @@ fn a_spinning_coroutine_is_reported_once_with_its_backtrace() {
     let r = &reports[0];
     assert_eq!(r.name(), Some("spinner"));
     assert!(r.coroutine_id().is_some());
-    assert!(r.elapsed() >= Duration::from_millis(100), "{:?}", r.elapsed());
+    assert!(
+        r.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        r.elapsed()
+    );
     assert!(!r.has_ended());
     assert!(
         r.backtrace().contains("spin_without_suspending"),
@@ -96,11 +100,9 @@ fn a_coroutine_that_yields_every_millisecond_is_never_reported() {
 fn threshold_zero_reports_nothing() {
     let (rt, started, ended) = runtime(1, Duration::ZERO);
     let stop = AtomicBool::new(false);
-    rt.spawn(move || {
-        spin_without_suspending(Instant::now() + Duration::from_millis(150), &stop)
-    })
-    .join()
-    .unwrap();
+    rt.spawn(move || spin_without_suspending(Instant::now() + Duration::from_millis(150), &stop))
+        .join()
+        .unwrap();
     let m = rt.metrics();
     rt.shutdown();
     assert!(started.lock().unwrap().is_empty());
@@ -125,9 +127,8 @@ fn other_workers_run_new_coroutines_while_one_is_stalled() {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let stalled_ctx = rt.contexts()[0].clone();
-    let spinner = stalled_ctx.spawn(move || {
-        spin_without_suspending(Instant::now() + Duration::from_secs(60), &s)
-    });
+    let spinner = stalled_ctx
+        .spawn(move || spin_without_suspending(Instant::now() + Duration::from_secs(60), &s));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !detected.load(SeqCst) {
         assert!(Instant::now() < deadline, "the stall was never detected");

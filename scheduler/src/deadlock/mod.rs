@@ -36,8 +36,8 @@ use std::fmt;
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub use self::blocker::{Blocker, wait_on};
 pub(crate) use self::blocker::BlockerRef;
+pub use self::blocker::{Blocker, wait_on};
 use crate::context::{AioContext, SuspendedInfo};
 
 /// How long a worker is given to describe its coroutines; one that does not
@@ -62,9 +62,7 @@ pub struct DeadlockMember {
 impl DeadlockMember {
     /// The name, or `#<id>` for an unnamed coroutine.
     pub fn label(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("#{}", self.id))
+        self.name.clone().unwrap_or_else(|| format!("#{}", self.id))
     }
 }
 

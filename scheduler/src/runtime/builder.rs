@@ -159,27 +159,32 @@ impl Builder {
     /// while it runs); a panic in it is caught and reported.
     ///
     /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     /// use std::sync::{Arc, Mutex};
     /// use std::time::{Duration, Instant};
     ///
+    /// /// Computes without suspending until someone noticed (or ten seconds).
     /// #[inline(never)]
-    /// fn crunch(until: Instant) {
-    ///     while Instant::now() < until {
+    /// fn crunch(noticed: &AtomicBool) {
+    ///     let give_up = Instant::now() + Duration::from_secs(10);
+    ///     while !noticed.load(SeqCst) && Instant::now() < give_up {
     ///         std::hint::spin_loop();
     ///     }
     /// }
     ///
+    /// let noticed = Arc::new(AtomicBool::new(false));
     /// let seen = Arc::new(Mutex::new(Vec::new()));
-    /// let s = seen.clone();
+    /// let (n, s) = (noticed.clone(), seen.clone());
     /// let rt = coscheduler::Runtime::builder()
     ///     .threads(1)
     ///     .stall_threshold(Duration::from_millis(20))
-    ///     .on_stall(move |r| s.lock().unwrap().push(r.name().map(str::to_owned)))
+    ///     .on_stall(move |r| {
+    ///         s.lock().unwrap().push(r.name().map(str::to_owned));
+    ///         n.store(true, SeqCst);
+    ///     })
     ///     .build()
     ///     .unwrap();
-    /// rt.spawn_named("cruncher", || crunch(Instant::now() + Duration::from_millis(100)))
-    ///     .join()
-    ///     .unwrap();
+    /// rt.spawn_named("cruncher", move || crunch(&noticed)).join().unwrap();
     /// rt.shutdown();
     /// assert_eq!(*seen.lock().unwrap(), [Some("cruncher".to_owned())]);
     /// ```

@@ -480,7 +480,10 @@ mod tests {
         assert!(captured.coroutine.is_none());
         let text = captured.symbolise();
         assert!(text.contains("capture_spin_target"), "{text}");
-        assert!(!text.contains("on_signal"), "handler frames are dropped: {text}");
+        assert!(
+            !text.contains("on_signal"),
+            "handler frames are dropped: {text}"
+        );
     }
 
     /// A thread that blocks the signal does not answer; the request is
@@ -505,6 +508,9 @@ mod tests {
         drop(done_tx);
         t.join().unwrap();
         let me = ThreadTarget::current();
-        assert!(capture(&Mutex::new(me), |t| Some(*t)).is_some(), "the slot is usable again");
+        assert!(
+            capture(&Mutex::new(me), |t| Some(*t)).is_some(),
+            "the slot is usable again"
+        );
     }
 }

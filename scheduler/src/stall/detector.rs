@@ -178,11 +178,7 @@ impl Detector {
     fn observe(&self, worker: usize) -> Option<(u64, usize)> {
         let registered = lock(&self.registrations[worker]);
         let attached = registered.as_ref()?;
-        let switches = self.contexts[worker]
-            .inner
-            .counters
-            .switches
-            .load(Relaxed);
+        let switches = self.contexts[worker].inner.counters.switches.load(Relaxed);
         // SAFETY: the registration lock is held, so the worker thread (whose
         // thread-local block `state` points into) has not exited; the cell
         // read is atomic.
@@ -316,14 +312,14 @@ impl Detector {
     /// `default` says so. A panicking callback is reported and does not
     /// stop the watchdog.
     fn call(&self, hook: Option<&Hook>, report: &StallReport, default: bool) {
-        match hook {
-            Some(Hook(f)) => {
-                if catch_unwind(AssertUnwindSafe(|| f(report))).is_err() {
-                    eprintln!("coscheduler: a stall callback panicked; the watchdog goes on");
-                }
+        let Some(Hook(f)) = hook else {
+            if default {
+                eprintln!("coscheduler: {report}");
             }
-            None if default => eprintln!("coscheduler: {report}"),
-            None => {}
+            return;
+        };
+        if catch_unwind(AssertUnwindSafe(|| f(report))).is_err() {
+            eprintln!("coscheduler: a stall callback panicked; the watchdog goes on");
         }
     }
 

@@ -137,7 +137,10 @@ impl<T> Handshake<T> {
     /// If a request is already in flight (the caller's lock prevents it).
     pub(crate) fn request(&self, target: u64) {
         let state = self.state.load(Relaxed);
-        assert_eq!(state, IDLE, "capture requested while another is in flight; state = {state}");
+        assert_eq!(
+            state, IDLE,
+            "capture requested while another is in flight; state = {state}"
+        );
         self.target.store(target, Relaxed);
         // Release: pairs with the Acquire load and claim in `serve`.
         self.state.store(REQUESTED, Release);

@@ -192,11 +192,7 @@ impl fmt::Display for StallReport {
                 DisplayDuration(ms)
             )?;
         } else {
-            write!(
-                f,
-                " has run for {} without suspending",
-                DisplayDuration(ms)
-            )?;
+            write!(f, " has run for {} without suspending", DisplayDuration(ms))?;
         }
         if let Some(frame) = self.innermost_own_frame() {
             write!(f, ", in {frame}")?;
@@ -256,12 +252,18 @@ mod tests {
         );
         let line = r.to_string();
         assert!(!line.contains('\n'), "{line}");
-        assert!(line.starts_with("coroutine 12 (spinner) on context "), "{line}");
+        assert!(
+            line.starts_with("coroutine 12 (spinner) on context "),
+            "{line}"
+        );
         assert!(
             line.ends_with("has run for 112ms without suspending, in app::crunch at src/app.rs:40"),
             "{line}"
         );
         let over = report("", true).to_string();
-        assert!(over.ends_with("ran for 112ms without suspending (the stall is over)"), "{over}");
+        assert!(
+            over.ends_with("ran for 112ms without suspending (the stall is over)"),
+            "{over}"
+        );
     }
 }
