@@ -190,3 +190,52 @@ fn h_id(dump: &str) -> u64 {
         .collect();
     digits.parse().unwrap()
 }
+
+/// The shutdown's message about a worker it waits for names the coroutine
+/// that keeps it busy. Run in a child process to read its stderr.
+#[test]
+fn the_shutdown_names_the_coroutine_it_waits_for() {
+    if std::env::var_os("STALL_SHUTDOWN_CHILD").is_some() {
+        let rt = Runtime::builder()
+            .threads(1)
+            .thread_name("hogged")
+            .stall_threshold(Duration::from_millis(50))
+            .on_stall(|_| {})
+            .shutdown_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let h = rt.spawn_named("endless", move || {
+            spin_without_suspending(Instant::now() + Duration::from_millis(1500), &stop)
+        });
+        while h.coroutine().context().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        eprintln!("child: the spinner is coroutine {}", h.coroutine().id());
+        drop(h);
+        drop(rt);
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_shutdown_names_the_coroutine_it_waits_for",
+            "--nocapture",
+        ])
+        .env("STALL_SHUTDOWN_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let id: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("child: the spinner is coroutine "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        stderr.contains(&format!(
+            "shutdown is waiting for worker 0 (hogged-0): coroutine {id} (endless) has been running for"
+        )),
+        "{stderr}"
+    );
+}
