@@ -263,7 +263,18 @@ impl BlockingPool {
         }
         let all_exited = st.threads == 0;
         let handles = std::mem::take(&mut st.handles);
+        // Threads leave only once the queue is empty, so anything left was
+        // queued when no thread could be started: run it here, so that its
+        // caller is not left waiting.
+        let leftover: Vec<Job> = if all_exited {
+            st.queue.drain(..).collect()
+        } else {
+            Vec::new()
+        };
         drop(st);
+        for job in leftover {
+            (job.work)();
+        }
         if all_exited {
             for h in handles {
                 // The body cannot panic (jobs catch their closures' panics).

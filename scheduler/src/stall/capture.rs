@@ -115,6 +115,11 @@ pub(crate) struct ThreadTarget {
 }
 
 impl ThreadTarget {
+    /// The kernel's id of the thread.
+    pub(crate) fn tid(&self) -> u64 {
+        self.tid
+    }
+
     /// The calling thread.
     pub(crate) fn current() -> ThreadTarget {
         ThreadTarget {

@@ -61,6 +61,8 @@ struct Track {
     /// The last stall that ended before its report was ready: its start
     /// and total.
     ended: Option<(Instant, Duration)>,
+    /// The thread's run-queue wait when this run was seen a second time.
+    wait_base: Option<Duration>,
 }
 
 struct Open {
@@ -115,6 +117,15 @@ fn new_histogram() -> Histogram<u64> {
     // 1 µs to one hour, three significant digits.
     Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3)
         .expect("static histogram bounds are valid")
+}
+
+/// The time thread `tid` of this process has spent runnable but waiting
+/// for a CPU, from the kernel's scheduler statistics (the second field of
+/// `/proc/self/task/<tid>/schedstat`); `None` where the kernel keeps none.
+fn runqueue_wait(tid: u64) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let ns = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -186,6 +197,13 @@ impl Detector {
         Some((switches, current))
     }
 
+    /// How long the worker's thread has waited for a CPU so far, if the
+    /// kernel says.
+    fn runqueue_wait(&self, worker: usize) -> Option<Duration> {
+        let tid = lock(&self.registrations[worker]).as_ref()?.target.tid();
+        runqueue_wait(tid)
+    }
+
     /// One sample of every worker (module docs). With `detect`, runs past
     /// the threshold open a stall; either way, stalls that are over are
     /// closed and recorded.
@@ -220,8 +238,22 @@ impl Detector {
                 t.switches = switches;
                 t.current = current;
                 t.since = (current != 0).then_some(now);
+                t.wait_base = None;
             } else if let (true, None, Some(since)) = (detect, &t.open, t.since) {
-                if now.saturating_duration_since(since) >= threshold {
+                // A run that lasted the threshold is a stall unless its thread
+                // spent nearly all of it runnable but descheduled (measured
+                // from the run's second sample): then the OS held the worker
+                // up, not the coroutine (module docs).
+                let waited = match (t.wait_base, self.runqueue_wait(i)) {
+                    (Some(base), Some(now_waited)) => now_waited.saturating_sub(base),
+                    (None, now_waited) => {
+                        t.wait_base = now_waited;
+                        Duration::ZERO
+                    }
+                    (Some(_), None) => Duration::ZERO,
+                };
+                let lasted = now.saturating_duration_since(since);
+                if lasted >= threshold && lasted.saturating_sub(waited) >= threshold / 4 {
                     t.open = Some(Open {
                         since,
                         report: None,

@@ -20,6 +20,14 @@
 //! the count). The switch path reads no clock and stores nothing more than
 //! it did; a stall's length is known to within one sampling period.
 //!
+//! A run that has lasted the threshold is not reported if its thread spent
+//! all but a quarter of the threshold runnable but descheduled by the OS
+//! (the kernel's run-queue wait, from `/proc/self/task/<tid>/schedstat`): on
+//! an oversubscribed machine a coroutine that suspends every millisecond can
+//! have its thread preempted for longer than the threshold, and that is not
+//! the coroutine holding its worker. A thread blocked in a system call is
+//! not runnable, so that time counts.
+//!
 //! # What is reported
 //!
 //! Once per stall, when it passes the threshold, the watchdog interrupts the
