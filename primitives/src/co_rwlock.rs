@@ -10,6 +10,10 @@
 //! | `0` | free |
 //! | `-1` | one writer holds the lock |
 //!
+//! `holders` lists the owning coroutines (their `raw::current_ids().0`
+//! keys: one per reader share, or the writer), kept in step with `owners`
+//! for the deadlock finder.
+//!
 //! `tickets` is the FIFO of waiters; a ticket is granted by
 //! `maybe_wake_one`, which assigns the ownership *before* the wake (under the
 //! mutex), marks the ticket `granted`, releases the mutex and then wakes the
@@ -80,12 +84,15 @@ pub struct CoRwLock<T: ?Sized> {
 
 struct RwState {
     owners: isize,
+    holders: Vec<usize>,
     tickets: VecDeque<TicketRef>,
 }
 
 /// A waiter, on its own stack (QEMU's `CoRwTicket`).
 struct Ticket {
     read: bool,
+    /// The waiter's key (`raw::current_ids().0`), for the deadlock finder.
+    key: usize,
     /// Taken by the granter, under the internal mutex.
     co: UnsafeCell<Option<Coroutine>>,
     /// Set by the granter under the internal mutex, before it wakes `co`.
@@ -116,6 +123,7 @@ impl<T> CoRwLock<T> {
         CoRwLock {
             state: CoMutex::new(RwState {
                 owners: 0,
+                holders: Vec::new(),
                 tickets: VecDeque::new(),
             }),
             stats: None,
@@ -149,6 +157,7 @@ impl<T: ?Sized> CoRwLock<T> {
         let mut st = self.state.lock();
         let timing = if st.owners == 0 || (st.owners > 0 && st.tickets.is_empty()) {
             st.owners += 1;
+            st.holders.push(hooks::current_ids().0);
             drop(st);
             self.count_fast();
             Timing::NONE
@@ -177,6 +186,7 @@ impl<T: ?Sized> CoRwLock<T> {
         let mut st = self.state.lock();
         let timing = if st.owners == 0 {
             st.owners = -1;
+            st.holders.push(hooks::current_ids().0);
             drop(st);
             self.count_fast();
             Timing::NONE
@@ -208,6 +218,7 @@ impl<T: ?Sized> CoRwLock<T> {
     fn wait_ticket(&self, mut st: CoMutexGuard<'_, RwState>, read: bool, wake_one: bool) -> Timing {
         let ticket = Ticket {
             read,
+            key: hooks::current_ids().0,
             co: UnsafeCell::new(coscheduler::current()),
             granted: AtomicBool::new(false),
         };
@@ -222,20 +233,27 @@ impl<T: ?Sized> CoRwLock<T> {
         } else {
             drop(st);
         }
-        hooks::set_wait_reason(self.stats.map_or("CoRwLock", |s| s.wait_label), None);
         let cancel = TicketCancel {
             lock: self,
             ticket: &ticket,
         };
-        loop {
-            coscheduler::suspend();
-            // Acquire: pairs with the Release store in `maybe_wake_one`.
-            if ticket.granted.load(Acquire) {
-                break;
+        let blocker = TicketBlocker {
+            state: &self.state,
+            name: self.name(),
+            address: self as *const Self as *const () as usize,
+            ticket: &ticket,
+        };
+        let label = self.stats.map_or("CoRwLock", |s| s.wait_label);
+        coscheduler::deadlock::wait_on(label, None, &blocker, || {
+            loop {
+                coscheduler::suspend();
+                // Acquire: pairs with the Release store in `maybe_wake_one`.
+                if ticket.granted.load(Acquire) {
+                    break;
+                }
             }
-        }
+        });
         std::mem::forget(cancel);
-        hooks::clear_wait_reason();
         start
     }
 
@@ -266,6 +284,7 @@ impl<T: ?Sized> CoRwLock<T> {
         // SAFETY: dequeued under the mutex, not yet granted: alive, and we
         // are its only user.
         let ticket = unsafe { t.0.as_ref() };
+        st.holders.push(ticket.key);
         // SAFETY: as above; `co` is touched only by the granter.
         let co = unsafe { (*ticket.co.get()).take() };
         // Release: pairs with the Acquire load in `wait_ticket` (and the read
@@ -287,7 +306,7 @@ impl<T: ?Sized> CoRwLock<T> {
             stats::record_hold(s, stats::now().saturating_sub(timing.start), timing.weight);
         }
         let mut st = self.lock_state_shielded();
-        release_share(&mut st);
+        release_share(&mut st, hooks::current_ids().0);
         self.maybe_wake_one(st);
     }
 
@@ -346,8 +365,11 @@ impl Timing {
     };
 }
 
-/// Gives up one share: a reader's, or the writer's.
-fn release_share(st: &mut RwState) {
+/// Gives up one share, `holder`'s: a reader's, or the writer's.
+fn release_share(st: &mut RwState, holder: usize) {
+    if let Some(i) = st.holders.iter().position(|&h| h == holder) {
+        st.holders.swap_remove(i);
+    }
     if st.owners > 0 {
         st.owners -= 1;
     } else {
@@ -376,12 +398,48 @@ impl<T: ?Sized> Drop for TicketCancel<'_, T> {
         // Acquire: pairs with the Release store in `maybe_wake_one`; decisive
         // under the mutex, where grants happen.
         if self.ticket.granted.load(Acquire) {
-            release_share(&mut st);
+            release_share(&mut st, self.ticket.key);
         } else {
             let me = NonNull::from(self.ticket);
             st.tickets.retain(|t| t.0 != me);
         }
         self.lock.maybe_wake_one(st);
+    }
+}
+
+/// A queued ticket waits for the owners when it is at the head of the
+/// queue, otherwise for the waiter just ahead of it (strict FIFO: it cannot
+/// be granted before that one).
+struct TicketBlocker<'a> {
+    state: &'a CoMutex<RwState>,
+    name: Option<&'a str>,
+    address: usize,
+    ticket: &'a Ticket,
+}
+
+impl coscheduler::deadlock::Blocker for TicketBlocker<'_> {
+    fn blocked_by(&self, out: &mut Vec<usize>) {
+        // Called outside any coroutine, so it must not wait: the internal
+        // mutex is only held for short steps, and never by a deadlocked
+        // coroutine.
+        let Some(st) = self.state.try_lock() else {
+            return;
+        };
+        let me = NonNull::from(self.ticket);
+        match st.tickets.iter().position(|t| t.0 == me) {
+            Some(0) => out.extend_from_slice(&st.holders),
+            Some(i) => {
+                // SAFETY: queued tickets are alive (see `TicketRef`); read
+                // under the mutex.
+                out.push(unsafe { st.tickets[i - 1].0.as_ref() }.key);
+            }
+            // Granted (or withdrawn): not waiting on anyone.
+            None => {}
+        }
+    }
+
+    fn describe(&self) -> String {
+        crate::deadlock::describe_lock("CoRwLock", self.name, self.address)
     }
 }
 
@@ -458,6 +516,10 @@ impl<'a, T: ?Sized> CoRwLockReadGuard<'a, T> {
             timing
         } else {
             st.owners -= 1;
+            let me = hooks::current_ids().0;
+            if let Some(i) = st.holders.iter().position(|&h| h == me) {
+                st.holders.swap_remove(i);
+            }
             let waited = lock.wait_ticket(st, false, true);
             lock.record_wait(waited)
         };

@@ -85,6 +85,21 @@ mod sleep;
 mod sleep_claim_model;
 #[cfg(not(loom))]
 mod timeout;
+
+// Diagnostics and cooperation: blocking calls on a thread pool, a budget
+// check for long loops, wait-for cycles.
+#[cfg(not(loom))]
+mod blocking;
+#[cfg(not(loom))]
+mod deadlock;
+#[cfg(not(loom))]
+pub use deadlock::{Deadlock, DeadlockMember, deadlocks};
+#[cfg(not(loom))]
+pub mod budget;
+#[cfg(not(loom))]
+pub use blocking::co_blocking;
+#[cfg(not(loom))]
+pub use budget::maybe_yield;
 #[cfg(not(loom))]
 pub use sleep::{CoSleep, co_sleep};
 #[cfg(not(loom))]

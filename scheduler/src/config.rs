@@ -12,6 +12,9 @@
 //! pool_max = 128
 //! poll_max = "32us 768ns"
 //! thread_name = "coscheduler-worker"
+//! stall_threshold = "100ms"  # "0s" turns the stall detector off
+//! blocking_threads = 64
+//! blocking_queue = 256
 //! ```
 //!
 //! Other top-level tables belong to other tools (`costress` keeps its `[stress]` table in the
@@ -45,6 +48,8 @@ use humantime_serde::re::humantime;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::aio::DEFAULT_POLL_MAX;
+use crate::blocking::{DEFAULT_BLOCKING_QUEUE, DEFAULT_BLOCKING_THREADS};
+use crate::runtime::stall::DEFAULT_STALL_THRESHOLD;
 use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
 use crate::stackpool::INITIAL_POOL_MAX;
 
@@ -59,15 +64,25 @@ const MAX_STACK_SIZE: u64 = 1 << 30;
 /// is burning a core, not saving a wake-up.
 const MAX_POLL_MAX: Duration = Duration::from_secs(1);
 
+/// The longest stall threshold accepted: a coroutine that holds its worker for an hour is
+/// long past any report being useful.
+const MAX_STALL_THRESHOLD: Duration = Duration::from_secs(3600);
+
+/// The most blocking-pool threads accepted (each is a full OS thread with its own stack).
+const MAX_BLOCKING_THREADS: usize = 4096;
+
 /// The keys of `[runtime]`, each with the form it takes, in the order the documentation lists
 /// them. [`RuntimeConfig::KEYS`] and the error messages are both read from here.
-const KEY_FORMS: [(&str, &str); 6] = [
+const KEY_FORMS: [(&str, &str); 9] = [
     ("threads", r#"0, "auto" or a positive integer"#),
     ("pin_threads", "true or false"),
     ("stack_size", r#"a size such as "64KiB" or "1MiB""#),
     ("pool_max", "a non-negative integer"),
     ("poll_max", r#"a duration such as "50us" or "0s""#),
     ("thread_name", "a string"),
+    ("stall_threshold", r#"a duration such as "100ms" or "0s""#),
+    ("blocking_threads", "a positive integer"),
+    ("blocking_queue", "a non-negative integer"),
 ];
 
 /// A whole configuration file, as far as the runtime is concerned.
@@ -172,6 +187,10 @@ struct Fields {
     #[serde(with = "humantime_serde")]
     poll_max: Duration,
     thread_name: String,
+    #[serde(with = "humantime_serde")]
+    stall_threshold: Duration,
+    blocking_threads: usize,
+    blocking_queue: usize,
 }
 
 impl Default for Fields {
@@ -183,6 +202,9 @@ impl Default for Fields {
             pool_max: INITIAL_POOL_MAX,
             poll_max: DEFAULT_POLL_MAX,
             thread_name: "coscheduler-worker".to_owned(),
+            stall_threshold: DEFAULT_STALL_THRESHOLD,
+            blocking_threads: DEFAULT_BLOCKING_THREADS,
+            blocking_queue: DEFAULT_BLOCKING_QUEUE,
         }
     }
 }
@@ -197,6 +219,9 @@ impl Fields {
             "pool_max" => self.pool_max = other.pool_max,
             "poll_max" => self.poll_max = other.poll_max,
             "thread_name" => self.thread_name = other.thread_name,
+            "stall_threshold" => self.stall_threshold = other.stall_threshold,
+            "blocking_threads" => self.blocking_threads = other.blocking_threads,
+            "blocking_queue" => self.blocking_queue = other.blocking_queue,
             _ => unreachable!("key {key:?} is in KEY_FORMS but not in Fields::take_key"),
         }
     }
@@ -234,8 +259,8 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     /// The keys the `[runtime]` table accepts, in documentation order.
-    pub const KEYS: [&'static str; 6] = {
-        let mut keys = [""; 6];
+    pub const KEYS: [&'static str; 9] = {
+        let mut keys = [""; 9];
         let mut i = 0;
         while i < KEY_FORMS.len() {
             keys[i] = KEY_FORMS[i].0;
@@ -281,6 +306,25 @@ impl RuntimeConfig {
     /// Linux keeps only the first 15 bytes of a thread name.
     pub fn thread_name(&self) -> &str {
         &self.fields.thread_name
+    }
+
+    /// How long a coroutine may run without suspending before the stall detector reports it
+    /// (`stall_threshold`, default 100 ms), at most one hour. Zero turns the detector off.
+    pub fn stall_threshold(&self) -> Duration {
+        self.fields.stall_threshold
+    }
+
+    /// The most threads of the blocking pool that runs `co_blocking` and
+    /// `Runtime::spawn_blocking` closures (`blocking_threads`, default 64, like QEMU's
+    /// thread pool), from 1 to 4096.
+    pub fn blocking_threads(&self) -> usize {
+        self.fields.blocking_threads
+    }
+
+    /// How many blocking closures may wait for a pool thread before callers wait to submit
+    /// theirs (`blocking_queue`, default 256). `0`: a caller waits until a thread is free.
+    pub fn blocking_queue(&self) -> usize {
+        self.fields.blocking_queue
     }
 
     /// Sets one key from text, as an environment variable or a command-line flag gives it.
@@ -350,6 +394,23 @@ impl TryFrom<Fields> for RuntimeConfig {
                     humantime::format_duration(fields.poll_max).to_string()
                 ),
                 r#"a duration of at most "1s""#,
+            ));
+        }
+        if fields.stall_threshold > MAX_STALL_THRESHOLD {
+            return Err(ConfigError::in_runtime(
+                "stall_threshold",
+                format!(
+                    "{:?}",
+                    humantime::format_duration(fields.stall_threshold).to_string()
+                ),
+                r#"a duration of at most "1h""#,
+            ));
+        }
+        if !(1..=MAX_BLOCKING_THREADS).contains(&fields.blocking_threads) {
+            return Err(ConfigError::in_runtime(
+                "blocking_threads",
+                fields.blocking_threads.to_string(),
+                format!("an integer from 1 to {MAX_BLOCKING_THREADS}"),
             ));
         }
         if fields.thread_name.is_empty() || fields.thread_name.contains('\0') {
@@ -568,6 +629,9 @@ mod tests {
         assert_eq!(config.pool_max(), 128);
         assert_eq!(config.poll_max(), Duration::from_nanos(32_768));
         assert_eq!(config.thread_name(), "coscheduler-worker");
+        assert_eq!(config.stall_threshold(), Duration::from_millis(100));
+        assert_eq!(config.blocking_threads(), 64);
+        assert_eq!(config.blocking_queue(), 256);
         assert_eq!(parse("").unwrap(), config);
         assert_eq!(parse("[runtime]").unwrap(), config);
         assert_eq!(Config::default().runtime, config);
@@ -584,6 +648,9 @@ mod tests {
             pool_max = 0
             poll_max = "50us"
             thread_name = "io"
+            stall_threshold = "0s"
+            blocking_threads = 4
+            blocking_queue = 0
             "#,
         )
         .unwrap();
@@ -593,6 +660,16 @@ mod tests {
         assert_eq!(config.pool_max(), 0);
         assert_eq!(config.poll_max(), Duration::from_micros(50));
         assert_eq!(config.thread_name(), "io");
+        assert_eq!(config.stall_threshold(), Duration::ZERO);
+        assert_eq!(config.blocking_threads(), 4);
+        assert_eq!(config.blocking_queue(), 0);
+        let refused = error("[runtime]\nblocking_threads = 0").to_string();
+        assert!(
+            refused.contains("runtime.blocking_threads = 0"),
+            "{refused}"
+        );
+        let refused = error("[runtime]\nstall_threshold = \"2h\"").to_string();
+        assert!(refused.contains("runtime.stall_threshold"), "{refused}");
     }
 
     #[test]
@@ -730,7 +807,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown key runtime.stak_size (expected one of: threads, pin_threads, stack_size, \
-             pool_max, poll_max, thread_name)"
+             pool_max, poll_max, thread_name, stall_threshold, blocking_threads, blocking_queue)"
         );
     }
 

@@ -158,6 +158,9 @@ pub mod pool {
 #[cfg(not(loom))]
 pub use aio::fd;
 
+#[cfg(not(loom))]
+pub use runtime::{blocking, deadlock};
+
 // The model-checked protocols, compiled alone under `--cfg loom`, at the
 // same paths as in the real build so that they can refer to each other.
 #[cfg(loom)]
@@ -175,6 +178,9 @@ mod core {
 #[cfg(loom)]
 mod runtime {
     pub(crate) mod idle;
+    pub(crate) mod stall {
+        pub(crate) mod handshake;
+    }
 }
 #[cfg(loom)]
 mod stackpool {
@@ -193,6 +199,10 @@ pub use core::future::wait;
 pub use core::home::{ContextMetrics, DEFAULT_SHUTDOWN_TIMEOUT};
 #[cfg(not(loom))]
 pub use core::join::{JoinError, JoinHandle};
+#[cfg(not(loom))]
+pub use runtime::deadlock::{Deadlock, DeadlockMember};
+#[cfg(not(loom))]
+pub use runtime::stall::{DEFAULT_STALL_THRESHOLD, StallMetrics, StallReport};
 #[cfg(not(loom))]
 pub use runtime::{
     Builder, Handle, Runtime, RuntimeMetrics, ShutdownError, reschedule_self, spawn,

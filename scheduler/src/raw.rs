@@ -6,7 +6,7 @@
 //! termination assertion, and a description of what a coroutine waits on for
 //! `Runtime::dump`. They are cheap: no allocation, no atomic read-modify-write.
 
-use std::sync::atomic::Ordering::Acquire;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use crate::core::coroutine::Coroutine;
 use crate::core::tls;
@@ -38,6 +38,20 @@ pub fn current_ids() -> (usize, usize) {
 #[inline]
 pub fn context_id_of(co: &Coroutine) -> usize {
     co.inner.home.load(Acquire) as usize
+}
+
+/// This thread's context's switch count
+/// ([`ContextMetrics::switches`](crate::ContextMetrics::switches)), 0 on a
+/// thread without a context. It moves whenever a coroutine of this thread
+/// suspends or ends, so a coroutine that reads the same value twice has run
+/// without suspending in between (what `coprimitives::maybe_yield` uses to
+/// know when its time slice began).
+#[inline]
+pub fn switch_count() -> u64 {
+    let home = tls::home();
+    // SAFETY: the thread's home stays alive while installed, and is read on
+    // this thread before any switch.
+    unsafe { home.as_ref() }.map_or(0, |h| h.counters.switches.load(Relaxed))
 }
 
 /// QEMU's `locks_held++`: the current coroutine took a lock. A coroutine that

@@ -1,7 +1,11 @@
 //! The thread-safety of the public types (API.md): checked at compile time.
 
+use coscheduler::blocking::BlockingMetrics;
 use coscheduler::fd::Registration;
-use coscheduler::{AioContext, Builder, Config, Coroutine, Handle, JoinError, JoinHandle, Runtime};
+use coscheduler::{
+    AioContext, Builder, Config, Coroutine, Deadlock, DeadlockMember, Handle, JoinError,
+    JoinHandle, Runtime, StallMetrics, StallReport,
+};
 
 fn send<T: Send>() {}
 fn sync<T: Sync>() {}
@@ -21,4 +25,11 @@ fn public_types_have_the_documented_auto_traits() {
     send::<Builder>();
     send::<Config>();
     send::<Registration>();
+    send::<StallReport>();
+    sync::<StallReport>();
+    send::<StallMetrics>();
+    send::<BlockingMetrics>();
+    send::<Deadlock>();
+    sync::<Deadlock>();
+    send::<DeadlockMember>();
 }

@@ -118,6 +118,37 @@ pub struct Cli {
     )]
     pub thread_name: Option<String>,
 
+    /// How long a coroutine may run without suspending before the stall detector reports
+    /// it, such as 100ms; 0s turns the detector off
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "COSTRESS_STALL_THRESHOLD",
+        help_heading = "Runtime",
+        allow_hyphen_values = true
+    )]
+    pub stall_threshold: Option<String>,
+
+    /// Most threads of the blocking pool (co_blocking)
+    #[arg(
+        long,
+        value_name = "N",
+        env = "COSTRESS_BLOCKING_THREADS",
+        help_heading = "Runtime",
+        allow_hyphen_values = true
+    )]
+    pub blocking_threads: Option<String>,
+
+    /// Blocking closures that may wait for a pool thread before callers wait to submit
+    #[arg(
+        long,
+        value_name = "N",
+        env = "COSTRESS_BLOCKING_QUEUE",
+        help_heading = "Runtime",
+        allow_hyphen_values = true
+    )]
+    pub blocking_queue: Option<String>,
+
     /// How long each workload runs, such as 10s or 500ms
     #[arg(
         short,
@@ -257,13 +288,16 @@ pub struct Cli {
 
 /// The flags that override configuration keys: the flag's id (which is also the key) and the
 /// table the key lives in.
-const OVERRIDES: [(&str, Section); 10] = [
+const OVERRIDES: [(&str, Section); 13] = [
     ("threads", Section::Runtime),
     ("pin_threads", Section::Runtime),
     ("stack_size", Section::Runtime),
     ("pool_max", Section::Runtime),
     ("poll_max", Section::Runtime),
     ("thread_name", Section::Runtime),
+    ("stall_threshold", Section::Runtime),
+    ("blocking_threads", Section::Runtime),
+    ("blocking_queue", Section::Runtime),
     ("duration", Section::Stress),
     ("coroutines", Section::Stress),
     ("seed", Section::Stress),

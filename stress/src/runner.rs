@@ -145,6 +145,13 @@ pub fn run_on(
     coprimitives::stats::reset();
     let progress = Arc::new(Progress::default());
     let dump = || runtime.dump();
+    let deadlocks = || {
+        runtime
+            .deadlocks()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
     let (result, samples) = thread::scope(|scope| {
         let watchdog = watchdog::arm(
             scope,
@@ -152,6 +159,7 @@ pub fn run_on(
             &progress,
             settings.stress.stall_timeout(),
             &dump,
+            &deadlocks,
             watchdog::exit_on_stall,
         );
         let line = progress::start(

@@ -3,7 +3,9 @@
 //! A lost wake-up does not crash; it leaves coroutines suspended forever and the run hangs.
 //! The watchdog turns that into a diagnosis: after `stall_timeout` without progress it asks
 //! for a dump of the suspended coroutines and what each waits on (`Runtime::dump()`), hands
-//! it to its stall action, and the default action prints it and exits with status 3.
+//! it to its stall action, and the default action prints it and exits with status 3. When
+//! the coroutines wait on each other in a cycle (`Runtime::deadlocks()`), the cycles are
+//! printed after the dump.
 //!
 //! It runs in a [`std::thread::scope`], so the dump closure may borrow the runtime, and it
 //! stops when its [`Armed`] handle is disarmed or dropped.
@@ -27,6 +29,8 @@ pub struct Stall {
     pub progress: u64,
     /// What the dump closure returned.
     pub dump: String,
+    /// The wait-for cycles the deadlocks closure found, one line each.
+    pub deadlocks: Vec<String>,
 }
 
 impl fmt::Display for Stall {
@@ -38,7 +42,18 @@ impl fmt::Display for Stall {
             humantime::format_duration(round_to_millis(self.idle_for)),
             self.progress
         )?;
-        f.write_str(self.dump.trim_end())
+        f.write_str(self.dump.trim_end())?;
+        if !self.deadlocks.is_empty() {
+            write!(
+                f,
+                "\nwatchdog: {} wait-for cycle(s); these coroutines can never run again:",
+                self.deadlocks.len()
+            )?;
+            for cycle in &self.deadlocks {
+                write!(f, "\n  {cycle}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -75,14 +90,15 @@ impl Armed<'_> {
 /// Starts watching `progress` for `workload`.
 ///
 /// Every `stall_timeout / 10` (clamped to 10 ms..1 s) it samples the counter; once the value
-/// has been the same for `stall_timeout`, it calls `dump`, gives the [`Stall`] to `on_stall`
-/// and stops.
+/// has been the same for `stall_timeout`, it calls `dump` and `deadlocks`, gives the
+/// [`Stall`] to `on_stall` and stops.
 pub fn arm<'scope, 'env>(
     scope: &'scope Scope<'scope, 'env>,
     workload: &str,
     progress: &'env Progress,
     stall_timeout: Duration,
     dump: &'env (dyn Fn() -> String + Sync),
+    deadlocks: &'env (dyn Fn() -> Vec<String> + Sync),
     on_stall: impl FnOnce(Stall) + Send + 'scope,
 ) -> Armed<'scope> {
     let (stop, stopped) = mpsc::channel::<()>();
@@ -107,6 +123,7 @@ pub fn arm<'scope, 'env>(
                     idle_for,
                     progress: now,
                     dump: dump(),
+                    deadlocks: deadlocks(),
                 });
                 return;
             }
@@ -126,6 +143,7 @@ mod tests {
         let progress = Progress::default();
         let fired = Mutex::new(None);
         let dump = || "coroutine 7 waits on mutex 0x1".to_owned();
+        let deadlocks = || vec!["deadlock: coroutine 7 (a) ... coroutine 8 (b)".to_owned()];
         thread::scope(|scope| {
             let armed = arm(
                 scope,
@@ -133,6 +151,7 @@ mod tests {
                 &progress,
                 Duration::from_millis(50),
                 &dump,
+                &deadlocks,
                 |stall| {
                     *fired.lock().unwrap() = Some(stall);
                 },
@@ -153,6 +172,10 @@ mod tests {
             text.contains("made no progress") && text.contains("coroutine 7 waits"),
             "{text}"
         );
+        assert!(
+            text.ends_with("1 wait-for cycle(s); these coroutines can never run again:\n  deadlock: coroutine 7 (a) ... coroutine 8 (b)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -160,6 +183,7 @@ mod tests {
         let progress = Progress::default();
         let fired = Mutex::new(false);
         let dump = String::new;
+        let deadlocks = Vec::new;
         thread::scope(|scope| {
             let armed = arm(
                 scope,
@@ -167,6 +191,7 @@ mod tests {
                 &progress,
                 Duration::from_millis(100),
                 &dump,
+                &deadlocks,
                 |_| {
                     *fired.lock().unwrap() = true;
                 },

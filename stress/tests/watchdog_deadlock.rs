@@ -55,5 +55,16 @@ fn deadlock_trips_the_watchdog() {
             "{coroutine} should wait on {lock}: {line}"
         );
     }
+    // And the cycle itself, after the dump.
+    let cycle = stderr
+        .lines()
+        .rev()
+        .find(|line| line.trim_start().starts_with("deadlock: "))
+        .unwrap_or_else(|| panic!("no cycle printed:\n{stderr}"));
+    assert!(
+        cycle.contains("(deadlock-left)") && cycle.contains("(deadlock-right)"),
+        "{cycle}"
+    );
+    assert!(stderr.contains("1 wait-for cycle(s)"), "{stderr}");
     assert!(output.stdout.is_empty(), "no report after a stall");
 }

@@ -308,17 +308,23 @@ impl<T: ?Sized> CoMutex<T> {
     #[cold]
     #[inline(never)]
     fn acquire_contended(&self, ctx: usize, waiters: usize) {
+        // Tells the deadlock finder whom we wait for (the holder).
+        let blocker = crate::deadlock::MutexBlocker {
+            holder: &self.holder,
+            name: self.name(),
+            address: self as *const Self as *const () as usize,
+        };
         let Some(s) = self.stats.as_deref() else {
-            hooks::set_wait_reason("CoMutex", None);
-            let _ = self.raw.lock_slow(ctx, waiters, false);
-            hooks::clear_wait_reason();
+            coscheduler::deadlock::wait_on("CoMutex", None, &blocker, || {
+                let _ = self.raw.lock_slow(ctx, waiters, false);
+            });
             return;
         };
         let weight = stats::sample();
         let start = if weight != 0 { stats::now() } else { 0 };
-        hooks::set_wait_reason(s.handle.wait_label, None);
-        let how = self.raw.lock_slow(ctx, waiters, weight != 0);
-        hooks::clear_wait_reason();
+        let how = coscheduler::deadlock::wait_on(s.handle.wait_label, None, &blocker, || {
+            self.raw.lock_slow(ctx, waiters, weight != 0)
+        });
         let (kind, spins, handoff, self_granted) = match how {
             Acquired::Spun { spins } => (Counter::Spun, spins, false, false),
             Acquired::Raced { spins } => (Counter::Raced, spins, false, false),

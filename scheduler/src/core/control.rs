@@ -93,6 +93,8 @@ impl Outcome {
 pub(crate) struct WaitReason {
     pub(crate) what: &'static str,
     pub(crate) detail: Option<std::sync::Arc<str>>,
+    /// Set by `deadlock::wait_on`: what the deadlock finder asks.
+    pub(crate) blocker: Option<super::blocker::BlockerRef>,
 }
 
 pub(crate) use super::entry::Entry;

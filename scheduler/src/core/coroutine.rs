@@ -472,7 +472,13 @@ pub fn set_wait_reason(what: &'static str, detail: Option<std::sync::Arc<str>>) 
     if let Some(co) = unsafe { co.as_ref() } {
         // SAFETY: only the executing thread touches `wait`, and no reference
         // to it is live.
-        unsafe { *co.wait.get() = Some(control::WaitReason { what, detail }) };
+        unsafe {
+            *co.wait.get() = Some(control::WaitReason {
+                what,
+                detail,
+                blocker: None,
+            })
+        };
     }
 }
 

@@ -251,9 +251,8 @@ impl<T> JoinHandle<T> {
                 }
                 st.waiter = Some(Waiter::Coroutine(me.clone()));
             }
-            crate::core::coroutine::set_wait_reason("join", None);
-            super::coroutine::suspend();
-            crate::core::coroutine::clear_wait_reason();
+            let joined = JoinBlocker(&self.co.inner);
+            crate::core::blocker::wait_on("join", None, &joined, super::coroutine::suspend);
         }
     }
 
@@ -271,6 +270,25 @@ impl<T> JoinHandle<T> {
             Some(r) => r,
             None => unreachable!("a completed join slot holds its result until joined"),
         }
+    }
+}
+
+/// A join waits for the joined coroutine.
+struct JoinBlocker<'a>(&'a CoInner);
+
+impl crate::core::blocker::Blocker for JoinBlocker<'_> {
+    fn blocked_by(&self, out: &mut Vec<usize>) {
+        if !self.0.join.is_done() {
+            out.push(self.0 as *const CoInner as usize);
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "join of coroutine {} ({})",
+            self.0.id,
+            self.0.display_name()
+        )
     }
 }
 

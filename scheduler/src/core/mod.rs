@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`control`] | the control block (QEMU's `struct Coroutine`): fields and who may touch them |
 //! | [`lifecycle`] | its states and the transitions that can race (loom-checked) |
+//! | [`blocker`] | what a waiting coroutine waits for, for the deadlock finder |
 //! | [`blocks`] | recycling of control-block allocations through batch caches |
 //! | [`list`] | an intrusive, thread-local FIFO of coroutine references |
 //! | [`refcount`] | its reference count, with resurrection for unwinding (loom-checked) |
@@ -24,6 +25,7 @@
 //! never the event loop above it ([`home::EventLoop`] is the seam the loop
 //! plugs into).
 
+pub(crate) mod blocker;
 pub(crate) mod blocks;
 pub(crate) mod control;
 pub(crate) mod coroutine;

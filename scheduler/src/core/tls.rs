@@ -11,6 +11,8 @@
 
 use std::cell::Cell;
 use std::ptr;
+use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::control::CoInner;
 use super::home::Home;
@@ -18,12 +20,13 @@ use super::home::Home;
 /// What a simulation is told when a coroutine ends with a panic.
 pub(crate) type PanicObserver = fn(&CoInner, &(dyn std::any::Any + Send));
 
-/// Per-thread scheduler state. Plain `Cell`s: only the owning thread touches
-/// them, and a signal handler on that thread may read `current`.
+/// Per-thread scheduler state. Only the owning thread writes it; a signal
+/// handler on that thread may read `current`, and so may a Runtime's stall
+/// watchdog from its own thread (see [`CurrentCell`]).
 pub(crate) struct ThreadState {
     /// The innermost running coroutine on this thread, null on the thread's
     /// own stack (QEMU's `current`, with null standing for the leader).
-    pub(crate) current: Cell<*const CoInner>,
+    pub(crate) current: CurrentCell,
     /// This thread's home, null until one is created or installed. The
     /// owning `Arc` lives in `home::THREAD_HOME` (or in the simulation that
     /// runs several homes on this thread and switches between them).
@@ -37,7 +40,7 @@ pub(crate) struct ThreadState {
 thread_local! {
     static STATE: ThreadState = const {
         ThreadState {
-            current: Cell::new(ptr::null()),
+            current: CurrentCell::new(),
             home: Cell::new(ptr::null()),
             panic_observer: Cell::new(None),
         }
@@ -93,4 +96,41 @@ fn launder<T>(mut p: *const T) -> *const T {
     // holding `p`; it touches no memory, stack or flags.
     unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(nomem, nostack, preserves_flags)) };
     p
+}
+
+/// The `current` cell: a `Cell` that another thread may read.
+///
+/// The stall watchdog compares a worker's current coroutine between two
+/// samples (identity only: it never dereferences the pointer), so the cell
+/// is atomic. Every access is Relaxed, which compiles to the same plain
+/// loads and stores as a `Cell` would: the only writer is the owning
+/// thread, so `replace` needs no read-modify-write, and the watchdog needs
+/// no ordering with anything else (a value read late only delays a report
+/// by one sample).
+pub(crate) struct CurrentCell(AtomicPtr<CoInner>);
+
+impl CurrentCell {
+    const fn new() -> CurrentCell {
+        CurrentCell(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// The innermost running coroutine (from any thread: a snapshot).
+    #[inline(always)]
+    pub(crate) fn get(&self) -> *const CoInner {
+        self.0.load(Relaxed)
+    }
+
+    /// Owning thread only.
+    #[inline(always)]
+    pub(crate) fn set(&self, co: *const CoInner) {
+        self.0.store(co as *mut CoInner, Relaxed);
+    }
+
+    /// Owning thread only: sets `co` and returns the previous value.
+    #[inline(always)]
+    pub(crate) fn replace(&self, co: *const CoInner) -> *const CoInner {
+        let previous = self.get();
+        self.set(co);
+        previous
+    }
 }

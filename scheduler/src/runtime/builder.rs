@@ -9,6 +9,8 @@ use crossbeam_deque::Worker;
 use super::worker::{self, WorkerLocal};
 use super::{IdleSet, Runtime, Shared};
 use crate::aio::{AioContext, ContextSettings, DEFAULT_POLL_MAX};
+use crate::runtime::stall::detector::{self, Detector, Hook};
+use crate::runtime::stall::{DEFAULT_STALL_THRESHOLD, StallReport};
 use crate::stack::DEFAULT_STACK_SIZE;
 use crate::sync::AtomicBool;
 
@@ -38,6 +40,11 @@ pub struct Builder {
     thread_name: String,
     migrate_started: bool,
     shutdown_timeout: Duration,
+    stall_threshold: Duration,
+    on_stall: Option<Hook>,
+    on_stall_end: Option<Hook>,
+    blocking_threads: usize,
+    blocking_queue: usize,
 }
 
 impl Default for Builder {
@@ -51,6 +58,11 @@ impl Default for Builder {
             thread_name: "coscheduler-worker".to_owned(),
             migrate_started: false,
             shutdown_timeout: crate::core::home::DEFAULT_SHUTDOWN_TIMEOUT,
+            stall_threshold: DEFAULT_STALL_THRESHOLD,
+            on_stall: None,
+            on_stall_end: None,
+            blocking_threads: crate::blocking::DEFAULT_BLOCKING_THREADS,
+            blocking_queue: crate::blocking::DEFAULT_BLOCKING_QUEUE,
         }
     }
 }
@@ -123,6 +135,98 @@ impl Builder {
         self
     }
 
+    /// How long a coroutine may run without suspending before the stall
+    /// detector reports it (default
+    /// [`DEFAULT_STALL_THRESHOLD`](crate::DEFAULT_STALL_THRESHOLD), 100 ms;
+    /// `Duration::ZERO` turns the detector off, and no watchdog thread is
+    /// started). See [`on_stall`](Builder::on_stall) for what a report
+    /// holds and where it goes.
+    pub fn stall_threshold(mut self, threshold: Duration) -> Self {
+        self.stall_threshold = threshold;
+        self
+    }
+
+    /// Called once per stall, on the runtime's watchdog thread, when a
+    /// coroutine has run longer than the
+    /// [`stall_threshold`](Builder::stall_threshold) without suspending:
+    /// with its id, name, context, the time so far and the backtrace of
+    /// its thread. It is *not* called again when the stall ends: the total
+    /// goes to [`on_stall_end`](Builder::on_stall_end) and into
+    /// [`RuntimeMetrics::stalls`](crate::RuntimeMetrics::stalls). Without
+    /// a callback each report is one line on stderr.
+    ///
+    /// The callback should be quick (the watchdog samples no other worker
+    /// while it runs); a panic in it is caught and reported.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// /// Computes without suspending until someone noticed (or ten seconds).
+    /// #[inline(never)]
+    /// fn crunch(noticed: &AtomicBool) {
+    ///     let give_up = Instant::now() + Duration::from_secs(10);
+    ///     while !noticed.load(SeqCst) && Instant::now() < give_up {
+    ///         std::hint::spin_loop();
+    ///     }
+    /// }
+    ///
+    /// let noticed = Arc::new(AtomicBool::new(false));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let (n, s) = (noticed.clone(), seen.clone());
+    /// let rt = coscheduler::Runtime::builder()
+    ///     .threads(1)
+    ///     .stall_threshold(Duration::from_millis(20))
+    ///     .on_stall(move |r| {
+    ///         s.lock().unwrap().push(r.name().map(str::to_owned));
+    ///         n.store(true, SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// rt.spawn_named("cruncher", move || crunch(&noticed)).join().unwrap();
+    /// rt.shutdown();
+    /// assert_eq!(*seen.lock().unwrap(), [Some("cruncher".to_owned())]);
+    /// ```
+    pub fn on_stall(mut self, f: impl Fn(&StallReport) + Send + Sync + 'static) -> Self {
+        self.on_stall = Some(Hook(Arc::new(f)));
+        self
+    }
+
+    /// Called once per stall when it is over (the coroutine suspended or
+    /// returned), on the watchdog thread or on a thread reading
+    /// [`Runtime::metrics`]; the report's
+    /// [`elapsed`](StallReport::elapsed) is the total and
+    /// [`has_ended`](StallReport::has_ended) is true. Without this callback
+    /// the end is one more line on stderr, unless
+    /// [`on_stall`](Builder::on_stall) is set (then nothing is printed).
+    pub fn on_stall_end(mut self, f: impl Fn(&StallReport) + Send + Sync + 'static) -> Self {
+        self.on_stall_end = Some(Hook(Arc::new(f)));
+        self
+    }
+
+    /// The most threads the runtime's blocking pool starts (default
+    /// [`DEFAULT_BLOCKING_THREADS`](crate::blocking::DEFAULT_BLOCKING_THREADS),
+    /// 64); they start on demand. See [`blocking`](crate::blocking).
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    #[track_caller]
+    pub fn blocking_threads(mut self, n: usize) -> Self {
+        assert!(n > 0, "a blocking pool needs at least one thread");
+        self.blocking_threads = n;
+        self
+    }
+
+    /// How many blocking closures may wait for a pool thread before a
+    /// coroutine submitting one waits for room (default
+    /// [`DEFAULT_BLOCKING_QUEUE`](crate::blocking::DEFAULT_BLOCKING_QUEUE),
+    /// 256; zero: submitters wait until a thread is free).
+    pub fn blocking_queue(mut self, depth: usize) -> Self {
+        self.blocking_queue = depth;
+        self
+    }
+
     /// Applies a `[runtime]` configuration section.
     pub fn config(mut self, cfg: &crate::RuntimeConfig) -> Self {
         if let Some(n) = cfg.threads() {
@@ -133,6 +237,9 @@ impl Builder {
         self.pool_max = cfg.pool_max();
         self.poll_max = cfg.poll_max();
         self.thread_name = cfg.thread_name().to_owned();
+        self.stall_threshold = cfg.stall_threshold();
+        self.blocking_threads = cfg.blocking_threads();
+        self.blocking_queue = cfg.blocking_queue();
         self
     }
 
@@ -154,6 +261,14 @@ impl Builder {
                 })
             })
             .collect();
+        let stall = Arc::new(Detector::new(
+            detector::Settings {
+                threshold: self.stall_threshold,
+                on_stall: self.on_stall.clone(),
+                on_stall_end: self.on_stall_end.clone(),
+            },
+            contexts.clone(),
+        ));
         let shared = Arc::new(Shared {
             injector: crossbeam_deque::Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
@@ -165,6 +280,12 @@ impl Builder {
             drain_timeout_ns: Default::default(),
             stopped: Default::default(),
             stopped_cv: Default::default(),
+            stall,
+            blocking: Arc::new(crate::blocking::BlockingPool::new(
+                self.blocking_threads,
+                self.blocking_queue,
+                format!("{}-blocking", self.thread_name),
+            )),
         });
         let cores = if self.pin_threads {
             core_affinity::get_core_ids().filter(|c| !c.is_empty())
@@ -196,6 +317,17 @@ impl Builder {
                     return Err(e);
                 }
             }
+        }
+        let weak = Arc::downgrade(&shared);
+        let started = shared.stall.start(move |_stalled| {
+            // Someone should look at the stalled worker's stealable work.
+            if let Some(shared) = weak.upgrade() {
+                shared.wake_idle_worker();
+            }
+        });
+        if let Err(e) = started {
+            // Everything else works without it.
+            eprintln!("coscheduler: cannot start the stall watchdog ({e}); stalls go unreported");
         }
         Ok(rt)
     }

@@ -2,8 +2,11 @@
 //! own [`AioContext`], a global injector for spawns from outside, and work
 //! stealing of not-yet-started coroutines between workers.
 
+pub mod blocking;
 mod builder;
+pub mod deadlock;
 pub(crate) mod idle;
+pub(crate) mod stall;
 pub(crate) mod worker;
 
 use std::fmt::Write as _;
@@ -43,6 +46,10 @@ pub(crate) struct Shared {
     /// Workers that finished their shutdown, and what they could not unwind.
     pub(crate) stopped: Mutex<Stopped>,
     pub(crate) stopped_cv: Condvar,
+    /// The stall detector (`crate::stall`).
+    pub(crate) stall: Arc<crate::runtime::stall::detector::Detector>,
+    /// The blocking pool (`crate::blocking`).
+    pub(crate) blocking: Arc<crate::blocking::BlockingPool>,
 }
 
 /// What the workers report back at shutdown.
@@ -153,12 +160,41 @@ impl Runtime {
         }
     }
 
+    /// Runs the blocking closure `f` on the runtime's blocking pool, from a
+    /// coroutine spawned for it (like [`spawn`](Runtime::spawn)), which is
+    /// suspended while `f` runs (see [`blocking`](crate::blocking)). The
+    /// handle gives `f`'s value, or its panic as
+    /// [`JoinError::Panicked`]. Unlike a call to
+    /// [`blocking::run`](crate::blocking::run) from a coroutine, the spawn
+    /// itself never waits: past the pool's bounds, the spawned coroutines
+    /// wait for room.
+    ///
+    /// ```
+    /// let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+    /// let h = rt.spawn_blocking(|| std::fs::read_to_string("/proc/self/stat").is_ok());
+    /// assert!(h.join().unwrap());
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        spawn_on_shared(
+            &self.shared,
+            CoroutineBuilder::default(),
+            move || crate::blocking::run(f),
+            Location::caller(),
+        )
+    }
+
     /// The workers' contexts, in worker order.
     pub fn contexts(&self) -> &[AioContext] {
         &self.shared.contexts
     }
 
-    /// Counters of every worker context, and their sum.
+    /// Counters of every worker context, their sum, and the stall
+    /// detector's figures.
     pub fn metrics(&self) -> RuntimeMetrics {
         let per_context: Vec<ContextMetrics> = self
             .shared
@@ -174,15 +210,20 @@ impl Runtime {
             injector_len: self.shared.injector.len(),
             sleeping_workers: self.shared.idle.count() as usize,
             pool: crate::core::stacks::stats(),
+            stalls: self.shared.stall.metrics(),
+            blocking: self.shared.blocking.metrics(),
         }
     }
 
     /// A human-readable list of the suspended coroutines of every worker:
-    /// id, name, home context, and what they wait on when a primitive said.
+    /// id, name, home context, and what they wait on when a primitive said;
+    /// members of a wait-for cycle are marked `[deadlock N]`, and each cycle
+    /// is described at the end (see [`deadlocks`](Runtime::deadlocks)).
     /// Each worker answers from its own thread; one that does not answer
     /// within a second (busy in a coroutine that never yields) is reported
     /// as such.
     pub fn dump(&self) -> String {
+        let deadlocks = self.deadlocks();
         let mut out = String::new();
         let m = self.metrics();
         let _ = writeln!(
@@ -208,7 +249,7 @@ impl Runtime {
                 rx
             })
             .collect();
-        for (ctx, rx) in self.shared.contexts.iter().zip(replies) {
+        for (i, (ctx, rx)) in self.shared.contexts.iter().zip(replies).enumerate() {
             match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok((list, started)) => {
                     let _ = writeln!(
@@ -220,20 +261,53 @@ impl Runtime {
                         list.len()
                     );
                     for s in list {
-                        let _ = writeln!(out, "  {s}");
+                        let mark = deadlocks
+                            .iter()
+                            .position(|d| d.contains(s.id))
+                            .map_or_else(String::new, |k| format!(" [deadlock {}]", k + 1));
+                        let _ = writeln!(out, "  {s}{mark}");
                     }
                 }
                 Err(_) => {
                     let _ = writeln!(
                         out,
-                        "context {} ({}): did not answer within 1 s (busy running a coroutine that does not yield?)",
+                        "context {} ({}): did not answer within 1 s ({})",
                         ctx.id(),
-                        ctx.name()
+                        ctx.name(),
+                        self.describe_busy_worker(i)
                     );
                 }
             }
         }
+        for (k, d) in deadlocks.iter().enumerate() {
+            let _ = writeln!(out, "[deadlock {}] {d}", k + 1);
+        }
         out
+    }
+
+    /// QEMU has no such thing: every cycle of coroutines waiting on each
+    /// other — through [`JoinHandle::join`], and through the primitives that
+    /// say what they wait on (`coprimitives`' `CoMutex` and `CoRwLock`) —
+    /// with each member's id, name, context and the lock it waits on. See
+    /// [`deadlock`](crate::deadlock) for how the graph is built. Each worker
+    /// answers from its own thread; one busy in a coroutine that does not
+    /// suspend for a second is left out.
+    ///
+    /// ```
+    /// let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+    /// assert!(rt.deadlocks().is_empty());
+    /// ```
+    pub fn deadlocks(&self) -> Vec<crate::Deadlock> {
+        crate::deadlock::find(&self.shared.contexts)
+    }
+
+    /// What a worker that does not answer is busy with, from the stall
+    /// detector.
+    fn describe_busy_worker(&self, worker: usize) -> String {
+        match describe_running(&self.shared, worker, Duration::from_secs(1)) {
+            Some(who) => format!("{who} without suspending"),
+            None => "busy running a coroutine that does not yield?".to_owned(),
+        }
     }
 
     /// Stops the workers, unwinds every suspended coroutine on its home
@@ -363,9 +437,12 @@ fn finish_shutdown(
                 warned = true;
                 for (i, t) in threads.iter().enumerate() {
                     if !t.is_finished() {
+                        let who = describe_running(shared, i, timeout).unwrap_or_else(|| {
+                            format!("a coroutine there has been running for over {timeout:?}")
+                        });
                         eprintln!(
-                            "coscheduler: shutdown is waiting for worker {i} ({}): a coroutine there \
-                             has been running for over {timeout:?} without suspending; a running \
+                            "coscheduler: shutdown is waiting for worker {i} ({}): {who} \
+                             without suspending; a running \
                              coroutine cannot be interrupted, so the shutdown waits until it \
                              suspends or returns",
                             shared.contexts[i].name()
@@ -390,6 +467,12 @@ fn finish_shutdown(
         // would be a scheduler bug, and shutting down goes on regardless.
         let _ = t.join();
     }
+    // Coroutines waiting for blocking closures were waited for by the
+    // drains above; what is still queued runs now, with the same timeout.
+    shared
+        .blocking
+        .close(crate::blocking::close_deadline(timeout));
+    shared.stall.stop();
     // Coroutines that never started: drop them (their handles report
     // cancellation).
     drain_injector(shared);
@@ -400,6 +483,22 @@ fn finish_shutdown(
     } else {
         Err(ShutdownError { leaked })
     }
+}
+
+/// "coroutine 7 (name) has been running for 1200ms", naming what runs on
+/// a worker that does not answer, when the stall detector can tell; how
+/// long defaults to "over `at_least`".
+fn describe_running(shared: &Shared, worker: usize, at_least: Duration) -> Option<String> {
+    let running = shared.stall.running_on(worker)?;
+    let name = running.name.as_deref().unwrap_or("unnamed");
+    let how_long = match running.running_for {
+        Some(d) if d >= at_least => format!("{}ms", d.as_millis()),
+        _ => format!("over {at_least:?}"),
+    };
+    Some(format!(
+        "coroutine {} ({name}) has been running for {how_long}",
+        running.id
+    ))
 }
 
 /// Coroutines a shutdown could not unwind in time (see
@@ -563,6 +662,13 @@ pub struct RuntimeMetrics {
     pub sleeping_workers: usize,
     /// The process-wide stack pool.
     pub pool: crate::stackpool::PoolStats,
+    /// The stall detector: how many coroutines ran past the
+    /// [`stall_threshold`](Builder::stall_threshold) without suspending,
+    /// and for how long.
+    pub stalls: crate::StallMetrics,
+    /// The blocking pool ([`blocking`](crate::blocking)): threads, queue,
+    /// and how long closures waited for a thread.
+    pub blocking: crate::blocking::BlockingMetrics,
 }
 
 /// Spawns `f` where the caller runs, as `tokio::spawn` does: on one of a

@@ -55,6 +55,15 @@ pub(crate) fn current_worker() -> *const WorkerLocal {
     std::hint::black_box(WORKER.with(Cell::get))
 }
 
+/// The blocking pool of the runtime whose worker this thread is, if any.
+pub(crate) fn current_blocking_pool() -> Option<Arc<crate::blocking::BlockingPool>> {
+    let w = current_worker();
+    // SAFETY: the worker-local block lives for the worker thread's whole
+    // loop (the pointer is cleared before it ends), and we are on that
+    // thread.
+    unsafe { w.as_ref() }.map(|local| local.shared.blocking.clone())
+}
+
 struct Hooks<'a> {
     local: &'a WorkerLocal,
 }
@@ -96,6 +105,7 @@ pub(crate) fn run(
     // SAFETY: just installed on this thread, which owns it until it exits.
     let owner = unsafe { ctx.home.owner_unchecked() };
     let lp = ctx.event_loop();
+    let stall_attachment = local.shared.stall.attach(local.index);
     WORKER.with(|w| w.set(&local));
     // Clears the pointer however the loop ends, before `local` goes away.
     struct ClearWorker;
@@ -156,6 +166,7 @@ pub(crate) fn run(
     stopped.workers += 1;
     stopped.leaked.extend(leaked);
     drop(stopped);
+    drop(stall_attachment);
     local.shared.stopped_cv.notify_all();
 }
 

@@ -470,12 +470,26 @@ impl<'a> Owner<'a> {
         // SAFETY: executing-thread field, and we are its home thread while
         // it is suspended.
         let wait = unsafe { (*co.wait.get()).clone() };
+        // SAFETY: a blocker is stored only for the length of the wait it
+        // describes, and `co` is suspended in it (it is homed here and
+        // suspended), on this thread.
+        let blocked = wait
+            .as_ref()
+            .and_then(|w| w.blocker)
+            .map(|b| unsafe { b.read() });
+        let (blocked_by, blocker) = match blocked {
+            Some((keys, described)) => (keys, Some(described)),
+            None => (Vec::new(), None),
+        };
         SuspendedInfo {
             id: co.id,
             name: co.name.as_deref().map(str::to_owned),
             context: self.home.id,
             waiting_on: wait.map(describe_wait),
             scheduled: co.scheduled.pending().is_some(),
+            key: co as *const CoInner as usize,
+            blocker,
+            blocked_by,
         }
     }
 
@@ -532,6 +546,12 @@ pub(crate) struct SuspendedInfo {
     pub(crate) context: u64,
     pub(crate) waiting_on: Option<String>,
     pub(crate) scheduled: bool,
+    /// The control block's address: the coroutine's key in wait-for graphs.
+    pub(crate) key: usize,
+    /// What its wait's blocker calls the awaited resource, if it has one.
+    pub(crate) blocker: Option<String>,
+    /// The keys of the coroutines its wait needs (`deadlock`).
+    pub(crate) blocked_by: Vec<usize>,
 }
 
 impl fmt::Display for SuspendedInfo {

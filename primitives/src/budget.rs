@@ -1,0 +1,166 @@
+//! [`maybe_yield`]: a cheap cooperation point for loops that must not hold
+//! their worker.
+//!
+//! A coroutine that computes for long without suspending holds up every
+//! other coroutine of its context (the stall detector reports it). Calling
+//! [`maybe_yield`] in such a loop costs a thread-local decrement on almost
+//! every call; every [`CLOCK_EVERY`] calls it reads the clock, and it
+//! yields ([`coscheduler::yield_now`]) once the coroutine has run for
+//! [`MAYBE_YIELD_AFTER`] or made [`MAYBE_YIELD_CALLS`] calls since it was
+//! last resumed.
+//!
+//! "Since it was last resumed" needs no hook on the switch path: the budget
+//! remembers the context's switch count
+//! ([`coscheduler::raw::switch_count`]) when it started, and a different
+//! count means the coroutine suspended meanwhile, so a fresh budget starts.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// Calls to [`maybe_yield`] after which it yields, however short they were.
+pub const MAYBE_YIELD_CALLS: u32 = 1024;
+
+/// Running time after which [`maybe_yield`] yields (checked every
+/// [`CLOCK_EVERY`] calls).
+pub const MAYBE_YIELD_AFTER: Duration = Duration::from_micros(500);
+
+/// How many calls [`maybe_yield`] makes between two clock reads.
+pub const CLOCK_EVERY: u32 = 32;
+
+/// This thread's budget: calls left until the next check, the switch count
+/// it was started at, and when.
+#[derive(Clone, Copy)]
+struct Budget {
+    calls: u32,
+    epoch: u64,
+    started: Option<Instant>,
+}
+
+thread_local! {
+    static BUDGET: Cell<Budget> = const {
+        Cell::new(Budget { calls: 0, epoch: 0, started: None })
+    };
+}
+
+/// Yields if the current coroutine has used up its budget (see the
+/// [module docs](self)); otherwise returns at once. Outside a coroutine it
+/// does nothing.
+///
+/// ```
+/// let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+/// let sum = rt.block_on(|| {
+///     let mut sum = 0u64;
+///     for i in 0..1_000_000u64 {
+///         sum = sum.wrapping_add(i * i);
+///         coprimitives::maybe_yield(); // lets the worker's other coroutines run
+///     }
+///     sum
+/// });
+/// assert_ne!(sum, 0);
+/// ```
+#[inline]
+pub fn maybe_yield() {
+    let left = BUDGET.with(|b| {
+        let mut budget = b.get();
+        budget.calls = budget.calls.wrapping_sub(1);
+        b.set(budget);
+        budget.calls
+    });
+    if left % CLOCK_EVERY != 0 {
+        return;
+    }
+    maybe_yield_slow();
+}
+
+#[cold]
+#[inline(never)]
+fn maybe_yield_slow() {
+    if !coscheduler::in_coroutine() {
+        return;
+    }
+    let epoch = coscheduler::raw::switch_count();
+    let budget = BUDGET.with(Cell::get);
+    let spent = match budget.started {
+        // Resumed since this budget began (or never started one): the slice
+        // starts now.
+        Some(started) if budget.epoch == epoch => {
+            budget.calls == 0 || started.elapsed() >= MAYBE_YIELD_AFTER
+        }
+        _ => {
+            restart_budget();
+            return;
+        }
+    };
+    if spent {
+        coscheduler::yield_now();
+        restart_budget();
+    }
+}
+
+/// Starts a fresh budget for the slice that begins now. Not inlined into
+/// the caller: a migratable coroutine may resume on another thread after
+/// `yield_now`, and the thread-local must be looked up again there.
+#[inline(never)]
+fn restart_budget() {
+    let budget = Budget {
+        calls: MAYBE_YIELD_CALLS,
+        epoch: coscheduler::raw::switch_count(),
+        started: Some(Instant::now()),
+    };
+    BUDGET.with(|b| b.set(budget));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// A loop calling `maybe_yield` lets another coroutine of its context
+    /// run while it is still looping (on one worker, nothing else could run
+    /// it), and it yields after the call budget even when every call is fast.
+    #[test]
+    fn a_cooperative_loop_lets_others_run() {
+        let rt = coscheduler::Runtime::builder()
+            .threads(1)
+            .stall_threshold(Duration::ZERO)
+            .build()
+            .unwrap();
+        let other_ran = Arc::new(AtomicBool::new(false));
+        let o = other_ran.clone();
+        let ctx = rt.contexts()[0].clone();
+        let looper = ctx.spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let (mut calls, mut yields) = (0u64, 0u64);
+            let mut epoch = coscheduler::raw::switch_count();
+            while !o.load(SeqCst) && Instant::now() < deadline {
+                maybe_yield();
+                calls += 1;
+                let now = coscheduler::raw::switch_count();
+                if now != epoch {
+                    yields += 1;
+                    epoch = now;
+                }
+            }
+            (o.load(SeqCst), calls, yields)
+        });
+        let o = other_ran.clone();
+        let other = ctx.spawn(move || o.store(true, SeqCst));
+        let (seen, calls, yields) = looper.join().unwrap();
+        other.join().unwrap();
+        assert!(seen, "the other coroutine never ran during the loop");
+        // Fast calls: the call budget, not the clock, bounds each slice.
+        assert!(
+            calls <= (yields + 1) * u64::from(MAYBE_YIELD_CALLS) + u64::from(CLOCK_EVERY),
+            "{calls} calls, {yields} yields"
+        );
+        rt.shutdown();
+    }
+
+    #[test]
+    fn outside_a_coroutine_it_does_nothing() {
+        for _ in 0..10 * MAYBE_YIELD_CALLS {
+            maybe_yield();
+        }
+    }
+}
