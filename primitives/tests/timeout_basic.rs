@@ -144,9 +144,9 @@ fn works_from_a_plain_thread() {
     assert_eq!(co_timeout(Duration::from_secs(5), || 11), Ok(11));
     let t = Instant::now();
     assert_eq!(
-        co_timeout(Duration::from_millis(5), || co_sleep(
-            Duration::from_secs(10)
-        )),
+        co_timeout(Duration::from_millis(5), || co_sleep(Duration::from_secs(
+            10
+        ))),
         Err(TimedOut)
     );
     // The timeout did not wait for the body's sleep (a margin wide enough

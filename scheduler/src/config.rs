@@ -15,6 +15,7 @@
 //! stall_threshold = "100ms"  # "0s" turns the stall detector off
 //! blocking_threads = 64
 //! blocking_queue = 256
+//! shutdown_timeout = "5s"
 //! ```
 //!
 //! Other top-level tables belong to other tools (`costress` keeps its `[stress]` table in the
@@ -35,6 +36,11 @@
 //! own (into an otherwise empty table), which pins a failure to that key; the whole table is
 //! then deserialized once, and the ranges are checked last. The same per-key path serves
 //! [`RuntimeConfig::set`], which is how environment variables and command-line flags arrive.
+//!
+//! The values land in the same settings struct the [`Builder`](crate::Builder) keeps, so
+//! [`Builder::config`](crate::Builder::config) applies a configuration in one assignment.
+//! This module is behind the `config` cargo feature: a program that builds its `Runtime` in
+//! code does not compile serde, toml and their helpers.
 
 use std::fmt;
 use std::fs;
@@ -43,15 +49,11 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytesize::ByteSize;
 use humantime_serde::re::humantime;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::aio::DEFAULT_POLL_MAX;
-use crate::blocking::{DEFAULT_BLOCKING_QUEUE, DEFAULT_BLOCKING_THREADS};
-use crate::runtime::stall::DEFAULT_STALL_THRESHOLD;
-use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
-use crate::stackpool::INITIAL_POOL_MAX;
+use crate::runtime::settings::Settings;
+use crate::stack::MIN_STACK_SIZE;
 
 /// The name of the table this module reads.
 const SECTION: &str = "runtime";
@@ -71,9 +73,12 @@ const MAX_STALL_THRESHOLD: Duration = Duration::from_secs(3600);
 /// The most blocking-pool threads accepted (each is a full OS thread with its own stack).
 const MAX_BLOCKING_THREADS: usize = 4096;
 
+/// The longest shutdown timeout accepted.
+const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The keys of `[runtime]`, each with the form it takes, in the order the documentation lists
 /// them. [`RuntimeConfig::KEYS`] and the error messages are both read from here.
-const KEY_FORMS: [(&str, &str); 9] = [
+const KEY_FORMS: [(&str, &str); 10] = [
     ("threads", r#"0, "auto" or a positive integer"#),
     ("pin_threads", "true or false"),
     ("stack_size", r#"a size such as "64KiB" or "1MiB""#),
@@ -83,6 +88,7 @@ const KEY_FORMS: [(&str, &str); 9] = [
     ("stall_threshold", r#"a duration such as "100ms" or "0s""#),
     ("blocking_threads", "a positive integer"),
     ("blocking_queue", "a non-negative integer"),
+    ("shutdown_timeout", r#"a duration such as "5s""#),
 ];
 
 /// A whole configuration file, as far as the runtime is concerned.
@@ -132,97 +138,67 @@ impl Config {
     }
 }
 
-/// How many worker threads to start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "ThreadsRepr", into = "ThreadsRepr")]
-enum Threads {
-    /// One per core (`0` or `"auto"` in the file).
-    #[default]
-    Auto,
-    Count(NonZeroUsize),
-}
+/// The serde forms of the values whose file spelling differs from their type.
+pub(crate) mod forms {
+    /// `threads`: an integer, or a string holding `auto` or one; 0 and `auto` mean one per
+    /// core (`None`).
+    pub(crate) mod threads {
+        use std::num::NonZeroUsize;
 
-/// What a file may write for `threads`: an integer, or a string holding `auto` or one.
-#[derive(Deserialize, Serialize)]
-#[serde(untagged)]
-enum ThreadsRepr {
-    Count(u64),
-    Word(String),
-}
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-impl TryFrom<ThreadsRepr> for Threads {
-    // Never shown: a failure here is reported with `threads`' entry in KEY_FORMS.
-    type Error = &'static str;
+        /// What a file may write.
+        #[derive(Deserialize, Serialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Count(u64),
+            Word(String),
+        }
 
-    fn try_from(repr: ThreadsRepr) -> Result<Self, Self::Error> {
-        let count = match repr {
-            ThreadsRepr::Count(count) => count,
-            ThreadsRepr::Word(word) if word.eq_ignore_ascii_case("auto") => 0,
-            ThreadsRepr::Word(word) => word.trim().parse().map_err(|_| "not a count")?,
-        };
-        let count = usize::try_from(count).map_err(|_| "too many threads")?;
-        Ok(NonZeroUsize::new(count).map_or(Threads::Auto, Threads::Count))
-    }
-}
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<NonZeroUsize>, D::Error> {
+            // Never shown: a failure here is reported with `threads`' entry in KEY_FORMS.
+            let count = match Repr::deserialize(d)? {
+                Repr::Count(count) => count,
+                Repr::Word(word) if word.eq_ignore_ascii_case("auto") => 0,
+                Repr::Word(word) => word
+                    .trim()
+                    .parse()
+                    .map_err(|_| serde::de::Error::custom("not a count"))?,
+            };
+            let count =
+                usize::try_from(count).map_err(|_| serde::de::Error::custom("too many threads"))?;
+            Ok(NonZeroUsize::new(count))
+        }
 
-impl From<Threads> for ThreadsRepr {
-    fn from(threads: Threads) -> Self {
-        match threads {
-            Threads::Auto => ThreadsRepr::Word("auto".to_owned()),
-            // A usize always fits a u64 on the targets we build for (64-bit Linux).
-            Threads::Count(count) => ThreadsRepr::Count(count.get() as u64),
+        pub(crate) fn serialize<S: Serializer>(
+            threads: &Option<NonZeroUsize>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match threads {
+                None => Repr::Word("auto".to_owned()),
+                // A usize always fits a u64 on the targets we build for (64-bit Linux).
+                Some(count) => Repr::Count(count.get() as u64),
+            }
+            .serialize(s)
         }
     }
-}
 
-/// The `[runtime]` table exactly as serde sees it: types checked, ranges not yet.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Fields {
-    threads: Threads,
-    pin_threads: bool,
-    #[serde(serialize_with = "serialize_size")]
-    stack_size: ByteSize,
-    pool_max: usize,
-    #[serde(with = "humantime_serde")]
-    poll_max: Duration,
-    thread_name: String,
-    #[serde(with = "humantime_serde")]
-    stall_threshold: Duration,
-    blocking_threads: usize,
-    blocking_queue: usize,
-}
+    /// `stack_size`: a byte count, or a size with a unit (`"64KiB"`, `"1 MiB"`).
+    pub(crate) mod size {
+        use bytesize::ByteSize;
+        use serde::{Deserialize, Deserializer, Serializer};
 
-impl Default for Fields {
-    fn default() -> Self {
-        Fields {
-            threads: Threads::Auto,
-            pin_threads: true,
-            stack_size: ByteSize::b(DEFAULT_STACK_SIZE as u64),
-            pool_max: INITIAL_POOL_MAX,
-            poll_max: DEFAULT_POLL_MAX,
-            thread_name: "coscheduler-worker".to_owned(),
-            stall_threshold: DEFAULT_STALL_THRESHOLD,
-            blocking_threads: DEFAULT_BLOCKING_THREADS,
-            blocking_queue: DEFAULT_BLOCKING_QUEUE,
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+            let size = ByteSize::deserialize(d)?.as_u64();
+            // Sizes past the address space are refused by the range check; saturate so
+            // that it sees them.
+            Ok(usize::try_from(size).unwrap_or(usize::MAX))
         }
-    }
-}
 
-impl Fields {
-    /// Takes the value of `key` from `other`, leaving the rest of `self` alone.
-    fn take_key(&mut self, key: &str, other: Fields) {
-        match key {
-            "threads" => self.threads = other.threads,
-            "pin_threads" => self.pin_threads = other.pin_threads,
-            "stack_size" => self.stack_size = other.stack_size,
-            "pool_max" => self.pool_max = other.pool_max,
-            "poll_max" => self.poll_max = other.poll_max,
-            "thread_name" => self.thread_name = other.thread_name,
-            "stall_threshold" => self.stall_threshold = other.stall_threshold,
-            "blocking_threads" => self.blocking_threads = other.blocking_threads,
-            "blocking_queue" => self.blocking_queue = other.blocking_queue,
-            _ => unreachable!("key {key:?} is in KEY_FORMS but not in Fields::take_key"),
+        pub(crate) fn serialize<S: Serializer>(bytes: &usize, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&super::super::exact_size(*bytes as u64))
         }
     }
 }
@@ -242,25 +218,21 @@ fn exact_size(bytes: u64) -> String {
         )
 }
 
-fn serialize_size<S: Serializer>(size: &ByteSize, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&exact_size(size.as_u64()))
-}
-
 /// The `[runtime]` table: how many workers, their stacks, pool and polling.
 ///
 /// A value of this type has passed every check, whichever way it was made: from a file
 /// ([`Config`]), from serde inside a tool's own configuration struct, or through
 /// [`set`](RuntimeConfig::set). The runtime's `Builder` reads it through the accessors.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "Fields", into = "Fields")]
+#[serde(try_from = "Settings", into = "Settings")]
 pub struct RuntimeConfig {
-    fields: Fields,
+    settings: Settings,
 }
 
 impl RuntimeConfig {
     /// The keys the `[runtime]` table accepts, in documentation order.
-    pub const KEYS: [&'static str; 9] = {
-        let mut keys = [""; 9];
+    pub const KEYS: [&'static str; 10] = {
+        let mut keys = [""; 10];
         let mut i = 0;
         while i < KEY_FORMS.len() {
             keys[i] = KEY_FORMS[i].0;
@@ -271,60 +243,67 @@ impl RuntimeConfig {
 
     /// Worker threads to start; `None` means one per core (`threads = 0` or `"auto"`).
     pub fn threads(&self) -> Option<NonZeroUsize> {
-        match self.fields.threads {
-            Threads::Auto => None,
-            Threads::Count(count) => Some(count),
-        }
+        self.settings.threads
     }
 
     /// Whether each worker is pinned to its own core (`pin_threads`, default `true`).
     pub fn pin_threads(&self) -> bool {
-        self.fields.pin_threads
+        self.settings.pin_threads
     }
 
     /// The usable size of each coroutine stack in bytes (`stack_size`, default 1 MiB like
     /// QEMU's `COROUTINE_STACK_SIZE`), between 16 KiB and 1 GiB. The stack allocator rounds
     /// it up to whole pages.
     pub fn stack_size_bytes(&self) -> usize {
-        // Validation capped it at 1 GiB, which fits any usize we build for.
-        self.fields.stack_size.as_u64() as usize
+        self.settings.stack_size
     }
 
     /// The most stacks the coroutine pool keeps for reuse (`pool_max`, default 128). `0`
     /// turns pooling off, which makes every coroutine creation an `mmap`.
     pub fn pool_max(&self) -> usize {
-        self.fields.pool_max
+        self.settings.pool_max
     }
 
     /// How long an idle worker busy-polls before it sleeps (`poll_max`, QEMU's
     /// `poll-max-ns`, default 32 768 ns), at most one second. Zero disables polling.
     pub fn poll_max(&self) -> Duration {
-        self.fields.poll_max
+        self.settings.poll_max
     }
 
     /// The prefix of worker thread names (`thread_name`, default `"coscheduler-worker"`).
     /// Linux keeps only the first 15 bytes of a thread name.
     pub fn thread_name(&self) -> &str {
-        &self.fields.thread_name
+        &self.settings.thread_name
     }
 
     /// How long a coroutine may run without suspending before the stall detector reports it
     /// (`stall_threshold`, default 100 ms), at most one hour. Zero turns the detector off.
     pub fn stall_threshold(&self) -> Duration {
-        self.fields.stall_threshold
+        self.settings.stall_threshold
     }
 
     /// The most threads of the blocking pool that runs `co_blocking` and
     /// `Runtime::spawn_blocking` closures (`blocking_threads`, default 64, like QEMU's
     /// thread pool), from 1 to 4096.
     pub fn blocking_threads(&self) -> usize {
-        self.fields.blocking_threads
+        self.settings.blocking_threads
     }
 
     /// How many blocking closures may wait for a pool thread before callers wait to submit
     /// theirs (`blocking_queue`, default 256). `0`: a caller waits until a thread is free.
     pub fn blocking_queue(&self) -> usize {
-        self.fields.blocking_queue
+        self.settings.blocking_queue
+    }
+
+    /// How long a shutdown waits for suspended coroutines to unwind before it leaks the rest
+    /// (`shutdown_timeout`, default 5 s), at most one hour.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.settings.shutdown_timeout
+    }
+
+    /// The settings a `Builder` applies.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Sets one key from text, as an environment variable or a command-line flag gives it.
@@ -341,10 +320,16 @@ impl RuntimeConfig {
         let mut last_error = None;
         for candidate in candidates(value) {
             match check_key(key, &candidate) {
-                Ok(parsed) => {
-                    let mut fields = self.fields.clone();
-                    fields.take_key(key, parsed);
-                    let valid = RuntimeConfig::try_from(fields)
+                Ok(()) => {
+                    // The other keys as they are, this one as given: the same path a file
+                    // takes, so no key needs code of its own here.
+                    let mut table = toml::Table::try_from(&self.settings)
+                        .expect("settings always serialize to a table");
+                    table.insert(key.to_owned(), candidate.clone());
+                    let settings: Settings = table
+                        .try_into()
+                        .expect("each key passed check_key, so the table deserializes");
+                    let valid = RuntimeConfig::try_from(settings)
                         .map_err(|err| err.with_given(|_| Some(&candidate)))?;
                     *self = valid;
                     return Ok(());
@@ -360,21 +345,21 @@ impl RuntimeConfig {
         for (key, value) in table {
             check_key(key, value)?;
         }
-        let fields: Fields = table.clone().try_into().map_err(|err: toml::de::Error| {
+        let settings: Settings = table.clone().try_into().map_err(|err: toml::de::Error| {
             // Each key passed on its own above; only a serde quirk could bring us here, so
             // say what serde said rather than guess a key.
             ConfigError::invalid(SECTION.to_owned(), "{ ... }".to_owned(), err.message())
         })?;
-        RuntimeConfig::try_from(fields).map_err(|err| err.with_given(|key| table.get(key)))
+        RuntimeConfig::try_from(settings).map_err(|err| err.with_given(|key| table.get(key)))
     }
 }
 
-impl TryFrom<Fields> for RuntimeConfig {
+impl TryFrom<Settings> for RuntimeConfig {
     type Error = ConfigError;
 
     /// The range checks, which serde's types cannot express.
-    fn try_from(fields: Fields) -> Result<Self, ConfigError> {
-        let size = fields.stack_size.as_u64();
+    fn try_from(fields: Settings) -> Result<Self, ConfigError> {
+        let size = fields.stack_size as u64;
         if !(MIN_STACK_SIZE as u64..=MAX_STACK_SIZE).contains(&size) {
             return Err(ConfigError::in_runtime(
                 "stack_size",
@@ -406,6 +391,16 @@ impl TryFrom<Fields> for RuntimeConfig {
                 r#"a duration of at most "1h""#,
             ));
         }
+        if fields.shutdown_timeout > MAX_SHUTDOWN_TIMEOUT {
+            return Err(ConfigError::in_runtime(
+                "shutdown_timeout",
+                format!(
+                    "{:?}",
+                    humantime::format_duration(fields.shutdown_timeout).to_string()
+                ),
+                r#"a duration of at most "1h""#,
+            ));
+        }
         if !(1..=MAX_BLOCKING_THREADS).contains(&fields.blocking_threads) {
             return Err(ConfigError::in_runtime(
                 "blocking_threads",
@@ -420,18 +415,18 @@ impl TryFrom<Fields> for RuntimeConfig {
                 "a non-empty string without NUL characters",
             ));
         }
-        Ok(RuntimeConfig { fields })
+        Ok(RuntimeConfig { settings: fields })
     }
 }
 
-impl From<RuntimeConfig> for Fields {
+impl From<RuntimeConfig> for Settings {
     fn from(config: RuntimeConfig) -> Self {
-        config.fields
+        config.settings
     }
 }
 
 /// Deserializes `key = value` on its own, which pins a type error to that key.
-fn check_key(key: &str, value: &toml::Value) -> Result<Fields, ConfigError> {
+fn check_key(key: &str, value: &toml::Value) -> Result<(), ConfigError> {
     let Some((_, form)) = KEY_FORMS.iter().find(|(name, _)| *name == key) else {
         return Err(ConfigError::new(ErrorKind::UnknownKey {
             key: format!("{SECTION}.{key}"),
@@ -440,7 +435,8 @@ fn check_key(key: &str, value: &toml::Value) -> Result<Fields, ConfigError> {
     };
     let single = toml::Table::from_iter([(key.to_owned(), value.clone())]);
     single
-        .try_into()
+        .try_into::<Settings>()
+        .map(drop)
         .map_err(|_: toml::de::Error| ConfigError::in_runtime(key, value.to_string(), *form))
 }
 
@@ -632,6 +628,7 @@ mod tests {
         assert_eq!(config.stall_threshold(), Duration::from_millis(100));
         assert_eq!(config.blocking_threads(), 64);
         assert_eq!(config.blocking_queue(), 256);
+        assert_eq!(config.shutdown_timeout(), Duration::from_secs(5));
         assert_eq!(parse("").unwrap(), config);
         assert_eq!(parse("[runtime]").unwrap(), config);
         assert_eq!(Config::default().runtime, config);
@@ -651,6 +648,7 @@ mod tests {
             stall_threshold = "0s"
             blocking_threads = 4
             blocking_queue = 0
+            shutdown_timeout = "250ms"
             "#,
         )
         .unwrap();
@@ -663,6 +661,9 @@ mod tests {
         assert_eq!(config.stall_threshold(), Duration::ZERO);
         assert_eq!(config.blocking_threads(), 4);
         assert_eq!(config.blocking_queue(), 0);
+        assert_eq!(config.shutdown_timeout(), Duration::from_millis(250));
+        let refused = error("[runtime]\nshutdown_timeout = \"2h\"").to_string();
+        assert!(refused.contains("runtime.shutdown_timeout"), "{refused}");
         let refused = error("[runtime]\nblocking_threads = 0").to_string();
         assert!(
             refused.contains("runtime.blocking_threads = 0"),
@@ -807,7 +808,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown key runtime.stak_size (expected one of: threads, pin_threads, stack_size, \
-             pool_max, poll_max, thread_name, stall_threshold, blocking_threads, blocking_queue)"
+             pool_max, poll_max, thread_name, stall_threshold, blocking_threads, blocking_queue, shutdown_timeout)"
         );
     }
 

@@ -126,7 +126,7 @@
 // public facades over them.
 #[cfg(not(loom))]
 mod aio;
-#[cfg(not(loom))]
+#[cfg(all(feature = "config", not(loom)))]
 pub mod config;
 #[cfg(not(loom))]
 mod core;
@@ -189,7 +189,7 @@ mod stackpool {
 
 #[cfg(not(loom))]
 pub use aio::{AioContext, DEFAULT_POLL_MAX, TimerId};
-#[cfg(not(loom))]
+#[cfg(all(feature = "config", not(loom)))]
 pub use config::{Config, ConfigError, RuntimeConfig};
 #[cfg(not(loom))]
 pub use core::coroutine::{Coroutine, CoroutineBuilder, current, in_coroutine, suspend, yield_now};

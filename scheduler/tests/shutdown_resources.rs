@@ -97,10 +97,12 @@ fn a_hundred_runtimes_leak_no_thread_and_no_mapping() {
     for _ in 0..100 {
         cycle();
     }
-    assert_eq!(
-        settled_thread_count(threads),
-        threads,
-        "worker threads were joined"
+    // At most: a runtime thread of an earlier test (a detached shutdown
+    // helper) may still have been on its way out when `threads` was read.
+    let now = settled_thread_count(threads);
+    assert!(
+        now <= threads,
+        "threads not joined: {threads} before, {now} after"
     );
     let after = mapping_count();
     // AddressSanitizer maps memory of its own: see below.
@@ -172,10 +174,12 @@ fn two_hundred_cycles_with_suspended_coroutines_unwind_everything() {
         pool_before.in_use(),
         "every stack went back to the pool or was unmapped"
     );
-    assert_eq!(
-        settled_thread_count(threads),
-        threads,
-        "worker threads were joined"
+    // At most: a runtime thread of an earlier test (a detached shutdown
+    // helper) may still have been on its way out when `threads` was read.
+    let now = settled_thread_count(threads);
+    assert!(
+        now <= threads,
+        "threads not joined: {threads} before, {now} after"
     );
     // Two mappings per stack the pool keeps; the pool may fill up to its
     // maximum over the cycles, which is not a leak.

@@ -149,6 +149,17 @@ pub struct Cli {
     )]
     pub blocking_queue: Option<String>,
 
+    /// How long a shutdown waits for suspended coroutines to unwind before it leaks the rest,
+    /// such as 5s
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "COSTRESS_SHUTDOWN_TIMEOUT",
+        help_heading = "Runtime",
+        allow_hyphen_values = true
+    )]
+    pub shutdown_timeout: Option<String>,
+
     /// How long each workload runs, such as 10s or 500ms
     #[arg(
         short,
@@ -288,7 +299,7 @@ pub struct Cli {
 
 /// The flags that override configuration keys: the flag's id (which is also the key) and the
 /// table the key lives in.
-const OVERRIDES: [(&str, Section); 13] = [
+const OVERRIDES: [(&str, Section); 14] = [
     ("threads", Section::Runtime),
     ("pin_threads", Section::Runtime),
     ("stack_size", Section::Runtime),
@@ -298,6 +309,7 @@ const OVERRIDES: [(&str, Section); 13] = [
     ("stall_threshold", Section::Runtime),
     ("blocking_threads", Section::Runtime),
     ("blocking_queue", Section::Runtime),
+    ("shutdown_timeout", Section::Runtime),
     ("duration", Section::Stress),
     ("coroutines", Section::Stress),
     ("seed", Section::Stress),

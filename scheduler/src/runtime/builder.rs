@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use crossbeam_deque::Worker;
 
+use super::settings::Settings;
 use super::worker::{self, WorkerLocal};
 use super::{IdleSet, Runtime, Shared};
-use crate::aio::{AioContext, ContextSettings, DEFAULT_POLL_MAX};
+use crate::aio::{AioContext, ContextSettings};
+use crate::runtime::stall::StallReport;
 use crate::runtime::stall::detector::{self, Detector, Hook};
-use crate::runtime::stall::{DEFAULT_STALL_THRESHOLD, StallReport};
-use crate::stack::DEFAULT_STACK_SIZE;
 use crate::sync::AtomicBool;
 
 /// Configures and builds a [`Runtime`]. Setters take and return `self`.
@@ -29,42 +29,14 @@ use crate::sync::AtomicBool;
 ///     .unwrap();
 /// assert_eq!(rt.contexts().len(), 2);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct Builder {
-    threads: Option<NonZeroUsize>,
-    pin_threads: bool,
-    stack_size: usize,
-    pool_max: usize,
-    poll_max: Duration,
-    thread_name: String,
+    /// What a `[runtime]` configuration table can set.
+    settings: Settings,
     migrate_started: bool,
-    shutdown_timeout: Duration,
-    stall_threshold: Duration,
     on_stall: Option<Hook>,
     on_stall_end: Option<Hook>,
-    blocking_threads: usize,
-    blocking_queue: usize,
-}
-
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder {
-            threads: None,
-            pin_threads: true,
-            stack_size: DEFAULT_STACK_SIZE,
-            pool_max: crate::stackpool::INITIAL_POOL_MAX,
-            poll_max: DEFAULT_POLL_MAX,
-            thread_name: "coscheduler-worker".to_owned(),
-            migrate_started: false,
-            shutdown_timeout: crate::core::home::DEFAULT_SHUTDOWN_TIMEOUT,
-            stall_threshold: DEFAULT_STALL_THRESHOLD,
-            on_stall: None,
-            on_stall_end: None,
-            blocking_threads: crate::blocking::DEFAULT_BLOCKING_THREADS,
-            blocking_queue: crate::blocking::DEFAULT_BLOCKING_QUEUE,
-        }
-    }
 }
 
 impl Builder {
@@ -74,7 +46,7 @@ impl Builder {
     /// If `n` is zero.
     #[track_caller]
     pub fn threads(mut self, n: usize) -> Self {
-        self.threads =
+        self.settings.threads =
             Some(NonZeroUsize::new(n).expect("a Runtime needs at least one worker thread"));
         self
     }
@@ -82,34 +54,34 @@ impl Builder {
     /// Pins worker `i` to core `i mod cores` (default true). Where pinning is
     /// not available, workers run unpinned.
     pub fn pin_threads(mut self, pin: bool) -> Self {
-        self.pin_threads = pin;
+        self.settings.pin_threads = pin;
         self
     }
 
     /// Usable stack bytes of coroutines created on the workers (default
     /// 1 MiB of address space, touched lazily).
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = bytes;
+        self.settings.stack_size = bytes;
         self
     }
 
     /// Stacks this runtime adds to the shared pool's maximum while it runs
     /// (QEMU's `qemu_coroutine_inc_pool_size`; default 128).
     pub fn pool_max(mut self, stacks: usize) -> Self {
-        self.pool_max = stacks;
+        self.settings.pool_max = stacks;
         self
     }
 
     /// The adaptive busy-polling maximum of each worker (QEMU's
     /// `poll-max-ns`; default 32 µs; zero never busy-polls).
     pub fn poll_max(mut self, max: Duration) -> Self {
-        self.poll_max = max;
+        self.settings.poll_max = max;
         self
     }
 
     /// Worker thread name prefix; workers are named `<prefix>-<index>`.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
-        self.thread_name = prefix.into();
+        self.settings.thread_name = prefix.into();
         self
     }
 
@@ -131,7 +103,7 @@ impl Builder {
     /// Unwinding normally takes microseconds; the timeout only matters
     /// when a destructor waits for something that never comes.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.settings.shutdown_timeout = timeout;
         self
     }
 
@@ -142,7 +114,7 @@ impl Builder {
     /// started). See [`on_stall`](Builder::on_stall) for what a report
     /// holds and where it goes.
     pub fn stall_threshold(mut self, threshold: Duration) -> Self {
-        self.stall_threshold = threshold;
+        self.settings.stall_threshold = threshold;
         self
     }
 
@@ -214,7 +186,7 @@ impl Builder {
     #[track_caller]
     pub fn blocking_threads(mut self, n: usize) -> Self {
         assert!(n > 0, "a blocking pool needs at least one thread");
-        self.blocking_threads = n;
+        self.settings.blocking_threads = n;
         self
     }
 
@@ -223,30 +195,32 @@ impl Builder {
     /// [`DEFAULT_BLOCKING_QUEUE`](crate::blocking::DEFAULT_BLOCKING_QUEUE),
     /// 256; zero: submitters wait until a thread is free).
     pub fn blocking_queue(mut self, depth: usize) -> Self {
-        self.blocking_queue = depth;
+        self.settings.blocking_queue = depth;
         self
     }
 
-    /// Applies a `[runtime]` configuration section.
+    /// Applies a `[runtime]` configuration section: every setting it holds
+    /// (a key the file left out holds its default) replaces the builder's.
+    /// Callbacks and [`migrate_started`](Builder::migrate_started) are not
+    /// configuration and stay as they are.
+    ///
+    /// ```
+    /// let cfg = coscheduler::Config::from_toml_str("[runtime]\nthreads = 2\npool_max = 16")
+    ///     .unwrap();
+    /// let rt = coscheduler::Runtime::builder().config(&cfg.runtime).build().unwrap();
+    /// assert_eq!(rt.contexts().len(), 2);
+    /// ```
+    #[cfg(feature = "config")]
     pub fn config(mut self, cfg: &crate::RuntimeConfig) -> Self {
-        if let Some(n) = cfg.threads() {
-            self.threads = Some(n);
-        }
-        self.pin_threads = cfg.pin_threads();
-        self.stack_size = cfg.stack_size_bytes();
-        self.pool_max = cfg.pool_max();
-        self.poll_max = cfg.poll_max();
-        self.thread_name = cfg.thread_name().to_owned();
-        self.stall_threshold = cfg.stall_threshold();
-        self.blocking_threads = cfg.blocking_threads();
-        self.blocking_queue = cfg.blocking_queue();
+        self.settings = cfg.settings().clone();
         self
     }
 
     /// Starts the workers.
     pub fn build(self) -> std::io::Result<Runtime> {
-        crate::stackpool::class_for(self.stack_size)?;
+        crate::stackpool::class_for(self.settings.stack_size)?;
         let n = self
+            .settings
             .threads
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get);
@@ -255,15 +229,15 @@ impl Builder {
         let contexts: Vec<AioContext> = (0..n)
             .map(|i| {
                 AioContext::with_settings(ContextSettings {
-                    name: format!("{}-{i}", self.thread_name),
-                    poll_max: self.poll_max,
-                    stack_size: self.stack_size,
+                    name: format!("{}-{i}", self.settings.thread_name),
+                    poll_max: self.settings.poll_max,
+                    stack_size: self.settings.stack_size,
                 })
             })
             .collect();
         let stall = Arc::new(Detector::new(
             detector::Settings {
-                threshold: self.stall_threshold,
+                threshold: self.settings.stall_threshold,
                 on_stall: self.on_stall.clone(),
                 on_stall_end: self.on_stall_end.clone(),
             },
@@ -276,27 +250,27 @@ impl Builder {
             idle: IdleSet::new(n),
             shutdown: AtomicBool::new(false),
             migrate_started: self.migrate_started,
-            shutdown_timeout: self.shutdown_timeout,
+            shutdown_timeout: self.settings.shutdown_timeout,
             drain_timeout_ns: Default::default(),
             stopped: Default::default(),
             stopped_cv: Default::default(),
             stall,
             blocking: Arc::new(crate::blocking::BlockingPool::new(
-                self.blocking_threads,
-                self.blocking_queue,
-                format!("{}-blocking", self.thread_name),
+                self.settings.blocking_threads,
+                self.settings.blocking_queue,
+                format!("{}-blocking", self.settings.thread_name),
             )),
         });
-        let cores = if self.pin_threads {
+        let cores = if self.settings.pin_threads {
             core_affinity::get_core_ids().filter(|c| !c.is_empty())
         } else {
             None
         };
-        crate::core::stacks::inc_pool_size(self.pool_max);
+        crate::core::stacks::inc_pool_size(self.settings.pool_max);
         let mut rt = Runtime {
             shared: shared.clone(),
             threads: Vec::with_capacity(n),
-            pool_added: self.pool_max,
+            pool_added: self.settings.pool_max,
         };
         for (i, (deque, ctx)) in deques.into_iter().zip(contexts).enumerate() {
             let local = WorkerLocal {
@@ -305,9 +279,9 @@ impl Builder {
                 deque,
             };
             let core = cores.as_ref().map(|c| c[i % c.len()]);
-            let stack_size = self.stack_size;
+            let stack_size = self.settings.stack_size;
             let spawned = std::thread::Builder::new()
-                .name(format!("{}-{i}", self.thread_name))
+                .name(format!("{}-{i}", self.settings.thread_name))
                 .spawn(move || worker::run(local, ctx, stack_size, core));
             match spawned {
                 Ok(t) => rt.threads.push(t),

@@ -6,6 +6,7 @@ pub mod blocking;
 mod builder;
 pub mod deadlock;
 pub(crate) mod idle;
+pub(crate) mod settings;
 pub(crate) mod stall;
 pub(crate) mod worker;
 
@@ -97,6 +98,7 @@ impl Runtime {
     }
 
     /// A runtime configured by the `[runtime]` section of a [`Config`](crate::Config).
+    #[cfg(feature = "config")]
     pub fn from_config(cfg: &crate::Config) -> std::io::Result<Runtime> {
         Builder::default().config(&cfg.runtime).build()
     }

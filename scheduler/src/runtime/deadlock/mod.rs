@@ -22,11 +22,12 @@
 //! suspended inside the wait, so the blocker is alive. The graph is then
 //! put together on the calling thread. Workers answer at different
 //! instants, so a lock handed over between two answers could close a cycle
-//! that never existed; a deadlock does not change, so [`find`] takes two
+//! that never existed; a deadlock does not change, so the search ([`Runtime::deadlocks`]) takes two
 //! snapshots and reports the cycles present in both. Coroutines already
 //! woken (scheduled to run) are not waiting and are left out.
 //!
 //! [`Runtime::dump`]: crate::Runtime::dump
+//! [`Runtime::deadlocks`]: crate::Runtime::deadlocks
 
 mod cycles;
 
