@@ -23,7 +23,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::AcqRel;
 use std::sync::{Arc, Mutex};
@@ -131,7 +131,7 @@ where
     }
     match lock(&shared.result).take() {
         Some(Ok(v)) => Ok(v),
-        Some(Err(panic)) => resume_unwind(panic),
+        Some(Err(panic)) => coscheduler::raw::rethrow(panic),
         None => unreachable!("co_timeout: the marker was set without a result"),
     }
 }
@@ -161,7 +161,7 @@ where
         .join()
     {
         Ok(r) => r,
-        Err(JoinError::Panicked(p)) => resume_unwind(p),
+        Err(JoinError::Panicked(p)) => coscheduler::raw::rethrow(p),
         Err(e) => panic!("co_timeout: the waiting coroutine did not finish: {e}"),
     }
 }

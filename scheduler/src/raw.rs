@@ -84,6 +84,7 @@ pub fn locks_held() -> u32 {
 }
 
 pub use crate::core::coroutine::{clear_wait_reason, set_wait_reason};
+pub use crate::core::unwinding::rethrow;
 
 /// Runs `f` with every suspension of the current coroutine inside it
 /// *shielded*: not a cancellation point. A cancelled coroutine (its last

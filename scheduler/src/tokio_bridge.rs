@@ -157,7 +157,7 @@ where
 {
     match crate::wait(AbortOnDrop(handle.spawn(fut))) {
         Ok(v) => v,
-        Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
+        Err(e) if e.is_panic() => crate::core::unwinding::rethrow(e.into_panic()),
         Err(e) => {
             panic!("tokio_bridge: the task did not finish (its tokio runtime shut down?): {e}")
         }

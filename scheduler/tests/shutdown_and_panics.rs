@@ -311,3 +311,101 @@ fn posting_to_a_closed_context_drops_the_work_unrun() {
     assert!(matches!(h.join(), Err(JoinError::Cancelled)));
     assert!(!ran.load(SeqCst));
 }
+
+/// std counts panics per thread: while coroutine A is suspended in the
+/// middle of its cancellation unwind, coroutine B on the same thread runs
+/// with `std::thread::panicking()` true. B's suspensions must still be
+/// cancellation points, or B (here: the one that would let A finish) could
+/// never be unwound and both would be leaked.
+#[test]
+fn a_coroutine_suspending_while_another_unwinds_stays_cancellable() {
+    /// A's destructor: wakes B once, then waits (leaving its own handle in
+    /// the slot) for B's destructor.
+    struct WakeThenWait {
+        b: Arc<Mutex<Option<Coroutine>>>,
+        b_dropped: Arc<AtomicBool>,
+        done: Arc<AtomicUsize>,
+    }
+    impl Drop for WakeThenWait {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking(), "A unwinds its cancellation");
+            let b = self.b.lock().unwrap().take().expect("B's handle");
+            b.wake();
+            drop(b);
+            *self.b.lock().unwrap() = coscheduler::current();
+            while !self.b_dropped.load(SeqCst) {
+                suspend();
+            }
+            self.done.fetch_add(1, SeqCst);
+        }
+    }
+    /// B's destructor: lets A finish.
+    struct SetOnDrop(
+        Arc<AtomicBool>,
+        Arc<AtomicUsize>,
+        Arc<Mutex<Option<Coroutine>>>,
+    );
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+            self.1.fetch_add(1, SeqCst);
+            if let Some(a) = self.2.lock().unwrap().take() {
+                a.wake();
+            }
+        }
+    }
+    let rt = Runtime::builder().threads(1).build().unwrap();
+    let b_dropped = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let b_wakes = Arc::new(AtomicUsize::new(0));
+    // B's handle for A's destructor, then A's for B's.
+    let slot = Arc::new(Mutex::new(None));
+    let (flag, d, wakes, a_slot) = (
+        b_dropped.clone(),
+        done.clone(),
+        b_wakes.clone(),
+        slot.clone(),
+    );
+    let hb = rt.contexts()[0].spawn(move || {
+        let _s = SetOnDrop(flag, d, a_slot);
+        loop {
+            suspend();
+            wakes.fetch_add(1, SeqCst);
+        }
+    });
+    wait_until("B to suspend", || hb.coroutine().context().is_some());
+    *slot.lock().unwrap() = Some(hb.coroutine().clone());
+    let started = Arc::new(AtomicBool::new(false));
+    let (flag, d, s) = (b_dropped.clone(), done.clone(), started.clone());
+    let ha = rt.contexts()[0].spawn(move || {
+        let _w = WakeThenWait {
+            b: slot,
+            b_dropped: flag,
+            done: d,
+        };
+        s.store(true, SeqCst);
+        suspend();
+    });
+    wait_until("A to suspend", || started.load(SeqCst));
+    std::thread::sleep(Duration::from_millis(5));
+    // A is cancelled; its destructor wakes B, which suspends again while
+    // A's unwind is in flight on the same thread.
+    drop(ha);
+    wait_until("B to be woken and suspend again", || {
+        b_wakes.load(SeqCst) == 1
+    });
+    std::thread::sleep(Duration::from_millis(5));
+    // B's last handle: B must be cancelled now, which lets A finish.
+    drop(hb);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while done.load(SeqCst) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let shutdown = rt.shutdown_timeout(Duration::from_secs(2));
+    assert_eq!(
+        done.load(SeqCst),
+        2,
+        "B was not cancelled, so A never finished"
+    );
+    shutdown.expect("nothing left to leak");
+}

@@ -166,6 +166,14 @@ pub(crate) struct CoInner {
     /// own cancellation unwinding, or a panic unwinding on this thread):
     /// shutdown does not resume it to unwind it, only a real wake does.
     pub(crate) parked_shielded: Cell<bool>,
+    /// The thread was already panicking when this coroutine was last
+    /// switched in: another coroutine's unwind is in flight (see
+    /// `unwinding`).
+    pub(crate) resumed_amid_panic: Cell<bool>,
+    /// This coroutine raised a panic that may still be unwinding (set by
+    /// the panic hook and `unwinding::rethrow`, cleared at a suspension
+    /// outside any unwind).
+    pub(crate) own_panic: Cell<bool>,
     /// Suspended, cancelled and unreachable: nothing can ever resume it, so
     /// its block and stack are leaked (counted in
     /// [`PoolStats::leaked`](crate::stackpool::PoolStats::leaked)).
@@ -247,6 +255,8 @@ impl CoInner {
             unwinding_cancel: Cell::new(false),
             shields: Cell::new(0),
             parked_shielded: Cell::new(false),
+            resumed_amid_panic: Cell::new(false),
+            own_panic: Cell::new(false),
             orphaned: AtomicBool::new(false),
         }
     }

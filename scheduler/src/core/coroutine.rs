@@ -384,12 +384,15 @@ pub fn suspend() {
 /// - the coroutine's own cancellation is already unwinding (a destructor
 ///   that waits for a lock, a sleep, a join): it waits and goes on
 ///   unwinding;
-/// - the thread is panicking: the coroutine may be running destructors of
-///   an ordinary panic, and raising a second unwind out of a destructor
-///   aborts the process. (The thread's panic count is shared by all its
-///   coroutines, so this also shields coroutines that merely run while
-///   another one is suspended mid-unwind; they are unwound at their next
-///   unshielded suspension.)
+/// - the coroutine is unwinding an ordinary panic of its own: it may be
+///   running destructors, and raising a second unwind out of a destructor
+///   aborts the process. std counts panics per thread, so "its own" is
+///   worked out per coroutine (see `core::unwinding`): a coroutine that
+///   merely runs while another one is suspended mid-unwind is still
+///   cancellable. The one panic it cannot attribute is a payload re-raised
+///   with `std::panic::resume_unwind` (which runs no panic hook) after the
+///   application replaced the panic hook, by a coroutine resumed while
+///   another is suspended mid-unwind; cancelling that one aborts.
 ///
 /// User code that catches the cancellation (`catch_unwind` around a call
 /// that suspends) and discards it is cancelled again at its next
@@ -407,7 +410,7 @@ pub(crate) unsafe fn suspend_running(co: *const CoInner) {
     // executing-thread fields and we are on that thread.
     let shielded = unsafe {
         let inner = &*co;
-        let shielded = inner.shields.get() != 0 || std::thread::panicking();
+        let shielded = inner.shields.get() != 0 || super::unwinding::in_own_unwind(inner);
         inner.parked_shielded.set(shielded);
         shielded
     };
@@ -424,6 +427,7 @@ pub(crate) unsafe fn suspend_running(co: *const CoInner) {
     // nothing read from thread-locals before the switch is reused.
     // SAFETY: the coroutine is alive while it runs.
     let inner = unsafe { &*co };
+    super::unwinding::resumed(inner);
     // A wake that found this coroutine already scheduled and was absorbed
     // published its condition first; `resumed_cancelled`'s fence makes the
     // caller's re-check after we return see it (see `wake_mark`).

@@ -7,7 +7,7 @@
 //! of coroutines waking each other does not grow the stack.
 
 use std::any::Any;
-use std::panic::{Location, resume_unwind};
+use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
@@ -94,7 +94,7 @@ unsafe fn enter_rest(
         }
     }
     if let Some(p) = panic {
-        resume_unwind(p);
+        super::unwinding::rethrow(p);
     }
 }
 
@@ -155,6 +155,10 @@ unsafe fn run_one(
     // SAFETY: `co` is alive (caller's contract) and owns this fiber.
     let why = unsafe { fiber.resume(co) };
     ts.current.set(prev);
+    // SAFETY: a coroutine that entered `co` is alive and running again.
+    if let Some(enterer) = unsafe { prev.as_ref() } {
+        super::unwinding::resumed(enterer);
+    }
     bump(&ctx_ref.counters.switches, 1);
     pending.prepend(co.take_wakeups());
     match why {

@@ -148,6 +148,8 @@ fn trampoline(yielder: &FiberYielder, mut input: *const CoInner) -> Infallible {
         // resume (Fiber::resume's contract), and it owns this fiber.
         let outcome = unsafe {
             let co = &*input;
+            co.own_panic.set(false);
+            crate::core::unwinding::resumed(co);
             co.attach_yielder(yielder);
             let entry = co.take_entry();
             let body = || {

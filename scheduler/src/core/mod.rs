@@ -19,6 +19,7 @@
 //! | [`join`] | join handles and the join slot |
 //! | [`future`] | `wait`: a future awaited by a coroutine (loom-checked await state) |
 //! | [`home`] | a thread's home: ready list, mailbox (loom-checked), registry, shutdown |
+//! | [`unwinding`] | whose unwind a suspension is in: the coroutine's own or a neighbour's |
 //! | [`tls`] | the per-thread state, read through `#[inline(never)]` accessors |
 //!
 //! Dependencies point down only: the core uses the stack pool and stacks,
@@ -40,6 +41,7 @@ pub(crate) mod list;
 pub(crate) mod refcount;
 pub(crate) mod stacks;
 pub(crate) mod tls;
+pub(crate) mod unwinding;
 pub(crate) mod wake;
 pub(crate) mod wake_mark;
 

@@ -39,7 +39,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -379,7 +379,7 @@ where
     });
     match result {
         Ok(v) => v,
-        Err(p) => resume_unwind(p),
+        Err(p) => crate::core::unwinding::rethrow(p),
     }
 }
 

@@ -11,7 +11,7 @@ pub(crate) mod stall;
 pub(crate) mod worker;
 
 use std::fmt::Write as _;
-use std::panic::{Location, resume_unwind};
+use std::panic::Location;
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::sync::atomic::fence;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -157,7 +157,7 @@ impl Runtime {
     {
         match self.spawn(f).join() {
             Ok(v) => v,
-            Err(JoinError::Panicked(p)) => resume_unwind(p),
+            Err(JoinError::Panicked(p)) => crate::core::unwinding::rethrow(p),
             Err(e) => panic!("Runtime::block_on: {e}"),
         }
     }

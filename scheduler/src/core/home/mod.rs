@@ -128,6 +128,7 @@ pub(crate) struct Owner<'a> {
 impl Home {
     /// A new home named `name`, owned by nobody until installed.
     pub(crate) fn new(name: String, stack_size: usize) -> Home {
+        crate::core::unwinding::install_hook();
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Home {
             // Relaxed: only uniqueness is needed.
