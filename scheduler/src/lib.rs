@@ -121,6 +121,12 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+/// The Rust snippets of the workspace's README.md, compiled and run by
+/// `cargo test --doc -p coscheduler` so that they stay correct as written.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 // Layers, bottom up (each only uses those below it): `stack`, `stackpool`,
 // `core`, `aio`, `runtime`. `raw`, `pool`, `config` and `tokio_bridge` are
 // public facades over them.
