@@ -37,7 +37,7 @@ pub const DEFAULT_THRESHOLD: f64 = 0.03;
 /// Spreads are interquartile ranges over the median. For a normal distribution the IQR is
 /// 1.35 σ, so two IQRs of the combined spread put a change about 2.7 σ of one sample away:
 /// rare enough by chance that a red CI is worth reading, while a true 2× slowdown (the
-/// targets in WORKLOADS.md are ratios like "≤ 2× corosensei") still shows on a quiet machine.
+/// targets in docs/BENCHMARKS.md are ratios like "≤ 2× corosensei") still shows on a quiet machine.
 pub const SPREAD_FACTOR: f64 = 2.0;
 
 /// Percentiles judged, with the multiple of the row's threshold each is allowed. The far

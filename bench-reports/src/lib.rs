@@ -1,6 +1,6 @@
 //! `cobench`: the performance suite of coscheduler and its CI regression gate.
 //!
-//! Two tiers of figures (see `shared/bench/WORKLOADS.md` for the workloads):
+//! Two tiers of figures (see `docs/BENCHMARKS.md` for the workloads):
 //!
 //! - the **deterministic tier** counts instructions per operation of single-threaded paths
 //!   under callgrind ([`callgrind`], operations in [`probe`]); these repeat exactly, so CI

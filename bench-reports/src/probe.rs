@@ -46,7 +46,7 @@ pub struct Probe {
 }
 
 /// Every probe, in the order `run` measures them: each coscheduler row next to the raw
-/// corosensei row it is judged against (WORKLOADS.md, "raw floor"), then the paths through
+/// corosensei row it is judged against (the "raw floor" of docs/BENCHMARKS.md), then the paths through
 /// the event loop and coprimitives.
 ///
 /// Unit names say what one iteration is. `nesting` counts coroutines, not chains, so its

@@ -2,7 +2,7 @@
 //! whose samples interleave.
 //!
 //! Every coscheduler workload runs on a two-worker runtime built with the defaults a user
-//! gets (`Runtime::builder().threads(2)`; W3 pins its workers as WORKLOADS.md prescribes),
+//! gets (`Runtime::builder().threads(2)`; W3 pins its workers as docs/BENCHMARKS.md prescribes),
 //! and its tokio twin on `new_multi_thread().worker_threads(2)`. A row builds its runtime in
 //! the untimed warm-up sample and keeps it for its timed samples (see
 //! `support::ROW_RUNTIMES`); [`finish_group`] shuts the group's runtimes down. The
@@ -33,7 +33,7 @@ const W4_OPS: Sizes = Sizes {
 /// W4 timed samples.
 const W4_SAMPLES: Sizes = Sizes { quick: 5, full: 11 };
 
-/// W4's set-time form: milliseconds per sample (WORKLOADS.md's 2 s in a full run).
+/// W4's set-time form: milliseconds per sample (docs/BENCHMARKS.md's 2 s in a full run).
 const W4_MILLIS: Sizes = Sizes {
     quick: 50,
     full: 2_000,

@@ -1,4 +1,4 @@
-//! W8 echo (shared/bench/WORKLOADS.md): a loopback TCP echo server with one
+//! W8 echo (docs/BENCHMARKS.md): a loopback TCP echo server with one
 //! coroutine per connection (`Runtime::spawn`) on 2 workers, against a
 //! tokio echo server built the same way (2-worker multi-thread runtime,
 //! `tokio::spawn` per connection, read then `write_all` into a 4 KiB

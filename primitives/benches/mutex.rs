@@ -1,4 +1,4 @@
-//! CoMutex benchmarks (WORKLOADS.md W4 and the uncontended fast path).
+//! CoMutex benchmarks (docs/BENCHMARKS.md W4 and the uncontended fast path).
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/tmp/target-prims cargo bench -p coprimitives --bench mutex -- --warm-up-time 1 --measurement-time 3

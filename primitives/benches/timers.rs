@@ -1,4 +1,4 @@
-//! W7 timers (shared/bench/WORKLOADS.md): 10,000 coroutines × 10 × sleep
+//! W7 timers (docs/BENCHMARKS.md): 10,000 coroutines × 10 × sleep
 //! 1 ms on 2 workers, total wall time and oversleep percentiles, against
 //! tokio (10,000 tasks × 10 × `tokio::time::sleep(1 ms)` on a 2-worker
 //! multi-thread runtime) in the same run; and 100 × 10 × 1 ms for timer

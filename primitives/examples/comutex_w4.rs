@@ -1,4 +1,4 @@
-//! W4 (WORKLOADS.md) as defined there — 2 contexts (workers) × C coroutines
+//! W4 (docs/BENCHMARKS.md) as defined there — 2 contexts (workers) × C coroutines
 //! (tasks) incrementing a counter under the lock until a stop flag — with
 //! the implementations *interleaved*: each repetition runs every
 //! implementation once, in an order rotated from one repetition to the next,

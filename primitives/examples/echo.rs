@@ -1,7 +1,7 @@
 //! A TCP echo server: each connection is served by its own coroutine,
 //! spawned with `Runtime::spawn` so that connections spread over all
 //! workers; plus a client mode that measures requests/s and latency (W8 in
-//! shared/bench/WORKLOADS.md).
+//! docs/BENCHMARKS.md).
 //!
 //! ```text
 //! cargo run --release -p coprimitives --example echo -- [server] [--port 7878] [--threads N] [--duration SECS]

@@ -1,4 +1,4 @@
-//! QEMU's CoQueue (`qemu_co_queue_*`, SEMANTICS.md §4): a FIFO of suspended
+//! QEMU's CoQueue (`qemu_co_queue_*`, docs/SEMANTICS.md §4): a FIFO of suspended
 //! coroutines, the coroutine analogue of a condition variable.
 
 use std::collections::VecDeque;

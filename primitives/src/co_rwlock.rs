@@ -1,4 +1,4 @@
-//! QEMU's CoRwlock, ticket implementation (SEMANTICS.md §5): an internal
+//! QEMU's CoRwlock, ticket implementation (docs/SEMANTICS.md §5): an internal
 //! CoMutex protects an owner count and a FIFO of tickets kept on the
 //! waiters' stacks.
 //!

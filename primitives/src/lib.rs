@@ -48,6 +48,30 @@
 //! | `qemu_co_send` / `qemu_co_recv` / `qemu_co_sendv_recvv` | [`io::co_send`] / [`io::co_recv`] / [`io::co_sendv`], [`io::co_recvv`] |
 //! | `qemu_coroutine_inc_pool_size` / `dec_pool_size` | [`pool::inc_pool_size`] / [`pool::dec_pool_size`] |
 //! | (none: per-lock contention histograms) | [`stats`], [`CoMutex::with_stats`] |
+//! | `thread_pool_submit_co` (blocking work off the event loop) | [`co_blocking`] |
+//! | — (cooperative budget for long loops) | [`maybe_yield`] |
+//! | — (wait-for cycles through locks and joins) | [`deadlocks`], [`Deadlock`] |
+//! | — (stall detector, deterministic simulation) | in `coscheduler`: `Builder::stall_threshold`, `coscheduler::sim` |
+//!
+//! # Guided tour
+//!
+//! - **Locks:** [`CoMutex`] (QEMU's lockless algorithm, FIFO hand-over;
+//!   [`CoMutex::try_lock`] works on plain threads too), [`CoRwLock`] (fair,
+//!   with upgrade and downgrade), [`SpinLock`] for sections that never
+//!   suspend, and the [`Lockable`] trait that lets [`CoQueue::wait_with`]
+//!   drop any of them across a wait.
+//! - **Conditions:** [`CoQueue`], the coroutine condition variable.
+//! - **Time:** [`co_sleep`], [`CoSleep`] (a sleep another thread can end
+//!   early), [`co_timeout`] (stop waiting; the work itself keeps running).
+//! - **I/O:** [`io`]: coroutine sockets ([`io::TcpStream`],
+//!   [`io::TcpListener`], Unix sockets) and QEMU's send/receive helpers.
+//! - **Cooperation and diagnostics:** [`co_blocking`] for blocking calls,
+//!   [`maybe_yield`] for long loops, [`deadlocks`] for wait-for cycles,
+//!   [`stats`] for contention histograms, [`pool`] for the stack pool.
+//!
+//! Spawning, the runtime, shutdown and the stall detector are in
+//! [`coscheduler`]. The repository's `docs/SEMANTICS.md` says where each
+//! primitive follows QEMU and where it differs.
 
 // Locks, queues and lockables (QEMU's qemu-coroutine-lock.c, lockable.h),
 // contention statistics and pool controls. Under `--cfg loom` only the

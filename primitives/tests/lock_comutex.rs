@@ -1,5 +1,5 @@
 //! CoMutex: QEMU's `/locking/co-mutex` and `/locking/co-mutex/lockable`
-//! (tests/unit/test-coroutine.c, SEMANTICS.md §10.1) on one thread, plus the
+//! (tests/unit/test-coroutine.c, docs/SEMANTICS.md §10.1) on one thread, plus the
 //! Rust API's own guarantees.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -1,4 +1,4 @@
-//! The mutex cases of QEMU's tests/unit/test-aio-multithread.c (SEMANTICS.md
+//! The mutex cases of QEMU's tests/unit/test-aio-multithread.c (docs/SEMANTICS.md
 //! §10.2): coroutines on several contexts increment a plain counter under a
 //! CoMutex until told to stop; the counter must equal the number of
 //! increments counted outside the lock.

@@ -1,4 +1,4 @@
-//! CoQueue semantics (SEMANTICS.md §4): FIFO and FRONT order, where woken
+//! CoQueue semantics (docs/SEMANTICS.md §4): FIFO and FRONT order, where woken
 //! coroutines run (after the waker suspends inside a coroutine; before
 //! `enter_next` returns outside), the lock dropped across the wait, any
 //! `Lockable`, and waiters on several threads.

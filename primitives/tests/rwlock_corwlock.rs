@@ -1,6 +1,6 @@
 //! CoRwLock: QEMU's `/locking/co-rwlock/upgrade` and
 //! `/locking/co-rwlock/downgrade` (tests/unit/test-coroutine.c,
-//! SEMANTICS.md §10.1) on one thread, plus fairness checks.
+//! docs/SEMANTICS.md §10.1) on one thread, plus fairness checks.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;

@@ -1,4 +1,4 @@
-//! Single-thread coroutine costs (WORKLOADS.md W1, W2, nesting, cost), each
+//! Single-thread coroutine costs (docs/BENCHMARKS.md W1, W2, nesting, cost), each
 //! next to raw `corosensei` measured in the same run.
 //!
 //! `cargo bench -p coscheduler --bench coroutine`

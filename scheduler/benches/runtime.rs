@@ -1,4 +1,4 @@
-//! Multi-threaded workloads of WORKLOADS.md, each next to its reference in
+//! Multi-threaded workloads of docs/BENCHMARKS.md, each next to its reference in
 //! the same run: W3 cross-context ping-pong (floor: two threads bouncing an
 //! atomic; tokio across two runtimes), W5 spawn storm (tokio, 2 workers) and
 //! its 1-vs-2-worker scaling, and `yield_now` through the ready queue.

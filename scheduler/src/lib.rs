@@ -20,17 +20,62 @@
 //! assert!(co.is_finished());
 //! ```
 //!
+//! # Guided tour
+//!
+//! 1. **Spawn.** [`Runtime::builder`] starts worker threads;
+//!    [`Runtime::spawn`] (or [`spawn`] from inside a coroutine,
+//!    [`AioContext::spawn`] on one context) starts a coroutine and returns a
+//!    [`JoinHandle`]; [`Runtime::block_on`] runs one and waits for it. For
+//!    hand-driven coroutines: [`Coroutine::new`], [`Coroutine::enter`],
+//!    [`suspend`], [`Coroutine::wake`], [`yield_now`].
+//! 2. **Synchronize.** The `coprimitives` crate has the coroutine locks and
+//!    queues: `CoMutex`, `CoRwLock`, `CoQueue`, `Lockable`. They suspend the
+//!    coroutine, never the thread.
+//! 3. **Sleep and time out.** `coprimitives::co_sleep`, `CoSleep` (a sleep
+//!    another thread can end early), `co_timeout`. They build on the
+//!    context's timers ([`AioContext::add_timer`]).
+//! 4. **I/O.** `coprimitives::io` has sockets whose `Read`/`Write` suspend
+//!    the coroutine, and QEMU's `qemu_co_send`/`recv` family; underneath is
+//!    [`fd::Registration`]. Any `Future` can be awaited with [`wait`].
+//! 5. **Shut down.** [`Runtime::shutdown`] (or dropping the runtime) unwinds
+//!    every suspended coroutine on its home thread, within
+//!    [`Builder::shutdown_timeout`].
+//! 6. **Diagnose.** The stall detector ([`Builder::stall_threshold`],
+//!    [`Builder::on_stall`]) names a coroutine that runs too long without
+//!    suspending; blocking calls go to the blocking pool
+//!    ([`Runtime::spawn_blocking`], `coprimitives::co_blocking`);
+//!    `coprimitives::maybe_yield` keeps long loops cooperative;
+//!    [`Runtime::deadlocks`] finds wait-for cycles and [`Runtime::dump`]
+//!    lists what every coroutine waits on; [`RuntimeMetrics`] and
+//!    [`pool::stats`] count. [`sim`] replays concurrency bugs
+//!    deterministically from a seed.
+//!
+//! # Glossary
+//!
+//! - **context** ([`AioContext`], QEMU's name): one per thread that runs
+//!   coroutines: its ready list, timers, file descriptors, and a mailbox
+//!   other threads post to. [`AioContext::poll`] is one turn of its loop.
+//! - **home**: the context a coroutine first ran on. A started coroutine
+//!   runs only there; a wake from elsewhere is a **hand-off** to it.
+//! - **bottom half**: a one-shot callback a context runs on its own thread,
+//!   outside any coroutine ([`AioContext::bh_oneshot`]).
+//! - **injector**: the runtime's shared queue of spawned coroutines that
+//!   have not started; idle workers take from it and steal from each other.
+//! - **migratable**: a coroutine allowed, by an `unsafe` promise, to move
+//!   after it started (see Soundness below).
+//!
 //! # Layers
 //!
-//! 1. [`stack`]: mmap'ed stacks with a `PROT_NONE` guard page; a fault in a
-//!    running coroutine's guard page is reported by name before aborting.
-//! 2. [`pool`]: finished coroutines' stacks are reused (QEMU's batch pool,
-//!    capped by `vm.max_map_count`).
-//! 3. [`Coroutine`]: create / enter / suspend, nesting, QEMU's wake order.
-//! 4. [`AioContext`]: a per-thread event loop (`aio_poll`), cross-thread
-//!    hand-off, bottom halves, timers, fd readiness ([`fd`]).
-//! 5. [`Runtime`]: worker threads with work stealing of unstarted
-//!    coroutines.
+//! Bottom up, each using only those below: `sync` (atomics, loom-swappable),
+//! `sanitizer`, [`stack`] (guard-paged stacks, the overflow report),
+//! `stackpool` (QEMU's batch pool, controlled through [`pool`]), `core` (the
+//! control block, enter loop, wake routing, a thread's home), `aio`
+//! ([`AioContext`]: poll, timers, [`fd`]), [`sim`], and `runtime`
+//! ([`Runtime`], work stealing of unstarted coroutines, the stall detector,
+//! [`blocking`] pool and [`deadlock`] detection). The repository's
+//! `docs/ARCHITECTURE.md` describes each layer and lists every atomic
+//! protocol with its loom model; `docs/SEMANTICS.md` lists where we follow
+//! QEMU and where we differ.
 //!
 //! # Async interop
 //!
@@ -117,9 +162,21 @@
 //! | `qemu_alloc_stack` | [`stack::GuardedStack::new`] |
 //! | `COROUTINE_STACK_SIZE` | [`stack::DEFAULT_STACK_SIZE`] |
 //! | IOThread | a [`Runtime`] worker |
+//! | `thread_pool_submit_co` | [`blocking::run`], [`Runtime::spawn_blocking`] (`coprimitives::co_blocking`) |
+//! | — (reschedule to the back of the queue) | [`yield_now`] (`coprimitives::maybe_yield` on a budget) |
+//! | — (stall detector) | [`Builder::stall_threshold`], [`Builder::on_stall`], [`StallReport`] |
+//! | — (deadlock detection) | [`Runtime::deadlocks`], [`Deadlock`], [`Runtime::dump`] |
+//! | — (deterministic simulation) | [`sim::Simulation`], [`sim::check`] |
+//! | — (spawn on the current worker) | [`spawn`], [`Runtime::spawn`], [`AioContext::spawn`] |
 //! | — (no QEMU counterpart) | [`wait`] (await a `Future`), `tokio_bridge::run` (a future on tokio) |
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
+
+/// The Rust snippets of the workspace's README.md, compiled and run by
+/// `cargo test --doc -p coscheduler` so that they stay correct as written.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 // Layers, bottom up (each only uses those below it): `stack`, `stackpool`,
 // `core`, `aio`, `runtime`. `raw`, `pool`, `config` and `tokio_bridge` are

@@ -239,7 +239,7 @@ fn worker_thread_co_enter() {
     assert!(!ctx.poll(false));
 }
 
-/// QEMU's wake order (SEMANTICS.md §1.4): coroutines woken by a coroutine of
+/// QEMU's wake order (docs/SEMANTICS.md §1.4): coroutines woken by a coroutine of
 /// the same context run right after it suspends, before `enter` returns,
 /// FIFO within one waker, depth-first across wakers.
 #[test]

@@ -1,5 +1,5 @@
 //! Reference probes on bare corosensei: the floor each coscheduler row is compared with
-//! (WORKLOADS.md, "raw floor" column).
+//! (the "raw floor" of docs/BENCHMARKS.md's targets).
 
 use std::hint::black_box;
 

@@ -6,7 +6,7 @@
 //! server runs on the defaults a user gets, as the other rows do, and tokio's on its own
 //! defaults (unpinned workers).
 //!
-//! [`client::CONNECTIONS`] is 32 in both modes, not WORKLOADS.md's 100: the quick run that
+//! [`client::CONNECTIONS`] is 32 in both modes, not docs/BENCHMARKS.md's 100: the quick run that
 //! CI gates and a full run measure the same workload, and 32 keeps the reference's thread
 //! per connection from turning the row into a measurement of the kernel's scheduler on two
 //! cores.

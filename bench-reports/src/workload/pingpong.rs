@@ -16,7 +16,7 @@ const NAME: &str = "w3_cross_context_pingpong";
 type Report = (Duration, Latencies);
 
 /// W3: coroutine A homed on worker 0 and B on worker 1 of the row's runtime, pinned as
-/// WORKLOADS.md prescribes whatever the builder's default; A wakes B, B runs and wakes A,
+/// docs/BENCHMARKS.md prescribes whatever the builder's default; A wakes B, B runs and wakes A,
 /// A runs = one round trip, `ops` of them. Returns ns per round trip and records each round
 /// trip's latency in ns, timed exactly as
 /// `raw_atomic_pingpong` times its own (one clock read per round trip, on the measuring
@@ -24,7 +24,7 @@ type Report = (Duration, Latencies);
 ///
 /// Fails unless every hand-off crossed threads: each wake of A must arrive on worker 0
 /// through its hand-off queue and each wake of B on worker 1 (the contexts'
-/// `handoffs_received` counters), i.e. WORKLOADS.md's cross_fraction = 1.0.
+/// `handoffs_received` counters), i.e. docs/BENCHMARKS.md's cross_fraction = 1.0.
 ///
 /// The set-up respects the one-wake-per-suspension rule: B must have started on worker 1
 /// (so that it is homed there and its first suspension is the one A's first wake ends)

@@ -14,7 +14,7 @@ use crate::error::Error;
 /// than left to hang the suite (and CI) forever.
 pub(super) const STUCK_AFTER: Duration = Duration::from_secs(60);
 
-/// Worker threads of every coscheduler workload: WORKLOADS.md measures on two.
+/// Worker threads of every coscheduler workload: docs/BENCHMARKS.md measures on two.
 pub(super) const WORKERS: usize = 2;
 
 /// Pins the calling thread to the `index`-th usable core, if there is one. Pinning keeps the

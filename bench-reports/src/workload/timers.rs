@@ -16,7 +16,7 @@ use crate::timed::Recorder;
 /// its millisecond granularity; the figure shows whether it keeps that here).
 const EARLY: &str = "early_sleeps";
 
-/// W7 at WORKLOADS.md's size: `ops` (10,000) coroutines.
+/// W7 at docs/BENCHMARKS.md's size: `ops` (10,000) coroutines.
 pub(super) fn timers(ops: u64, recorder: &mut Recorder) -> Result<f64, Error> {
     coroutine_sleepers("w7_timers", ops, recorder)
 }

@@ -35,7 +35,7 @@ use crate::stats::{self, Counter, LockKind, StatsHandle};
 ///
 /// # Algorithm
 ///
-/// QEMU's lockless design (SEMANTICS.md §3, `raw.rs` for the protocol and its
+/// QEMU's lockless design (docs/SEMANTICS.md §3, `raw.rs` for the protocol and its
 /// proof sketch): an uncontended `lock` + unlock is one CAS and one
 /// `fetch_sub`. A contended locker spins briefly — at most 999 turns, only
 /// while exactly one holder exists and that holder runs on *another* context

@@ -102,7 +102,7 @@
 //! before it is at the head and served). The lock side (a stealer granting
 //! the oldest) stays FIFO.
 //!
-//! # `has_waiters` quirk (SEMANTICS.md §3.5)
+//! # `has_waiters` quirk (docs/SEMANTICS.md §3.5)
 //!
 //! QEMU's helper reads `to_pop empty || from_push empty`, which is true in
 //! every case the protocol reaches, so its unlocker never takes the early

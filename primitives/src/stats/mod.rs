@@ -27,7 +27,7 @@
 //! | `counters.spun` | acquisitions won while spinning on a holder of another context |
 //! | `counters.raced` | acquisitions where the lock became free between the spin and queuing |
 //! | `counters.waited` | acquisitions that queued (queue: waits) |
-//! | `counters.handoffs` | lockers that picked up an unlocker's hand-off offer (QEMU's rare race, SEMANTICS.md §3.5) |
+//! | `counters.handoffs` | lockers that picked up an unlocker's hand-off offer (QEMU's rare race, docs/SEMANTICS.md §3.5) |
 //! | `counters.handovers` | queued acquisitions that were handed the lock directly (queue: coroutines woken; rwlock: tickets granted) |
 //! | `counters.spin_iterations` | busy-wait iterations spent by lockers |
 //!

@@ -1,7 +1,7 @@
 //! The scheduler's per-thread state, reached only through `#[inline(never)]`
 //! accessors.
 //!
-//! ARCHITECTURE.md's soundness rule: a migratable coroutine may suspend on one
+//! docs/ARCHITECTURE.md's soundness rule: a migratable coroutine may suspend on one
 //! thread and resume on another, and LLVM is free to compute a thread-local's
 //! address once and reuse it across what looks like an ordinary call
 //! (`suspend()`). QEMU hit exactly this (`coroutine-tls.h`). Every read of our

@@ -1,4 +1,4 @@
-//! Guard-paged coroutine stacks (layer 1 of ARCHITECTURE.md).
+//! Guard-paged coroutine stacks (layer 1 of docs/ARCHITECTURE.md).
 //!
 //! QEMU's `qemu_alloc_stack`: an anonymous mapping whose lowest page is
 //! `PROT_NONE`, so running off the end of the stack faults instead of

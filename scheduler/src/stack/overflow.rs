@@ -1,7 +1,7 @@
 //! The stack-overflow reporter: a SIGSEGV/SIGBUS handler that recognises a
 //! fault in the running coroutine's guard page.
 //!
-//! QEMU lets such an overflow crash as a bare segfault (SEMANTICS.md §8). We
+//! QEMU lets such an overflow crash as a bare segfault (docs/SEMANTICS.md §8). We
 //! print `coroutine <id> (<name>) overflowed its <N> KiB stack` and abort
 //! instead, so the report names the culprit, the way Rust's std reports an
 //! overflowed *thread* stack.

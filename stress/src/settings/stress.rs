@@ -34,7 +34,7 @@ const KEY_FORMS: [(&str, &str); 5] = [
 const DURATION_RANGE: (Duration, Duration) =
     (Duration::from_millis(1), Duration::from_secs(86_400));
 const STALL_RANGE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(3_600));
-/// Per context; the mapping limit (about 32k guarded stacks, WORKLOADS.md W6) is the real
+/// Per context; the mapping limit (about 32k guarded stacks, docs/BENCHMARKS.md W6) is the real
 /// ceiling and depends on the thread count, so this only catches typos.
 const MAX_COROUTINES: usize = 65_536;
 
@@ -130,7 +130,7 @@ impl StressConfig {
     }
 
     /// Coroutines per context for workloads that scale with it (`coroutines`, default 32,
-    /// the largest contention level of WORKLOADS.md W4).
+    /// the largest contention level of docs/BENCHMARKS.md W4).
     pub fn coroutines(&self) -> usize {
         self.fields.coroutines
     }

@@ -1,4 +1,4 @@
-//! `echo`: request/response over loopback TCP (WORKLOADS.md W8).
+//! `echo`: request/response over loopback TCP (docs/BENCHMARKS.md W8).
 //!
 //! An acceptor coroutine accepts one connection per client and starts a server coroutine
 //! for each, spread over the contexts. `coroutines × contexts` clients (at most

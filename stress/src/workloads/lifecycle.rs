@@ -1,5 +1,5 @@
 //! `lifecycle`: coroutines created, run and finished as fast as possible, through the
-//! stack pool (WORKLOADS.md W2 and W5).
+//! stack pool (docs/BENCHMARKS.md W2 and W5).
 //!
 //! Three kinds of churn run at once:
 //!

@@ -1,4 +1,4 @@
-//! `mutex`: a contended `CoMutex` (WORKLOADS.md W4, QEMU's `test_multi_co_mutex`).
+//! `mutex`: a contended `CoMutex` (docs/BENCHMARKS.md W4, QEMU's `test_multi_co_mutex`).
 //!
 //! `coroutines` coroutines on every context loop { lock; counter += 1; unlock } until the
 //! stop flag. Each counts its own increments; at the end the counter must equal their sum,

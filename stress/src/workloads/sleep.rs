@@ -1,4 +1,4 @@
-//! `sleep`: a storm of short sleeps on every context (WORKLOADS.md W7).
+//! `sleep`: a storm of short sleeps on every context (docs/BENCHMARKS.md W7).
 //!
 //! `2 × coroutines` coroutines per context sleep, again and again, for a random
 //! 50 µs – 2 ms. Half of them call `co_sleep` and record their **oversleep**: how long after

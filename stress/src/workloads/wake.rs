@@ -1,4 +1,4 @@
-//! `wake`: ping-pong between pairs of coroutines (WORKLOADS.md W3), across contexts and
+//! `wake`: ping-pong between pairs of coroutines (docs/BENCHMARKS.md W3), across contexts and
 //! within one.
 //!
 //! A pair is an initiator and a responder. The initiator stamps the time, wakes the

@@ -5,7 +5,7 @@
 //!
 //! 1. **Mark.** Every started coroutine registered here is marked cancelled
 //!    (`cancel`, Release: pairs with the Acquire load of a waker that finds
-//!    it already scheduled, see `context::wake`). From then on each of them
+//!    it already scheduled, see `core::wake_mark`). From then on each of them
 //!    is unwound at its first *unshielded* suspension (see
 //!    `coroutine::suspend_running`): its destructors run here, on its home
 //!    thread.
@@ -37,7 +37,7 @@
 //!    still queued (hand-offs, bottom halves, the ready queue, timers) is
 //!    dropped. A pusher does the mirror image (push, fence, check `closed`,
 //!    drain itself), so a late hand-off is never stranded (see
-//!    `ContextInner::push_remote`).
+//!    `Home::push_remote` and the close protocol in `mailbox`).
 
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::ptr;
