@@ -18,6 +18,25 @@
 //! Outside a coroutine (a plain thread), a wait is a blocking `poll(2)` on
 //! the fd, so the sockets also work as ordinary blocking sockets.
 //!
+//! # Stray wakes
+//!
+//! A coroutine suspended for readiness can be resumed by something else (a
+//! [`Coroutine::wake`](coscheduler::Coroutine::wake) from code that thinks
+//! it waits for something of its own, or a move to another context). The
+//! registration then reports `ErrorKind::Interrupted`. A socket call absorbs
+//! it: it retries the system call (the fd may be ready by now) and, if that
+//! would still block, waits again. A socket call therefore ends only with
+//! the call's own result, a timeout, or a registration error, never with a
+//! spurious `Interrupted`; and since each wait is withdrawn before it
+//! returns, the retry cannot leave a second waiter behind.
+//!
+//! # Syscall first
+//!
+//! Every call tries its system call before looking at readiness: a
+//! `recv` that finds data costs no epoll round trip (the edge-triggered
+//! pattern of tokio and mio). Readiness is consulted only after
+//! `WouldBlock`, or after a short transfer (below).
+//!
 //! # Short transfers
 //!
 //! A read that returns less than asked has drained the socket, and a write
@@ -124,7 +143,8 @@ impl Readiness {
 
     /// Runs `op` until it returns something other than `WouldBlock`,
     /// waiting for `dir` readiness of `fd` in between (at most until
-    /// `deadline`: then `ErrorKind::TimedOut`).
+    /// `deadline`: then `ErrorKind::TimedOut`). A stray wake only sends it
+    /// round the loop again (see "Stray wakes").
     #[inline]
     pub(crate) fn io<R>(
         &self,
@@ -138,7 +158,11 @@ impl Readiness {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 r => return r,
             }
-            self.wait(fd, dir, deadline)?;
+            match self.wait(fd, dir, deadline) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 

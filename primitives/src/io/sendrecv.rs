@@ -53,13 +53,11 @@ pub fn co_sendv(
     bytes: usize,
 ) -> io::Result<usize> {
     check_bounds(iov.iter().map(|b| b.len()), offset, bytes);
-    let ptrs: Vec<(*mut u8, usize)> = iov
-        .iter()
-        .map(|b| (b.as_ptr() as *mut u8, b.len()))
-        .collect();
+    let mut stack = Buffers::new();
+    let ptrs = stack.fill(iov.iter().map(|b| (b.as_ptr() as *mut u8, b.len())));
     // SAFETY: the pointers describe the caller's live, readable buffers,
     // borrowed for the call; a send only reads them.
-    unsafe { sendv_recvv(fd, &ptrs, offset, bytes, true) }
+    unsafe { sendv_recvv(fd, ptrs, offset, bytes, true) }
 }
 
 /// QEMU's `qemu_co_recvv`: receives `bytes` bytes into the buffers `iov`,
@@ -74,10 +72,48 @@ pub fn co_recvv(
     bytes: usize,
 ) -> io::Result<usize> {
     check_bounds(iov.iter().map(|b| b.len()), offset, bytes);
-    let ptrs: Vec<(*mut u8, usize)> = iov.iter_mut().map(|b| (b.as_mut_ptr(), b.len())).collect();
+    let mut stack = Buffers::new();
+    let ptrs = stack.fill(iov.iter_mut().map(|b| (b.as_mut_ptr(), b.len())));
     // SAFETY: the pointers describe the caller's live buffers, mutably
     // borrowed for the call, so nothing else reads or writes them.
-    unsafe { sendv_recvv(fd, &ptrs, offset, bytes, false) }
+    unsafe { sendv_recvv(fd, ptrs, offset, bytes, false) }
+}
+
+/// Buffers described inline, without an allocation (a call with more takes
+/// a vector).
+const INLINE_BUFFERS: usize = 8;
+
+/// The `(pointer, length)` list of a call's buffers: on the stack for up to
+/// [`INLINE_BUFFERS`] of them, so that a plain `co_send`/`co_recv`
+/// allocates nothing.
+struct Buffers {
+    inline: [(*mut u8, usize); INLINE_BUFFERS],
+    heap: Vec<(*mut u8, usize)>,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        Buffers {
+            inline: [(std::ptr::null_mut(), 0); INLINE_BUFFERS],
+            heap: Vec::new(),
+        }
+    }
+
+    fn fill(
+        &mut self,
+        bufs: impl ExactSizeIterator<Item = (*mut u8, usize)>,
+    ) -> &[(*mut u8, usize)] {
+        let n = bufs.len();
+        if n <= INLINE_BUFFERS {
+            for (slot, b) in self.inline.iter_mut().zip(bufs) {
+                *slot = b;
+            }
+            &self.inline[..n]
+        } else {
+            self.heap.extend(bufs);
+            &self.heap
+        }
+    }
 }
 
 #[track_caller]

@@ -114,10 +114,9 @@ impl AsRawFd for TcpListener {
 /// `Send + Sync`: it may be accepted on one worker and used on another (its
 /// readiness registration follows the coroutine that uses it; see
 /// `io/readiness.rs`). Two coroutines reading at once on one context get
-/// `ErrorKind::ResourceBusy` for the second. A read interrupted by a stray
-/// wake of its coroutine returns `ErrorKind::Interrupted` (which
-/// `read_exact` and `write_all` retry). Outside a coroutine, the calls
-/// block the thread.
+/// `ErrorKind::ResourceBusy` for the second. A stray wake of a coroutine
+/// waiting in a call is absorbed: the call retries and waits again.
+/// Outside a coroutine, the calls block the thread.
 ///
 /// For a deadline, use [`set_read_timeout`](TcpStream::set_read_timeout) /
 /// [`set_write_timeout`](TcpStream::set_write_timeout) (the call fails with

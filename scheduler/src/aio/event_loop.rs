@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::io::IoDriver;
 use super::timers::{TimerFn, TimerId, Timers};
-use crate::core::control;
+use crate::core::control::{self, CoRef};
 use crate::core::home::metrics::bump;
 use crate::core::home::{EventLoop, Home, Owner};
 
@@ -36,10 +36,15 @@ const POLL_GROW_START_NS: u64 = 4_000;
 /// and the hot ready-queue path stays free of system calls.
 const IO_CHECK_INTERVAL: u64 = 61;
 
-/// ... or once this much time has passed since the last check, whichever
-/// comes first: a turn that runs a long ready queue can take milliseconds,
-/// and sockets should not wait 61 of those.
+/// ... or once this much time has passed since the last `epoll_wait` of any
+/// kind, whichever comes first: a turn that runs a long ready queue can take
+/// milliseconds, and sockets should not wait 61 of those.
 const IO_CHECK_PERIOD: Duration = Duration::from_micros(200);
+
+/// While busy-polling, the time between two non-blocking epoll peeks. The
+/// mailbox is checked on every spin; the peek is a system call, and one
+/// every few spins made an idle context's window mostly syscalls.
+const IO_PEEK_INTERVAL: Duration = Duration::from_micros(8);
 
 /// Extra work sources and sleep bookkeeping of whoever drives the loop (the
 /// Runtime's workers look at the injector and other workers' queues).
@@ -116,8 +121,12 @@ pub(crate) struct Loop {
     /// it through closures, and a nested borrow is a bug to report, not a
     /// second `&mut`.
     io: RefCell<Option<IoDriver>>,
+    /// Coroutines woken by one `epoll_wait`, kept to reuse the allocation
+    /// (taken out while they are scheduled).
+    woken: Cell<Vec<CoRef>>,
     poll_ns: Cell<u64>,
     turns: Cell<u64>,
+    /// When the last `epoll_wait` (peek or blocking) returned.
     last_io_check: Cell<Instant>,
 }
 
@@ -144,6 +153,7 @@ impl Loop {
             timers: UnsafeCell::new(Timers::default()),
             due: UnsafeCell::new(Vec::new()),
             io: RefCell::new(None),
+            woken: Cell::new(Vec::new()),
             poll_ns: Cell::new(0),
             turns: Cell::new(0),
             last_io_check: Cell::new(Instant::now()),
@@ -186,18 +196,33 @@ impl Loop {
         }
     }
 
-    /// Owner: one turn; true if anything ran.
+    /// Owner: one turn; true if anything ran. A turn that ran nothing peeks
+    /// at epoll, so that a caller that does not wait next still sees fd
+    /// events.
     pub(crate) fn dispatch(&self, o: Owner<'_>) -> bool {
+        self.turn(o, true)
+    }
+
+    /// Owner: one turn for a caller that calls [`wait`](Loop::wait) when it
+    /// returns false: an idle turn does not peek at epoll, since the wait
+    /// that follows looks there anyway (busy-polling or blocking).
+    pub(crate) fn dispatch_then_wait(&self, o: Owner<'_>) -> bool {
+        self.turn(o, false)
+    }
+
+    #[inline]
+    fn turn(&self, o: Owner<'_>, peek_when_idle: bool) -> bool {
         let turn = self.turns.get().wrapping_add(1);
         self.turns.set(turn);
         let mut progress = o.run_bhs();
         progress |= o.take_handoffs();
         progress |= self.run_timers(o);
         progress |= o.run_ready();
-        if self.io_sources(o) > 0
-            && (!progress || turn % IO_CHECK_INTERVAL == 0 || self.io_check_due())
-        {
-            self.last_io_check.set(Instant::now());
+        // The periodic check applies to idle turns too: a worker whose turns
+        // run nothing here but start stolen coroutines does not wait.
+        let check =
+            (!progress && peek_when_idle) || turn % IO_CHECK_INTERVAL == 0 || self.io_check_due();
+        if check && self.io_sources(o) > 0 {
             progress |= self.poll_io(o, Some(Duration::ZERO));
         }
         progress
@@ -244,13 +269,15 @@ impl Loop {
     }
 
     /// Owner: waits for fd events up to `timeout`; true if one woke a
-    /// coroutine.
+    /// coroutine. Restarts the [`IO_CHECK_PERIOD`] clock.
     fn poll_io(&self, o: Owner<'_>, timeout: Option<Duration>) -> bool {
         bump(&o.home.counters.epoll_waits, 1);
-        let mut woken = Vec::new();
+        let mut woken = self.woken.take();
         let waited = self.with_driver(o, |d| d.wait(timeout, &mut woken));
+        self.last_io_check.set(Instant::now());
         match waited {
             None => {
+                self.woken.set(woken);
                 if let Some(t) = timeout {
                     std::thread::sleep(t);
                 }
@@ -264,13 +291,14 @@ impl Loop {
             Some(Ok(())) => {}
         }
         let any = !woken.is_empty();
-        for co in woken {
+        for co in woken.drain(..) {
             // A coroutine already woken for another reason will find the
             // readiness bit when it runs; a second wake would be a bug.
             if control::try_schedule(&co, Location::caller()).is_ok() {
                 o.push_ready(co);
             }
         }
+        self.woken.set(woken);
         any
     }
 
@@ -396,6 +424,8 @@ impl Loop {
         if let Some(d) = deadline {
             end = end.min(d);
         }
+        let watch_io = self.io_sources(o) > 0;
+        let mut next_peek = start;
         let mut spins = 0u32;
         loop {
             if o.home.has_incoming() || hooks.has_work() {
@@ -403,15 +433,19 @@ impl Loop {
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 {
+            if spins % 16 == 0 {
+                let now = Instant::now();
                 // QEMU polls its fd handlers during the polling window; ours
-                // are in epoll, so peek at it without blocking: otherwise a
-                // socket's data waits out the whole window and the spin is
-                // pure cost.
-                if self.io_sources(o) > 0 && self.poll_io(o, Some(Duration::ZERO)) {
-                    return true;
+                // are in epoll, so peek at it without blocking, every
+                // `IO_PEEK_INTERVAL`: otherwise a socket's data waits out
+                // the whole window and the spin is pure cost.
+                if watch_io && now >= next_peek {
+                    if self.poll_io(o, Some(Duration::ZERO)) {
+                        return true;
+                    }
+                    next_peek = now + IO_PEEK_INTERVAL;
                 }
-                if Instant::now() >= end {
+                if now >= end {
                     return false;
                 }
             }
@@ -460,7 +494,7 @@ impl EventLoop for Loop {
         // An `aio_notify` since the last poll ends a blocking poll even when
         // nothing else happened (a joiner waiting for a flag relies on it).
         let notified = o.take_notified();
-        let progress = self.dispatch(o);
+        let progress = self.turn(o, !blocking || notified);
         if progress || !blocking || notified {
             return progress;
         }

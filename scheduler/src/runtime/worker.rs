@@ -124,7 +124,7 @@ pub(crate) fn run(
         // worker goes on: its queues hold other coroutines' work.
         let turn = catch_unwind(AssertUnwindSafe(|| {
             owner.take_notified();
-            let mut progress = lp.dispatch(owner);
+            let mut progress = lp.dispatch_then_wait(owner);
             progress |= starved.retry(owner);
             for _ in 0..STARTS_PER_TURN {
                 match find_work(&local, &ctx, &mut rng) {
