@@ -53,6 +53,7 @@ use humantime_serde::re::humantime;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::settings::Settings;
+use crate::runtime::settings::forms::exact_size;
 use crate::stack::MIN_STACK_SIZE;
 
 /// The name of the table this module reads.
@@ -136,86 +137,6 @@ impl Config {
         };
         Ok(Config { runtime })
     }
-}
-
-/// The serde forms of the values whose file spelling differs from their type.
-pub(crate) mod forms {
-    /// `threads`: an integer, or a string holding `auto` or one; 0 and `auto` mean one per
-    /// core (`None`).
-    pub(crate) mod threads {
-        use std::num::NonZeroUsize;
-
-        use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-        /// What a file may write.
-        #[derive(Deserialize, Serialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Count(u64),
-            Word(String),
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<NonZeroUsize>, D::Error> {
-            // Never shown: a failure here is reported with `threads`' entry in KEY_FORMS.
-            let count = match Repr::deserialize(d)? {
-                Repr::Count(count) => count,
-                Repr::Word(word) if word.eq_ignore_ascii_case("auto") => 0,
-                Repr::Word(word) => word
-                    .trim()
-                    .parse()
-                    .map_err(|_| serde::de::Error::custom("not a count"))?,
-            };
-            let count =
-                usize::try_from(count).map_err(|_| serde::de::Error::custom("too many threads"))?;
-            Ok(NonZeroUsize::new(count))
-        }
-
-        pub(crate) fn serialize<S: Serializer>(
-            threads: &Option<NonZeroUsize>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match threads {
-                None => Repr::Word("auto".to_owned()),
-                // A usize always fits a u64 on the targets we build for (64-bit Linux).
-                Some(count) => Repr::Count(count.get() as u64),
-            }
-            .serialize(s)
-        }
-    }
-
-    /// `stack_size`: a byte count, or a size with a unit (`"64KiB"`, `"1 MiB"`).
-    pub(crate) mod size {
-        use bytesize::ByteSize;
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-            let size = ByteSize::deserialize(d)?.as_u64();
-            // Sizes past the address space are refused by the range check; saturate so
-            // that it sees them.
-            Ok(usize::try_from(size).unwrap_or(usize::MAX))
-        }
-
-        pub(crate) fn serialize<S: Serializer>(bytes: &usize, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(&super::super::exact_size(*bytes as u64))
-        }
-    }
-}
-
-/// Writes a size exactly, in the largest binary unit that divides it.
-///
-/// `ByteSize`'s own `Display` rounds to one decimal ("97.7 KiB"), which would make a
-/// configuration that is written out and read back differ from the original.
-fn exact_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    UNITS
-        .iter()
-        .find(|(unit, _)| bytes >= *unit && bytes % unit == 0)
-        .map_or_else(
-            || format!("{bytes}B"),
-            |(unit, name)| format!("{}{name}", bytes / unit),
-        )
 }
 
 /// The `[runtime]` table: how many workers, their stacks, pool and polling.
