@@ -161,7 +161,7 @@ pub(crate) struct CoInner {
     pub(crate) unwinding_cancel: Cell<bool>,
     /// Why a suspension now is not a cancellation point: the depth of
     /// `raw::shield` sections, plus one while a cancellation unwinds.
-    pub(crate) shields: Cell<u32>,
+    pub(crate) shields: Cell<u16>,
     /// The current suspension is not a cancellation point (a shield, our
     /// own cancellation unwinding, or a panic unwinding on this thread):
     /// shutdown does not resume it to unwind it, only a real wake does.
