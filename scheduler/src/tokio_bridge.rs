@@ -56,7 +56,6 @@
 //! does. A panic of the future is re-raised in the coroutine.
 
 use std::future::Future;
-use std::panic::resume_unwind;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
