@@ -13,11 +13,12 @@
 //! `secs` per run (default 1), `reps` repetitions (default 3), `impls` a
 //! subset of `cstmpl` (c = CoMutex, s = CoMutex with statistics, t = tokio,
 //! m = may, p = std::sync::Mutex with 2 threads, l = CoMutex with
-//! local-first hand-over). The counter is checked
+//! strict FIFO hand-over, `CoMutex::new_fifo`; c and s use the default
+//! eventual fairness). The counter is checked
 //! exact after every run. `W4_AA=1` makes `s` a second unnamed mutex (an A/A
 //! run: the noise floor).
 //!
-//! For C ≥ 2 CoMutex runs are bimodal. FIFO hand-over with immediate
+//! For C ≥ 2 FIFO CoMutex runs (`l`) are bimodal. FIFO hand-over with immediate
 //! re-locking has two stable queue orders: runs of waiters from one context
 //! (one cross-thread hand-over per C operations) or strict alternation
 //! between the contexts (every hand-over crosses threads: remote wakes ≈
@@ -189,10 +190,7 @@ fn main() {
         None => CoMutex::with_stats((), "w4"),
     };
     let named = Arc::new(Shared(named, Counter(UnsafeCell::new(0))));
-    let local = Arc::new(Shared(
-        CoMutex::new_local_first(()),
-        Counter(UnsafeCell::new(0)),
-    ));
+    let fifo = Arc::new(Shared(CoMutex::new_fifo(()), Counter(UnsafeCell::new(0))));
     let trt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -201,7 +199,7 @@ fn main() {
     may::config().set_workers(2);
     let mm = Arc::new(may::sync::Mutex::new(0u64));
     let sm = Arc::new(std::sync::Mutex::new(0u64));
-    const NAMES: [&str; 6] = ["comutex", "+stats", "tokio", "may", "std 2thr", "local1st"];
+    const NAMES: [&str; 6] = ["comutex", "+stats", "tokio", "may", "std 2thr", "fifo"];
 
     println!("W4, 2 contexts x C, {secs} s per run, {reps} interleaved repetitions (M ops/s)");
     for c in [1u64, 4, 32] {
@@ -218,7 +216,7 @@ fn main() {
                     2 => (tokio_mutex(&trt, &tm, c, dur), 0),
                     3 => (may_mutex(&mm, c, dur), 0),
                     4 => (std_threads(&sm, dur), 0),
-                    _ => comutex(&rt, &local, c, dur),
+                    _ => comutex(&rt, &fifo, c, dur),
                 };
                 let note = if k < 2 || k == 5 {
                     format!(" (remote wakes {note})")
@@ -231,8 +229,8 @@ fn main() {
         }
         let m: Vec<f64> = r.into_iter().map(median).collect();
         println!(
-            "C={c:<2} median: comutex {:.2}, +stats {:.2}, local-first {:.2}, tokio {:.2}, may {:.2}, std {:.2}; \
-             comutex/tokio {:.2}x, comutex/may {:.2}x, local-first/tokio {:.2}x",
+            "C={c:<2} median: comutex {:.2}, +stats {:.2}, fifo {:.2}, tokio {:.2}, may {:.2}, std {:.2}; \
+             comutex/tokio {:.2}x, comutex/may {:.2}x, fifo/tokio {:.2}x",
             m[0],
             m[1],
             m[5],

@@ -89,7 +89,7 @@ pub mod pool;
 pub mod stats;
 mod sync;
 #[cfg(not(loom))]
-pub use co_mutex::{CoMutex, CoMutexGuard, LOCAL_FIRST_LIMIT};
+pub use co_mutex::{CoMutex, CoMutexGuard, DEFAULT_FAIRNESS_BOUND, Fairness};
 #[cfg(not(loom))]
 pub use co_queue::CoQueue;
 #[cfg(not(loom))]

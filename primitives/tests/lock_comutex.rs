@@ -207,18 +207,19 @@ fn finishing_with_a_lock_held_is_reported() {
     assert!(msg.contains("holding 1 lock"), "{msg}");
 }
 
-/// Waiters get the lock in arrival order, each directly from the unlocker.
+/// Waiters of a FIFO mutex get the lock in arrival order, each directly
+/// from the unlocker.
 #[test]
 fn waiters_are_served_fifo() {
-    fifo_on_one_context(CoMutex::new(Vec::new()));
+    fifo_on_one_context(CoMutex::new_fifo(Vec::new()));
 }
 
-/// Local-first hand-over is plain FIFO within one context, and passes the
-/// QEMU choreography unchanged.
+/// Eventual fairness (the default) is plain FIFO within one context, and
+/// passes the QEMU choreography unchanged.
 #[test]
-fn local_first_is_fifo_within_a_context() {
-    fifo_on_one_context(CoMutex::new_local_first(Vec::new()));
-    let m = Arc::new(CoMutex::new_local_first(()));
+fn eventual_is_fifo_within_a_context() {
+    fifo_on_one_context(CoMutex::new(Vec::new()));
+    let m = Arc::new(CoMutex::new(()));
     let m1 = m.clone();
     let c1 = Coroutine::new(move || {
         let g = m1.lock();

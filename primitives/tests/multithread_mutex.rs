@@ -9,7 +9,7 @@
 //! | `/aio/multi/mutex/handoff` | `mutex_handoff_two_contexts` | 1 s | 30 s |
 //! | `/aio/multi/mutex/pthread` | `std_mutex_five_threads` | 1 s | 10 s |
 //! | (W4 shape) | `mutex_two_contexts_many_coroutines` | 1 s | 10 s |
-//! | (local-first hand-over) | `local_first_mutex_*` | 1 s | 10 s |
+//! | (eventual fairness, the default) | `eventual_mutex_*` | 1 s | 10 s |
 //!
 //! Each prints its iterations per second (`--nocapture`).
 
@@ -49,7 +49,7 @@ unsafe impl Sync for Shared {}
 /// `test_multi_co_mutex(threads, seconds)` with `per_context` coroutines
 /// on each of the runtime's `contexts` contexts.
 fn multi_co_mutex(contexts: usize, per_context: usize, run: Duration, label: &str) {
-    multi_co_mutex_with(CoMutex::new(()), contexts, per_context, run, label);
+    multi_co_mutex_with(CoMutex::new_fifo(()), contexts, per_context, run, label);
 }
 
 fn multi_co_mutex_with(
@@ -133,27 +133,27 @@ fn mutex_two_contexts_many_coroutines() {
     multi_co_mutex(2, 32, seconds(10), "2 contexts x 32 coroutines");
 }
 
-/// W4's shape with local-first hand-over (not QEMU's order).
+/// W4's shape with eventual fairness (the default; not QEMU's order).
 #[test]
-fn local_first_mutex_two_contexts_many_coroutines() {
+fn eventual_mutex_two_contexts_many_coroutines() {
     multi_co_mutex_with(
-        CoMutex::new_local_first(()),
+        CoMutex::new(()),
         2,
         32,
         seconds(10),
-        "local-first, 2 contexts x 32 coroutines",
+        "eventual, 2 contexts x 32 coroutines",
     );
 }
 
-/// `/aio/multi/mutex/contended` with local-first hand-over.
+/// `/aio/multi/mutex/contended` with eventual fairness.
 #[test]
-fn local_first_mutex_contended_five_contexts() {
+fn eventual_mutex_contended_five_contexts() {
     multi_co_mutex_with(
-        CoMutex::new_local_first(()),
+        CoMutex::new(()),
         5,
         2,
         seconds(10),
-        "local-first, 5 contexts x 2 coroutines",
+        "eventual, 5 contexts x 2 coroutines",
     );
 }
 

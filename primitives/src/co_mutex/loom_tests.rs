@@ -42,6 +42,10 @@ struct Slot {
     /// The context this "coroutine" runs in. Touched by its own thread
     /// only, so a plain std atomic (not a loom one: nothing to explore).
     ctx: std::sync::atomic::AtomicUsize,
+    /// What [`Parker::now`] returns on this thread: a fake clock the model
+    /// sets, so that "the bound has passed" is a choice of the test, not of
+    /// the machine. Own thread only, as `ctx`.
+    now: std::sync::atomic::AtomicU64,
 }
 
 // SAFETY: `unwinding` is only touched by the slot's own thread (see above);
@@ -55,6 +59,7 @@ loom::thread_local! {
         cancel: AtomicBool::new(false),
         unwinding: std::cell::Cell::new(false),
         ctx: std::sync::atomic::AtomicUsize::new(0),
+        now: std::sync::atomic::AtomicU64::new(0),
     });
 }
 
@@ -124,6 +129,10 @@ impl Parker for LoomParker {
     fn context() -> usize {
         ME.with(|me| me.ctx.load(Relaxed))
     }
+
+    fn now() -> u64 {
+        ME.with(|me| me.now.load(Relaxed))
+    }
 }
 
 /// The shutdown's cancellation of a suspended coroutine: mark it, then
@@ -149,23 +158,48 @@ const STAMP: u64 = 42;
 struct Shared {
     mutex: Mutex,
     counter: UnsafeCell<usize>,
+    /// The hand-over choices seen in this execution, one bit per
+    /// [`Choice`] (`choice_bit`). A std atomic: bookkeeping of the test,
+    /// not part of what is explored.
+    seen: std::sync::atomic::AtomicU8,
 }
+
+fn choice_bit(c: Choice) -> u8 {
+    match c {
+        Choice::OldestLocal => 1,
+        Choice::OldestRemote => 2,
+        Choice::Overtook => 4,
+        Choice::Forced => 8,
+    }
+}
+
+/// The eventual-fairness bound of the models, in fake-clock nanoseconds.
+const BOUND: u64 = 100;
 
 impl Shared {
     fn new() -> Arc<Shared> {
-        Shared::with_limit(0)
+        Shared::with_policy(Policy::Fifo)
     }
 
-    fn with_limit(local_limit: u32) -> Arc<Shared> {
+    fn with_policy(policy: Policy) -> Arc<Shared> {
         Arc::new(Shared {
-            mutex: Mutex::new(local_limit),
+            mutex: Mutex::new(policy),
             counter: UnsafeCell::new(0),
+            seen: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
     /// lock; counter += 1; unlock — from a "coroutine" of context `ctx`.
     fn critical_section(&self, ctx: usize) {
-        ME.with(|me| me.ctx.store(ctx, Relaxed));
+        self.critical_section_at(ctx, 0);
+    }
+
+    /// The same, with this thread's fake clock reading `now`.
+    fn critical_section_at(&self, ctx: usize, now: u64) {
+        ME.with(|me| {
+            me.ctx.store(ctx, Relaxed);
+            me.now.store(now, Relaxed);
+        });
         // Odd contexts ask for a stamp, even ones do not.
         let want = ctx % 2 == 1;
         if let Err(waiters) = self.mutex.try_lock_fast(ctx) {
@@ -186,7 +220,14 @@ impl Shared {
         }
         // SAFETY: we hold the mutex; loom reports a race if we do not.
         self.counter.with_mut(|c| unsafe { *c += 1 });
-        let _ = self.mutex.unlock();
+        self.unlock();
+    }
+
+    /// Unlocks, noting the hand-over choice.
+    fn unlock(&self) {
+        if let Released::HandedOver(c) = self.mutex.unlock() {
+            self.seen.fetch_or(choice_bit(c), Relaxed);
+        }
     }
 
     /// Conservation: the mutex is back to its initial state and every
@@ -199,8 +240,8 @@ impl Shared {
             "a record left on from_push"
         );
         // SAFETY: every thread has been joined; we are the only user.
-        let to_pop_empty = m.to_pop.with(|p| unsafe { (*p).is_null() });
-        assert!(to_pop_empty, "a record left on to_pop");
+        let queue_empty = m.queue.with(|q| unsafe { (*q).is_empty() });
+        assert!(queue_empty, "a record left on the queue");
         assert_eq!(
             m.handoff.load(Relaxed),
             0,
@@ -291,13 +332,17 @@ fn loom_mutex_repeated_sections() {
     });
 }
 
-/// Local-first hand-over (lock cohorting): a holder of context 1 and two
-/// lockers, one of each context, queued behind it; the unlocker may pick
-/// the younger local waiter over the older remote one. Same guarantees.
+/// Eventual fairness within the bound: a holder of context 1 and two
+/// lockers, one of each context, queued behind it in either order; the
+/// unlocker may hand the lock to the younger local waiter over the older
+/// remote one (seen in some execution), never forcing FIFO, and the
+/// lists, the re-batching when the next unlocker is of the other context
+/// and the stealer's oldest-first grant keep every guarantee.
 #[test]
-fn loom_mutex_local_first() {
+fn loom_mutex_eventual_within_bound() {
+    static SEEN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
     loom::model(|| {
-        let s = Shared::with_limit(1);
+        let s = Shared::with_policy(Policy::Eventual { bound_ns: BOUND });
         ME.with(|me| me.ctx.store(1, Relaxed));
         s.mutex.try_lock_fast(1).expect("uncontended");
         let lockers: Vec<_> = [2, 1]
@@ -309,11 +354,82 @@ fn loom_mutex_local_first() {
             .collect();
         // SAFETY: we hold the mutex.
         s.counter.with_mut(|c| unsafe { *c += 1 });
-        let _ = s.mutex.unlock();
+        s.unlock();
         for t in lockers {
             t.join().unwrap();
         }
         s.assert_idle(3);
+        let seen = s.seen.load(Relaxed);
+        assert_eq!(
+            seen & choice_bit(Choice::Forced),
+            0,
+            "forced within the bound"
+        );
+        SEEN.fetch_or(seen, Relaxed);
+    });
+    let seen = SEEN.load(Relaxed);
+    assert_ne!(
+        seen & choice_bit(Choice::Overtook),
+        0,
+        "a local waiter overtook"
+    );
+}
+
+/// Eventual fairness past the bound: the holder (context 1, clock 0)
+/// unlocks with a remote (context 2) and a local waiter queued, then
+/// queues again itself; the waiter of context 1 that got the lock unlocks
+/// at a clock past the bound. When the remote record was taken in at
+/// clock 0 and a local waiter is queued, FIFO is forced (seen in some
+/// execution) — an overtaking past the bound would starve it.
+#[test]
+fn loom_mutex_eventual_past_bound() {
+    static SEEN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    loom::model(|| {
+        let s = Shared::with_policy(Policy::Eventual { bound_ns: BOUND });
+        ME.with(|me| me.ctx.store(1, Relaxed));
+        s.mutex.try_lock_fast(1).expect("uncontended");
+        let lockers: Vec<_> = [(2, 0), (1, BOUND + 1)]
+            .into_iter()
+            .map(|(ctx, now)| {
+                let s = s.clone();
+                thread::spawn(move || s.critical_section_at(ctx, now))
+            })
+            .collect();
+        // SAFETY: we hold the mutex.
+        s.counter.with_mut(|c| unsafe { *c += 1 });
+        s.unlock();
+        s.critical_section(1);
+        for t in lockers {
+            t.join().unwrap();
+        }
+        s.assert_idle(4);
+        SEEN.fetch_or(s.seen.load(Relaxed), Relaxed);
+    });
+    let seen = SEEN.load(Relaxed);
+    assert_ne!(
+        seen & choice_bit(Choice::Forced),
+        0,
+        "FIFO forced past the bound"
+    );
+}
+
+/// Eventual fairness with each side locking twice: responsibility, offers
+/// and re-batching pass back and forth between the contexts.
+#[test]
+fn loom_mutex_eventual_repeated_sections() {
+    loom::model(|| {
+        let s = Shared::with_policy(Policy::Eventual { bound_ns: BOUND });
+        let t = {
+            let s = s.clone();
+            thread::spawn(move || {
+                s.critical_section(1);
+                s.critical_section(1);
+            })
+        };
+        s.critical_section(2);
+        s.critical_section(2);
+        t.join().unwrap();
+        s.assert_idle(4);
     });
 }
 

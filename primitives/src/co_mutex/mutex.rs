@@ -6,11 +6,12 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
 
 use coscheduler::raw as hooks;
 
 use super::park::CoroutineParker;
-use super::raw::{Acquired, RawCoMutex};
+use super::raw::{Acquired, Choice, Policy, RawCoMutex, Released};
 use crate::lockable::Lockable;
 use crate::stats::{self, Counter, LockKind, StatsHandle};
 
@@ -48,11 +49,33 @@ use crate::stats::{self, Counter, LockKind, StatsHandle};
 ///
 /// # Fairness
 ///
-/// Waiters are served in arrival order, and the lock passes directly from the
-/// unlocker to the oldest waiter: once anyone waits, newcomers cannot barge
-/// in. A newcomer can win only while the lock is actually free (count 0).
-/// [`CoMutex::new_local_first`] trades strict FIFO for bounded local
-/// batching across contexts (see there).
+/// The lock passes directly from the unlocker to a waiter: once anyone
+/// waits, newcomers cannot take it in between; a newcomer wins only while the
+/// lock is actually free (count 0). *Which* waiter is the [`Fairness`]
+/// policy:
+///
+/// - [`CoMutex::new`] (and `Default`, `From`, [`with_stats`](CoMutex::with_stats)):
+///   [`Fairness::Eventual`] with [`DEFAULT_FAIRNESS_BOUND`]. An unlocker
+///   hands the lock to the oldest waiting coroutine of *its own* context,
+///   which resumes on the same thread without a cross-thread wake, even if
+///   waiters of other contexts queued earlier — unless the oldest waiter
+///   has waited longer than the bound, which forces the next hand-over to
+///   it. No waiter starves: each is served within about the bound (plus the
+///   hold times of the waiters ahead of it). Within one context the order
+///   is FIFO.
+/// - [`CoMutex::new_fifo`]: strict FIFO across contexts, QEMU's order: every
+///   hand-over goes to the oldest waiter. With several busy coroutines on
+///   each of two contexts the queue alternates between them, so nearly
+///   every hand-over crosses threads.
+///
+/// # Spinning
+///
+/// A contended locker spins only on a holder that is observably running on
+/// another context: not on a holder of its own context (it cannot progress
+/// while we spin), and only a few turns on a waiter that was granted the
+/// lock but has not resumed yet (its thread may be parked, or descheduled
+/// by the OS when a neighbour keeps the cores busy); then it queues and
+/// suspends.
 ///
 /// # Where the woken waiter runs
 ///
@@ -69,11 +92,12 @@ use crate::stats::{self, Counter, LockKind, StatsHandle};
 /// `CoMutex` when the holder may suspend, or when waiting coroutines should
 /// let their thread run others.
 ///
-/// Direct hand-over has the usual cost of fair locks: once waiters queue,
-/// every release goes to the oldest waiter, and if that waiter's thread is
-/// descheduled by the OS (more runnable threads than cores), the lock stays
-/// idle until it runs again. Throughput under such oversubscription can
-/// drop by an order of magnitude; size runtimes to the cores they get.
+/// Direct hand-over has the usual cost of fair locks: if the waiter handed
+/// the lock is on a thread the OS has descheduled (more runnable threads
+/// than cores), the lock stays idle until it runs again. Eventual fairness
+/// keeps most hand-overs on the unlocker's own thread, which is running, so
+/// this happens about once per bound rather than once per hand-over; a
+/// strict FIFO mutex pays it at every cross-thread hand-over.
 ///
 /// # Statistics
 ///
@@ -138,33 +162,82 @@ unsafe impl<T: ?Sized + Send> Send for CoMutex<T> {}
 // `std::sync::Mutex`).
 unsafe impl<T: ?Sized + Send> Sync for CoMutex<T> {}
 
-/// The bound of [`CoMutex::new_local_first`]: how many times in a row a
-/// waiter of another context may be overtaken.
-pub const LOCAL_FIRST_LIMIT: u32 = 32;
+/// The bound of the default [`Fairness::Eventual`] policy: 1 ms.
+///
+/// Long enough that a batch of hand-overs on one context (tens of
+/// nanoseconds each) pays for the cross-thread wake (microseconds, up to a
+/// time slice under a busy neighbour) that ends it; short enough to be well
+/// under a typical I/O latency target.
+pub const DEFAULT_FAIRNESS_BOUND: Duration = Duration::from_millis(1);
+
+/// How a [`CoMutex`] chooses the waiter that gets the lock at an unlock
+/// (see "Fairness" on [`CoMutex`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fairness {
+    /// Strict FIFO across contexts: always the oldest waiter (QEMU).
+    Fifo,
+    /// Own context first: the oldest waiter of the unlocker's context, unless
+    /// the oldest waiter overall has waited longer than `bound`.
+    Eventual {
+        /// How long the oldest waiter may be overtaken (measured from when
+        /// the unlocking side first saw its wait record).
+        bound: Duration,
+    },
+}
+
+impl Fairness {
+    /// The protocol's form of the policy.
+    const fn policy(self) -> Policy {
+        match self {
+            Fairness::Fifo => Policy::Fifo,
+            Fairness::Eventual { bound } => {
+                let ns = bound.as_nanos();
+                Policy::Eventual {
+                    bound_ns: if ns > u64::MAX as u128 {
+                        u64::MAX
+                    } else {
+                        ns as u64
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl Default for Fairness {
+    /// [`Fairness::Eventual`] with [`DEFAULT_FAIRNESS_BOUND`].
+    fn default() -> Fairness {
+        Fairness::Eventual {
+            bound: DEFAULT_FAIRNESS_BOUND,
+        }
+    }
+}
 
 impl<T> CoMutex<T> {
-    /// QEMU's `qemu_co_mutex_init`: an unlocked mutex holding `value`,
-    /// handing over in strict FIFO order. Usable in a `static`.
+    /// QEMU's `qemu_co_mutex_init`: an unlocked mutex holding `value`, with
+    /// the default [`Fairness::Eventual`] policy (bound
+    /// [`DEFAULT_FAIRNESS_BOUND`]). Usable in a `static`.
     pub const fn new(value: T) -> CoMutex<T> {
-        CoMutex::with_order(value, 0)
+        CoMutex::with_fairness(
+            value,
+            Fairness::Eventual {
+                bound: DEFAULT_FAIRNESS_BOUND,
+            },
+        )
     }
 
-    /// An unlocked mutex that hands the lock over *local-first*: an unlocker
-    /// passes it to the oldest waiting coroutine of its own context, if one
-    /// is among the first few queued, rather than to the oldest waiter
-    /// overall — at most [`LOCAL_FIRST_LIMIT`] times in a row while an older
-    /// waiter of another context waits (lock cohorting). Not QEMU's order:
-    /// strict FIFO makes every hand-over cross threads once waiters of two
-    /// busy contexts interleave in the queue; local-first keeps most
-    /// hand-overs on one thread. Within one context the order is FIFO, as
-    /// with [`new`](CoMutex::new). Usable in a `static`.
-    pub const fn new_local_first(value: T) -> CoMutex<T> {
-        CoMutex::with_order(value, LOCAL_FIRST_LIMIT)
+    /// An unlocked mutex handing over in strict FIFO order across contexts,
+    /// QEMU's behaviour (what the QEMU ports and choreography tests rely on).
+    /// Usable in a `static`.
+    pub const fn new_fifo(value: T) -> CoMutex<T> {
+        CoMutex::with_fairness(value, Fairness::Fifo)
     }
 
-    const fn with_order(value: T, local_limit: u32) -> CoMutex<T> {
+    /// An unlocked mutex with the given hand-over policy. Usable in a
+    /// `static`.
+    pub const fn with_fairness(value: T, fairness: Fairness) -> CoMutex<T> {
         CoMutex {
-            raw: RawCoMutex::new(local_limit),
+            raw: RawCoMutex::new(fairness.policy()),
             holder: AtomicUsize::new(0),
             stats: None,
             data: UnsafeCell::new(value),
@@ -173,10 +246,8 @@ impl<T> CoMutex<T> {
 
     /// An unlocked mutex that records contention statistics under `name`
     /// (see [`stats`](crate::stats)); mutexes sharing a name share the
-    /// entry.
-    ///
-    /// Combine with local-first hand-over through
-    /// [`local_first`](CoMutex::local_first).
+    /// entry. Default fairness; choose another with
+    /// [`fairness`](CoMutex::fairness).
     pub fn with_stats(value: T, name: &str) -> CoMutex<T> {
         let handle = stats::register(name, LockKind::Mutex);
         let stats = MutexStats {
@@ -191,11 +262,11 @@ impl<T> CoMutex<T> {
         }
     }
 
-    /// The same mutex (unlocked, not yet shared), handing over local-first
-    /// (see [`new_local_first`](CoMutex::new_local_first)).
-    pub fn local_first(self) -> CoMutex<T> {
+    /// The same mutex (unlocked, not yet shared) with another hand-over
+    /// policy, e.g. `CoMutex::with_stats(v, "name").fairness(Fairness::Fifo)`.
+    pub fn fairness(self, fairness: Fairness) -> CoMutex<T> {
         CoMutex {
-            raw: RawCoMutex::new(LOCAL_FIRST_LIMIT),
+            raw: RawCoMutex::new(fairness.policy()),
             ..self
         }
     }
@@ -325,23 +396,27 @@ impl<T: ?Sized> CoMutex<T> {
         let how = coscheduler::deadlock::wait_on(s.handle.wait_label, None, &blocker, || {
             self.raw.lock_slow(ctx, waiters, weight != 0)
         });
-        let (kind, spins, handoff, self_granted) = match how {
-            Acquired::Spun { spins } => (Counter::Spun, spins, false, false),
-            Acquired::Raced { spins } => (Counter::Raced, spins, false, false),
+        let (kind, spins, retries, handoff, suspended) = match how {
+            Acquired::Spun { spins, retries } => (Counter::Spun, spins, retries, false, false),
+            Acquired::Raced { spins, retries } => (Counter::Raced, spins, retries, false, false),
             Acquired::Queued {
                 spins,
+                retries,
                 took_handoff,
                 suspended,
                 ..
-            } => (Counter::Waited, spins, took_handoff, !suspended),
+            } => (Counter::Waited, spins, retries, took_handoff, suspended),
         };
+        let self_granted = matches!(how, Acquired::Queued { .. }) && !suspended;
         stats::count(
             s.handle,
             [
                 (kind, 1),
                 (Counter::SpinIterations, u64::from(spins)),
+                (Counter::ClaimRetries, u64::from(retries)),
                 (Counter::Handoffs, u64::from(handoff)),
                 (Counter::SelfGranted, u64::from(self_granted)),
+                (Counter::SpinThenPark, u64::from(suspended && spins != 0)),
             ],
         );
         if weight != 0 {
@@ -379,7 +454,9 @@ impl<T: ?Sized> CoMutex<T> {
         // Read before unlocking: the next holder writes these fields.
         let hold_start = s.hold_start.load(Relaxed);
         if hold_start == 0 {
-            let _ = self.raw.unlock();
+            // `s.handle` is 'static; `s` itself may be freed once we unlock.
+            let handle = s.handle;
+            count_release(handle, self.raw.unlock());
             return;
         }
         self.release_timed(s, hold_start);
@@ -391,17 +468,40 @@ impl<T: ?Sized> CoMutex<T> {
         s.hold_start.store(0, Relaxed);
         let (wait, weight) = (s.wait.load(Relaxed), s.weight.load(Relaxed));
         let now = stats::now();
-        let _ = self.raw.unlock();
-        // `s.handle` is 'static: nothing used here can be freed by the
-        // waiter we may just have woken.
+        let handle = s.handle;
+        count_release(handle, self.raw.unlock());
+        // Only copies and the 'static `handle` are used from here: `s` may
+        // be freed by the waiter we may just have woken.
         stats::record_times(
-            s.handle,
+            handle,
             wait,
             Some(now.saturating_sub(hold_start)),
             weight,
             now,
         );
     }
+}
+
+/// Counts how an unlock of a named mutex handed the lock over, if it did.
+#[inline]
+fn count_release(handle: &'static StatsHandle, released: Released) {
+    let Released::HandedOver(choice) = released else {
+        return;
+    };
+    let local = matches!(choice, Choice::OldestLocal | Choice::Overtook);
+    let side = if local {
+        Counter::LocalHandovers
+    } else {
+        Counter::RemoteHandovers
+    };
+    stats::count(
+        handle,
+        [
+            (side, 1),
+            (Counter::Barged, u64::from(choice == Choice::Overtook)),
+            (Counter::FifoForced, u64::from(choice == Choice::Forced)),
+        ],
+    );
 }
 
 /// A holder identity for plain threads using `try_lock`: the address of a

@@ -43,4 +43,10 @@ impl Parker for CoroutineParker {
     fn context() -> usize {
         coscheduler::raw::current_context_id()
     }
+
+    /// The statistics clock (the time-stamp counter where there is one).
+    #[inline]
+    fn now() -> u64 {
+        crate::stats::now()
+    }
 }

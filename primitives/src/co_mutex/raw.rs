@@ -12,13 +12,12 @@
 //! | field | meaning | written by |
 //! |---|---|---|
 //! | `locked` | lockers that have *arrived*: 0 = free, 1 = held, n > 1 = held with n − 1 lockers waiting or about to wait | every locker (CAS 0→1 or `fetch_add`), every unlocker (`fetch_sub`) |
-//! | `ctx` | context id of the holder, 0 when free or unknown; only feeds the spin heuristic | the new holder, the granter (`m->ctx = co->ctx`), the unlocker (clears) |
+//! | `ctx` | context id of the holder, 0 when free or unknown, with [`HANDED`] set while a granted waiter has not resumed yet; only feeds the spin heuristic | the new holder, the granter (`m->ctx = co->ctx`, marked), the unlocker (clears) |
 //! | `from_push` | lock-free LIFO of [`WaitRecord`]s; records live on the waiters' stacks | any locker (push, CAS); the responsible party (take-all, swap) |
-//! | `to_pop` | FIFO of records, refilled by reversing `from_push` | the responsible party only |
+//! | `queue` | the records taken in from `from_push`, in arrival order ([`Queue`]) | the responsible party only |
 //! | `handoff` | 0, or the sequence number of an offered hand-off | the offering unlocker (swap in, CAS out); a locker (swap out = steal) |
 //! | `sequence` | last hand-off number, never 0 | the responsible party only |
-//! | `streak` | consecutive local-first hand-overs that overtook an older waiter | the responsible party only |
-//! | `local_limit` | 0 (strict FIFO, QEMU) or the local-first bound | construction only |
+//! | `policy` | the hand-over order ([`Policy`]) | construction only |
 //!
 //! **Responsibility.** Exactly one party at a time may consume the waiter
 //! queue (`pop_waiter`) and so decide who gets the lock next:
@@ -32,8 +31,8 @@
 //!
 //! A new responsible party can only appear after the current one has granted
 //! the lock (case 1 needs a holder to unlock) or offered it (case 2), so
-//! `pop_waiter` never runs concurrently with itself, and `to_pop`/`sequence`/
-//! `streak` are plain cells. Each transfer of responsibility carries a happens-before
+//! `pop_waiter` never runs concurrently with itself, and `queue`/`sequence`
+//! are plain cells. Each transfer of responsibility carries a happens-before
 //! edge: grant → `granted` Release/Acquire; offer → steal through the
 //! `handoff` RMWs; fast-path acquisition → the `locked` Release/Acquire chain.
 //!
@@ -41,7 +40,8 @@
 //!
 //! ```text
 //! lock:   CAS locked 0→1 ─ok──────────────────────────────────────▶ holder (fast path)
-//!           └─fail: spin while locked == 1 and the holder's ctx ≠ ours (≤ 999 turns),
+//!           └─fail: spin while locked == 1 and the holder's ctx ≠ ours (≤ 999 turns,
+//!                   ≤ HANDED_SPIN_LIMIT while the holder has not resumed),
 //!                   retrying the CAS whenever locked reads 0 ──ok──▶ holder (spun)
 //!           fetch_add(locked) == 0 ───────────────────────────────▶ holder (raced)
 //!           push record; steal = swap(handoff, 0)
@@ -49,7 +49,7 @@
 //!                                  otherwise grant it, then ──┐
 //!             steal == 0 ─────────────────────────────────────┴──▶ suspend until granted ─▶ holder
 //! unlock: fetch_sub(locked) == 1 ─────────────────────────────────▶ free
-//!           loop: pop oldest ─some─▶ grant it (the lock passes directly; locked stays > 0)
+//!           loop: pop next (policy) ─some─▶ grant it (the lock passes directly; locked stays > 0)
 //!                  └─none (a locker counted itself but has not pushed yet):
 //!                    seq = next; swap(handoff, seq)
 //!                    no record pushed yet ─────────────────────────▶ leave; that locker will steal
@@ -87,20 +87,27 @@
 //!
 //! # Hand-over order
 //!
-//! By default an unlocker hands the lock to the oldest waiter (QEMU: strict
-//! FIFO). A mutex built with a `local_limit` (`CoMutex::new_local_first`)
-//! instead hands it to the oldest waiter *of the unlocker's own context*
-//! among the first [`LOCAL_SCAN`] queued, if any, at most `local_limit`
-//! times in a row while an older waiter of another context waits; then the
-//! oldest waiter is served. This is lock cohorting (Dice, Marathe and Shavit,
-//! "Lock Cohorting", PPoPP 2012) applied to contexts: with several busy
-//! coroutines per context, strict FIFO settles into alternating between
-//! contexts, so every hand-over is a cross-thread wake; local-first batches
-//! them. It changes only which record the responsible party unlinks from
-//! `to_pop`, so the protocol and its invariants are untouched; the
-//! unfairness is bounded (a waiter is overtaken at most `local_limit` times
-//! before it is at the head and served). The lock side (a stealer granting
-//! the oldest) stays FIFO.
+//! Which record the responsible party unlinks is the policy of `queue.rs`:
+//! strict FIFO ([`Policy::Fifo`], QEMU), or *eventual fairness*
+//! ([`Policy::Eventual`]): an unlocker hands the lock to the oldest waiter
+//! of its own context, overtaking older waiters of other contexts, unless
+//! the oldest waiter has waited longer than the bound, which forces FIFO.
+//! This is lock cohorting (Dice, Marathe and Shavit, "Lock Cohorting",
+//! PPoPP 2012) applied to contexts, with a time bound instead of a count:
+//! with several busy coroutines per context, strict FIFO settles into
+//! alternating between contexts, so every hand-over is a cross-thread wake;
+//! eventual fairness batches them for up to the bound. It changes only
+//! which record is unlinked, so the protocol and its invariants are
+//! untouched. The lock side (a stealer granting) serves the oldest.
+//!
+//! # Spinning only on a running holder
+//!
+//! A granter marks `ctx` with [`HANDED`]; the granted waiter clears the mark
+//! when it resumes. A spinner that sees the mark knows the holder has not
+//! run yet: its thread may be parked (a futex wake away) or descheduled by
+//! the OS (a busy neighbour), and spinning would only burn the core the
+//! holder needs. It spins at most [`HANDED_SPIN_LIMIT`] turns on such a
+//! holder, enough to catch a thread that is polling, then queues and parks.
 //!
 //! # `has_waiters` quirk (docs/SEMANTICS.md §3.5)
 //!
@@ -108,7 +115,7 @@
 //! every case the protocol reaches, so its unlocker never takes the early
 //! exit and keeps offering and reclaiming until the locker shows up or
 //! steals. We use OSv's intended predicate, "a record has been pushed"
-//! (`to_pop` is always empty at that point, asserted): the unlocker leaves as
+//! (our `queue` is always empty at that point, asserted): the unlocker leaves as
 //! soon as it has offered a hand-off to a locker that has not pushed yet,
 //! instead of spinning on that locker. Both are correct by the argument
 //! above; ours does not make an unlocker wait for another thread's progress.
@@ -118,10 +125,11 @@
 //! returns 0 changes nothing, and one that returns an offer steals it, which
 //! is what the CAS did without the read–CAS window.
 
-use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
+use super::queue::Queue;
+pub(crate) use super::queue::{Choice, Policy};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, UnsafeCell, protocol_assert, spin_loop};
 
 /// QEMU spins while `++i < 1000`: at most 999 iterations per `lock()` call.
@@ -132,10 +140,19 @@ pub(crate) const SPIN_LIMIT: u32 = 1000;
 #[cfg(loom)]
 pub(crate) const SPIN_LIMIT: u32 = 3;
 
-/// How many queued records a local-first unlocker examines for one of its
-/// own context: each may be on another thread's stack (a cache miss), which
-/// must stay cheaper than the cross-thread wake it avoids.
-pub(crate) const LOCAL_SCAN: usize = 8;
+/// How many turns a locker spins on a holder that was granted the lock but
+/// has not resumed yet ([`HANDED`]): about the time a polling thread takes to
+/// pick up a wake, far less than a futex wake or a time slice.
+#[cfg(not(loom))]
+pub(crate) const HANDED_SPIN_LIMIT: u32 = 100;
+/// Under loom: one turn on a handed-over holder.
+#[cfg(loom)]
+pub(crate) const HANDED_SPIN_LIMIT: u32 = 2;
+
+/// The mark on `ctx` of a holder that was granted the lock but has not run
+/// since (see "Spinning only on a running holder"). Context ids are
+/// addresses of user-space objects, so the top bit is free.
+pub(crate) const HANDED: usize = 1 << (usize::BITS - 1);
 
 /// How the protocol suspends "the current waiter" and resumes another one:
 /// the testing seam between the lock-free protocol and the coroutine switch.
@@ -162,19 +179,28 @@ pub(crate) trait Parker {
     /// protocol.
     fn stamp() -> u64;
 
-    /// The caller's context id (for local-first hand-over).
+    /// The caller's context id (for eventual fairness).
     fn context() -> usize;
+
+    /// A monotonic clock in nanoseconds (for the eventual-fairness bound).
+    fn now() -> u64;
 }
 
 /// A waiting locker, on the waiter's own stack (QEMU's `CoWaitRecord`).
 pub(crate) struct WaitRecord<P: Parker> {
-    /// Link of `from_push`/`to_pop`. Written by the pusher before it
-    /// publishes the record, then only by the responsible party.
-    next: UnsafeCell<*const WaitRecord<P>>,
+    /// Link of `from_push` and of the queue's lists. Written by the pusher
+    /// before it publishes the record, then only by the responsible party.
+    pub(super) next: UnsafeCell<*const WaitRecord<P>>,
+    /// Arrival number, given at intake by the responsible party.
+    pub(super) order: UnsafeCell<u64>,
+    /// [`Parker::now`] at intake (eventual fairness only), by the
+    /// responsible party.
+    pub(super) arrived: UnsafeCell<u64>,
     /// Taken (once) by whoever grants the lock to this waiter.
     handle: UnsafeCell<Option<P::Handle>>,
-    /// The waiter's context id, for the spin heuristic (`m->ctx = co->ctx`).
-    ctx: usize,
+    /// The waiter's context id, for the spin heuristic (`m->ctx = co->ctx`)
+    /// and the hand-over policy.
+    pub(super) ctx: usize,
     /// 0, or (set by the waiter) 1 to ask the granter for a
     /// [`Parker::stamp`], which replaces it. Written by the granter before
     /// `granted`, read by the waiter after it.
@@ -191,6 +217,8 @@ impl<P: Parker> WaitRecord<P> {
     fn new(ctx: usize, want_stamp: bool) -> WaitRecord<P> {
         WaitRecord {
             next: UnsafeCell::new(ptr::null()),
+            order: UnsafeCell::new(0),
+            arrived: UnsafeCell::new(0),
             handle: UnsafeCell::new(Some(P::handle())),
             ctx,
             stamp: UnsafeCell::new(u64::from(want_stamp)),
@@ -207,17 +235,24 @@ pub(crate) enum Acquired {
     Spun {
         /// Busy-wait pauses taken.
         spins: u32,
+        /// Claims (CAS on `locked` or `from_push`) that failed and were
+        /// retried.
+        retries: u32,
     },
     /// Counted itself in and found the lock free meanwhile (`fetch_add`
     /// returned 0).
     Raced {
         /// Busy-wait pauses taken before counting in.
         spins: u32,
+        /// As for `Spun`.
+        retries: u32,
     },
     /// Queued a wait record and got the lock from the queue.
     Queued {
         /// Busy-wait pauses taken before counting in.
         spins: u32,
+        /// As for `Spun`.
+        retries: u32,
         /// This locker picked up an unlocker's hand-off offer.
         took_handoff: bool,
         /// It actually suspended (false: it stole the offer and was itself
@@ -235,8 +270,8 @@ pub(crate) enum Acquired {
 pub(crate) enum Released {
     /// Nobody else had arrived: the lock is free.
     Free,
-    /// The lock went directly to the oldest waiter.
-    HandedOver,
+    /// The lock went directly to a waiter, chosen as the [`Choice`] says.
+    HandedOver(Choice),
     /// A locker had counted itself in but not queued: the unlocker offered a
     /// hand-off and left (the locker takes the offer).
     Offered,
@@ -247,12 +282,10 @@ pub(crate) struct RawCoMutex<P: Parker> {
     locked: AtomicUsize,
     ctx: AtomicUsize,
     from_push: AtomicPtr<WaitRecord<P>>,
-    to_pop: UnsafeCell<*const WaitRecord<P>>,
+    queue: UnsafeCell<Queue<P>>,
     handoff: AtomicUsize,
     sequence: UnsafeCell<usize>,
-    streak: UnsafeCell<u32>,
-    local_limit: u32,
-    _parker: PhantomData<fn() -> P>,
+    policy: Policy,
 }
 
 // SAFETY: the records reachable from the queue are only dereferenced by the
@@ -264,37 +297,32 @@ unsafe impl<P: Parker> Send for RawCoMutex<P> {}
 unsafe impl<P: Parker> Sync for RawCoMutex<P> {}
 
 impl<P: Parker> RawCoMutex<P> {
-    /// A free mutex (QEMU's `qemu_co_mutex_init`: all zero) handing over in
-    /// strict FIFO order (`local_limit` 0) or local-first (see "Hand-over
-    /// order").
+    /// A free mutex (QEMU's `qemu_co_mutex_init`: all zero) handing over by
+    /// `policy` (see "Hand-over order").
     #[cfg(not(loom))]
-    pub(crate) const fn new(local_limit: u32) -> RawCoMutex<P> {
+    pub(crate) const fn new(policy: Policy) -> RawCoMutex<P> {
         RawCoMutex {
             locked: AtomicUsize::new(0),
             ctx: AtomicUsize::new(0),
             from_push: AtomicPtr::new(ptr::null_mut()),
-            to_pop: UnsafeCell::new(ptr::null()),
+            queue: UnsafeCell::new(Queue::new()),
             handoff: AtomicUsize::new(0),
             sequence: UnsafeCell::new(0),
-            streak: UnsafeCell::new(0),
-            local_limit,
-            _parker: PhantomData,
+            policy,
         }
     }
 
     /// As above (loom's atomics have no `const fn new`).
     #[cfg(loom)]
-    pub(crate) fn new(local_limit: u32) -> RawCoMutex<P> {
+    pub(crate) fn new(policy: Policy) -> RawCoMutex<P> {
         RawCoMutex {
             locked: AtomicUsize::new(0),
             ctx: AtomicUsize::new(0),
             from_push: AtomicPtr::new(ptr::null_mut()),
-            to_pop: UnsafeCell::new(ptr::null()),
+            queue: UnsafeCell::new(Queue::new()),
             handoff: AtomicUsize::new(0),
             sequence: UnsafeCell::new(0),
-            streak: UnsafeCell::new(0),
-            local_limit,
-            _parker: PhantomData,
+            policy,
         }
     }
 
@@ -332,10 +360,14 @@ impl<P: Parker> RawCoMutex<P> {
     pub(crate) fn lock_slow(&self, ctx: usize, mut waiters: usize, want_stamp: bool) -> Acquired {
         // Step 1: bounded spinning, only while exactly one locker (the
         // holder) exists. If the holder runs on our context it cannot make
-        // progress while we spin, so stop at once; `spins` is never reset,
-        // as in QEMU (at most SPIN_LIMIT − 1 turns per call). `spins`
-        // counts the busy-wait pauses actually taken, for statistics.
-        let (mut turn, mut spins) = (0u32, 0u32);
+        // progress while we spin, so stop at once; if it was granted the
+        // lock and has not resumed yet (`HANDED`), its thread may be parked
+        // or descheduled, so spin only a little ("Spinning only on a running
+        // holder"). `spins` is never reset, as in QEMU (at most
+        // SPIN_LIMIT − 1 turns per call). `spins` counts the busy-wait
+        // pauses actually taken, `retries` the failed claims, for
+        // statistics.
+        let (mut turn, mut spins, mut retries) = (0u32, 0u32, 0u32);
         'spin: while waiters == 1 {
             turn += 1;
             if turn >= SPIN_LIMIT {
@@ -343,7 +375,8 @@ impl<P: Parker> RawCoMutex<P> {
             }
             // Relaxed: a stale holder context only makes the heuristic guess
             // wrong; correctness never depends on it.
-            if self.ctx.load(Relaxed) == ctx {
+            let holder = self.ctx.load(Relaxed);
+            if holder & !HANDED == ctx || (holder & HANDED != 0 && turn >= HANDED_SPIN_LIMIT) {
                 break;
             }
             if self.locked.load(Relaxed) == 0 {
@@ -351,9 +384,10 @@ impl<P: Parker> RawCoMutex<P> {
                 match self.locked.compare_exchange(0, 1, Acquire, Relaxed) {
                     Ok(_) => {
                         self.ctx.store(ctx, Relaxed);
-                        return Acquired::Spun { spins };
+                        return Acquired::Spun { spins, retries };
                     }
                     Err(now) => {
+                        retries += 1;
                         waiters = now;
                         continue 'spin;
                     }
@@ -370,7 +404,7 @@ impl<P: Parker> RawCoMutex<P> {
         // in `unlock`.
         if self.locked.fetch_add(1, Acquire) == 0 {
             self.ctx.store(ctx, Relaxed);
-            return Acquired::Raced { spins };
+            return Acquired::Raced { spins, retries };
         }
 
         // Step 3: queue our record (on this stack frame; it stays alive
@@ -390,7 +424,10 @@ impl<P: Parker> RawCoMutex<P> {
                 .compare_exchange_weak(head, me.cast_mut(), AcqRel, Relaxed)
             {
                 Ok(_) => break,
-                Err(now) => head = now,
+                Err(now) => {
+                    retries += 1;
+                    head = now;
+                }
             }
         }
 
@@ -403,13 +440,14 @@ impl<P: Parker> RawCoMutex<P> {
         if took_handoff {
             // SAFETY: we hold responsibility (we stole the only outstanding
             // offer); nobody else pops until we grant the lock.
-            let oldest = unsafe { self.pop_waiter(None) };
+            let (oldest, _) = unsafe { self.pop_waiter(None) };
             protocol_assert!(!oldest.is_null(), "a stolen hand-off with an empty queue");
             if ptr::eq(oldest, me) {
                 // We are first in line: the lock is ours without a switch.
                 self.ctx.store(ctx, Relaxed);
                 return Acquired::Queued {
                     spins,
+                    retries,
                     took_handoff,
                     suspended: false,
                     stamp: 0,
@@ -427,12 +465,16 @@ impl<P: Parker> RawCoMutex<P> {
         };
         wait_for_grant(&record);
         std::mem::forget(cancel);
+        // We run: clear the granter's `HANDED` mark (Relaxed: a hint, as
+        // everywhere for `ctx`).
+        self.ctx.store(ctx, Relaxed);
         // SAFETY: granted: the granter wrote the stamp before its Release
         // store of `granted`, which we have Acquired, and is done with the
         // record.
         let stamp = record.stamp.with(|s| unsafe { *s });
         Acquired::Queued {
             spins,
+            retries,
             took_handoff,
             suspended: true,
             stamp,
@@ -452,7 +494,7 @@ impl<P: Parker> RawCoMutex<P> {
         self.ctx.store(0, Relaxed);
         // Release: pairs with the Acquire CAS/`fetch_add` of the next
         // acquirer, publishing the critical section. No Acquire needed when
-        // others are waiting: what we then read (records, `to_pop`,
+        // others are waiting: what we then read (records, `queue`,
         // `sequence`) is ordered by `pop_waiter`'s Acquire swap and by the
         // responsibility chain (module docs).
         if self.locked.fetch_sub(1, Release) == 1 {
@@ -466,31 +508,31 @@ impl<P: Parker> RawCoMutex<P> {
     #[cold]
     #[inline(never)]
     fn unlock_slow(&self) -> Released {
-        let here = (self.local_limit != 0).then(P::context);
+        let here = Some(P::context());
         loop {
             // SAFETY: responsible party: our `fetch_sub` saw others arrive,
             // or we reclaimed our own offer on the previous turn.
-            let next = unsafe { self.pop_waiter(here) };
+            let (next, choice) = unsafe { self.pop_waiter(here) };
             if !next.is_null() {
                 // SAFETY: popped by us while responsible; its waiter waits
                 // for the grant.
                 unsafe { self.grant(next) };
-                return Released::HandedOver;
+                return Released::HandedOver(choice);
             }
 
             // Nobody queued yet: a locker is between its `fetch_add` and its
             // push. Offer the hand-off under a fresh, non-zero number.
-            self.to_pop.with(|p| {
+            self.queue.with(|q| {
                 // SAFETY: responsible party only (module docs).
-                let empty = unsafe { (*p).is_null() };
-                protocol_assert!(empty, "to_pop refilled by someone else");
+                let empty = unsafe { (*q).is_empty() };
+                protocol_assert!(empty, "the queue refilled by someone else");
             });
             // SAFETY: responsible party only (module docs).
             let seq = self.sequence.with_mut(|s| unsafe {
                 *s = (*s).wrapping_add(1).max(1);
                 *s
             });
-            // AcqRel: Release publishes `to_pop`/`sequence` to the stealer's
+            // AcqRel: Release publishes `queue`/`sequence` to the stealer's
             // Acquire swap in `lock_slow`; RMW for the Dekker pair.
             let previous = self.handoff.swap(seq, AcqRel);
             protocol_assert!(
@@ -523,60 +565,29 @@ impl<P: Parker> RawCoMutex<P> {
         }
     }
 
-    /// Pops the next waiter: from `to_pop`, refilled by reversing the whole
-    /// `from_push` stack (so waiters are served in arrival order). With
-    /// `prefer` (a local-first unlocker's context), the oldest waiter of that
-    /// context among the first [`LOCAL_SCAN`] may be taken instead of the
-    /// head (see "Hand-over order").
+    /// Pops the next waiter by the mutex's policy (`queue.rs`), taking in
+    /// the records pushed on `from_push` when the policy asks for them.
+    /// `here` is the unlocker's context; `None` for a stealer, which serves
+    /// the oldest waiter.
     ///
     /// # Safety
     /// The caller is the responsible party (module docs).
-    unsafe fn pop_waiter(&self, prefer: Option<usize>) -> *const WaitRecord<P> {
-        self.to_pop.with_mut(|to_pop| {
-            // SAFETY: responsible party: exclusive access to `to_pop`,
-            // `streak` and the links of every record on `to_pop` or taken
-            // below.
-            unsafe {
-                if (*to_pop).is_null() {
-                    // Acquire: pairs with the pushers' Release CAS, so their
-                    // records and `next` links are visible.
-                    let mut stack = self.from_push.swap(ptr::null_mut(), Acquire).cast_const();
-                    while !stack.is_null() {
-                        let below = (*stack).next.with(|n| *n);
-                        (*stack).next.with_mut(|n| *n = *to_pop);
-                        *to_pop = stack;
-                        stack = below;
-                    }
-                }
-                let head = *to_pop;
-                if head.is_null() {
-                    return head;
-                }
-                let streak = self.streak.with(|s| *s);
-                let overtake =
-                    prefer.filter(|&here| streak < self.local_limit && (*head).ctx != here);
-                if let Some(here) = overtake {
-                    // Local-first: the oldest record of our context among
-                    // the first LOCAL_SCAN, overtaking the head.
-                    let (mut prev, mut cur) = (head, (*head).next.with(|n| *n));
-                    for _ in 1..LOCAL_SCAN {
-                        if cur.is_null() {
-                            break;
-                        }
-                        if (*cur).ctx == here {
-                            let after = (*cur).next.with(|n| *n);
-                            (*prev).next.with_mut(|n| *n = after);
-                            self.streak.with_mut(|s| *s += 1);
-                            return cur;
-                        }
-                        prev = cur;
-                        cur = (*cur).next.with(|n| *n);
-                    }
-                }
-                self.streak.with_mut(|s| *s = 0);
-                *to_pop = (*head).next.with(|n| *n);
-                head
+    unsafe fn pop_waiter(&self, here: Option<usize>) -> (*const WaitRecord<P>, Choice) {
+        let from_push = || {
+            // Relaxed: an empty stack read stale only sends the caller to the
+            // hand-off offer, whose Dekker pair finds the record. Acquire on
+            // the swap: pairs with the pushers' Release CAS, so their records
+            // and `next` links are visible.
+            if self.from_push.load(Relaxed).is_null() {
+                return ptr::null();
             }
+            self.from_push.swap(ptr::null_mut(), Acquire).cast_const()
+        };
+        self.queue.with_mut(|queue| {
+            // SAFETY: responsible party: exclusive access to the queue and
+            // the links of every record on it or taken in by `from_push`,
+            // whose records we acquire.
+            unsafe { (*queue).pop(self.policy, here, from_push) }
         })
     }
 
@@ -590,7 +601,8 @@ impl<P: Parker> RawCoMutex<P> {
         // SAFETY: a popped, ungranted record is alive: its waiter does not
         // return before `granted` (see `wait_for_grant`, `CancelGuard`).
         let record = unsafe { &*record };
-        self.ctx.store(record.ctx, Relaxed);
+        // Relaxed: a hint; the waiter clears `HANDED` when it runs.
+        self.ctx.store(record.ctx | HANDED, Relaxed);
         // SAFETY: the granter is the record's only user now.
         let handle = record.handle.with_mut(|h| unsafe { (*h).take() });
         let Some(handle) = handle else {
@@ -701,6 +713,9 @@ mod thread_tests {
         fn context() -> usize {
             CTX.with(std::cell::Cell::get)
         }
+        fn now() -> u64 {
+            crate::stats::now()
+        }
     }
 
     struct Shared {
@@ -710,11 +725,11 @@ mod thread_tests {
     // SAFETY: `counter` is only touched under `mutex`.
     unsafe impl Sync for Shared {}
 
-    fn hammer(local_limit: u32) {
+    fn hammer(policy: Policy) {
         const THREADS: u64 = 4;
         const ITERS: u64 = 20_000;
         let s = Arc::new(Shared {
-            mutex: RawCoMutex::new(local_limit),
+            mutex: RawCoMutex::new(policy),
             counter: UnsafeCell::new(0),
         });
         let handles: Vec<_> = (0..THREADS)
@@ -754,12 +769,16 @@ mod thread_tests {
     /// the mutex ends idle. Exercises spinning, queuing and hand-offs.
     #[test]
     fn threads_increment_exactly() {
-        hammer(0);
+        hammer(Policy::Fifo);
     }
 
-    /// The same with local-first hand-over.
+    /// The same with eventual fairness, with a bound long enough to batch
+    /// and one so short that FIFO is forced at almost every hand-over.
     #[test]
-    fn threads_increment_exactly_local_first() {
-        hammer(4);
+    fn threads_increment_exactly_eventual() {
+        hammer(Policy::Eventual {
+            bound_ns: 1_000_000,
+        });
+        hammer(Policy::Eventual { bound_ns: 1 });
     }
 }

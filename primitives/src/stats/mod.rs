@@ -30,6 +30,12 @@
 //! | `counters.handoffs` | lockers that picked up an unlocker's hand-off offer (QEMU's rare race, docs/SEMANTICS.md §3.5) |
 //! | `counters.handovers` | queued acquisitions that were handed the lock directly (queue: coroutines woken; rwlock: tickets granted) |
 //! | `counters.spin_iterations` | busy-wait iterations spent by lockers |
+//! | `counters.local_handovers` | mutex: unlocks that handed the lock to a waiter of the unlocker's own context (resumed without a cross-thread wake) |
+//! | `counters.remote_handovers` | mutex: unlocks that handed the lock to a waiter of another context |
+//! | `counters.barged` | mutex: local hand-overs that overtook an older waiter of another context (eventual fairness) |
+//! | `counters.fifo_forced` | mutex: hand-overs to the oldest waiter forced by the fairness bound although a local waiter was queued |
+//! | `counters.claim_retries` | mutex: failed claims (a CAS on the lock word or on the waiter stack) that were retried |
+//! | `counters.spin_then_park` | mutex: lockers that spun, then queued and suspended all the same |
 //!
 //! Counters are exact. Times are exact while a thread sees at most 50,000
 //! contended acquisitions per second (every lock in a unit test, most real
@@ -113,6 +119,18 @@ pub struct Counters {
     pub handovers: u64,
     /// Busy-wait iterations.
     pub spin_iterations: u64,
+    /// Mutex hand-overs to a waiter of the unlocker's context.
+    pub local_handovers: u64,
+    /// Mutex hand-overs to a waiter of another context.
+    pub remote_handovers: u64,
+    /// Local mutex hand-overs that overtook an older waiter.
+    pub barged: u64,
+    /// Mutex hand-overs to the oldest waiter forced by the fairness bound.
+    pub fifo_forced: u64,
+    /// Failed mutex claims that were retried.
+    pub claim_retries: u64,
+    /// Mutex lockers that spun and then suspended.
+    pub spin_then_park: u64,
 }
 
 impl Counters {
@@ -161,6 +179,18 @@ impl fmt::Display for LockStats {
             c.handoffs,
             c.handovers
         )?;
+        if self.kind == LockKind::Mutex {
+            write!(
+                f,
+                " ({} local, {} remote, {} barged, {} FIFO forced), {} claim retries, {} spin-then-park",
+                c.local_handovers,
+                c.remote_handovers,
+                c.barged,
+                c.fifo_forced,
+                c.claim_retries,
+                c.spin_then_park
+            )?;
+        }
         for (label, h) in [("wait", &self.wait), ("hold", &self.hold)] {
             if !h.is_empty() {
                 let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;

@@ -85,9 +85,17 @@ pub(crate) enum Counter {
     SpinIterations,
     /// Counted directly by the queue (wakes) and the rwlock (grants).
     Handovers,
+    /// Mutex unlocks, by the hand-over policy's choice.
+    LocalHandovers,
+    RemoteHandovers,
+    Barged,
+    FifoForced,
+    /// Mutex lockers' failed claims.
+    ClaimRetries,
+    SpinThenPark,
 }
 
-const N_COUNTERS: usize = 8;
+const N_COUNTERS: usize = 14;
 
 type Slot = [u64; N_COUNTERS];
 
@@ -106,6 +114,12 @@ fn to_counters(s: &Slot, kind: LockKind) -> Counters {
         handoffs: s[Counter::Handoffs as usize],
         handovers,
         spin_iterations: s[Counter::SpinIterations as usize],
+        local_handovers: s[Counter::LocalHandovers as usize],
+        remote_handovers: s[Counter::RemoteHandovers as usize],
+        barged: s[Counter::Barged as usize],
+        fifo_forced: s[Counter::FifoForced as usize],
+        claim_retries: s[Counter::ClaimRetries as usize],
+        spin_then_park: s[Counter::SpinThenPark as usize],
     }
 }
 
