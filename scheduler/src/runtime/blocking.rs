@@ -67,8 +67,11 @@ struct State {
     queue: VecDeque<Job>,
     /// Threads started and not yet exited.
     threads: usize,
-    /// Threads waiting for a job.
+    /// Threads waiting for a job (a notified one counts until it wakes).
     idle: usize,
+    /// Threads started that have not yet taken the lock for the first time:
+    /// each is on its way to the job that made it start.
+    starting: usize,
     /// Threads running a job.
     busy: usize,
     /// Coroutines waiting for room in the queue, oldest first; each is in
@@ -107,7 +110,8 @@ pub struct BlockingMetrics {
     pub threads: usize,
     /// Threads running a closure right now.
     pub busy: usize,
-    /// Closures waiting for a thread.
+    /// Closures waiting for a thread (not counting those an idle or a
+    /// just-started thread is already on its way to).
     pub queued: usize,
     /// Coroutines waiting for room in the queue (back-pressure).
     pub waiting_to_submit: usize,
@@ -116,6 +120,15 @@ pub struct BlockingMetrics {
     /// Nanoseconds each closure waited from submission to its start on a
     /// pool thread.
     pub wait: Histogram<u64>,
+}
+
+impl State {
+    /// Queued jobs that no thread is on its way to: those beyond one per
+    /// idle (possibly already notified) and per starting thread. This is
+    /// what the queue bound limits and what the metrics call queued.
+    fn unclaimed(&self) -> usize {
+        self.queue.len().saturating_sub(self.idle + self.starting)
+    }
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -142,6 +155,7 @@ impl BlockingPool {
                 queue: VecDeque::new(),
                 threads: 0,
                 idle: 0,
+                starting: 0,
                 busy: 0,
                 waiting_to_submit: VecDeque::new(),
                 closing: false,
@@ -164,8 +178,7 @@ impl BlockingPool {
         if st.closing {
             return Submitted::Closed(work);
         }
-        let takers = st.idle + (self.max_threads - st.threads);
-        if st.queue.len() >= takers + self.queue_bound {
+        if st.unclaimed() >= (self.max_threads - st.threads) + self.queue_bound {
             st.waiting_to_submit.push_back(me.clone());
             return Submitted::Full(work);
         }
@@ -173,7 +186,7 @@ impl BlockingPool {
             work,
             queued_at: Instant::now(),
         });
-        if st.queue.len() > st.idle && st.threads < self.max_threads {
+        if st.unclaimed() > 0 && st.threads < self.max_threads {
             self.start_thread(&mut st);
         }
         drop(st);
@@ -190,6 +203,7 @@ impl BlockingPool {
         match spawned {
             Ok(handle) => {
                 st.threads += 1;
+                st.starting += 1;
                 st.handles.push(handle);
             }
             // The threads already running take the job later; a pool that
@@ -202,6 +216,7 @@ impl BlockingPool {
     /// A pool thread's body.
     fn work(&self) {
         let mut st = lock(&self.state);
+        st.starting -= 1;
         loop {
             if let Some(job) = st.queue.pop_front() {
                 st.busy += 1;
@@ -290,7 +305,7 @@ impl BlockingPool {
             queue_bound: self.queue_bound,
             threads: st.threads,
             busy: st.busy,
-            queued: st.queue.len(),
+            queued: st.unclaimed(),
             waiting_to_submit: st.waiting_to_submit.len(),
             completed: st.completed,
             wait: st.wait.clone(),

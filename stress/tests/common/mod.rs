@@ -36,8 +36,11 @@ pub fn run(command: &mut Command) -> (Output, String, String) {
 
 /// The exit code, or a panic naming the signal-killed process.
 pub fn code(output: &Output) -> i32 {
-    output
-        .status
-        .code()
-        .unwrap_or_else(|| panic!("costress was killed: {:?}", output.status))
+    output.status.code().unwrap_or_else(|| {
+        panic!(
+            "costress was killed: {:?}; its stderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
 }
