@@ -43,6 +43,11 @@ enum Command {
         /// `--load quiet,busy:1` shows every time row quiet and loaded.
         #[arg(long, default_value = "quiet", value_parser = parse_loads)]
         load: Loads,
+        /// Override the worker pinning of the coscheduler rows that use the runtime's
+        /// defaults (`true` or `false`), to measure the other placement; the rows whose
+        /// workload prescribes pinning (W3) stay pinned.
+        #[arg(long)]
+        pin_threads: Option<bool>,
     },
     /// Print the time tier of a results file: every row under every load, median [min –
     /// max] with its same-run ratios.
@@ -145,6 +150,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             tier,
             filter,
             load,
+            pin_threads,
         } => {
             let exe =
                 std::env::current_exe().map_err(|e| Error::io("/proc/self/exe".as_ref(), e))?;
@@ -153,6 +159,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 tier: tier.map(Tier::from),
                 filter,
                 loads: load.0,
+                pin_threads,
             };
             let results = cobench::run::run(&exe, &options)?;
             results.save(&out)?;

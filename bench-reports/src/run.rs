@@ -22,6 +22,9 @@ pub struct RunOptions {
     /// The loads to run the time tier under, one pass each, in order; empty means quiet
     /// only.
     pub loads: Vec<Load>,
+    /// Pin (or unpin) the workers of every coscheduler row that otherwise gets the
+    /// runtime's default placement; `None` leaves the default.
+    pub pin_threads: Option<bool>,
 }
 
 /// Runs the suite. `exe` is the `cobench` binary that callgrind runs the probes of, and
@@ -35,6 +38,7 @@ pub fn run(exe: &Path, options: &RunOptions) -> Result<Results, Error> {
         benchmarks.extend(deterministic(exe, options)?);
     }
     if options.tier != Some(Tier::Deterministic) {
+        workload::override_pinning(options.pin_threads);
         let passes = if options.loads.is_empty() {
             &[Load::Quiet][..]
         } else {
@@ -61,6 +65,7 @@ pub fn run(exe: &Path, options: &RunOptions) -> Result<Results, Error> {
         quick: options.quick,
         profile: machine::profile(),
         loads,
+        pin_threads: options.pin_threads,
         benchmarks,
     })
 }

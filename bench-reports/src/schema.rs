@@ -43,6 +43,11 @@ pub struct Results {
     /// One entry per pass of the time tier (`--load quiet,busy:1` runs two), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loads: Vec<LoadPass>,
+    /// `cobench run --pin-threads`: whether the coscheduler rows built with the
+    /// runtime's defaults had their workers pinned by override; absent when they got
+    /// the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_threads: Option<bool>,
     /// Every benchmark measured, in suite order (each time row once per load).
     pub benchmarks: Vec<Benchmark>,
 }

@@ -18,6 +18,12 @@ pub fn markdown(results: &Results) -> String {
         return "No time-tier rows in this file.\n".to_owned();
     }
     let mut md = String::new();
+    if let Some(pin) = results.pin_threads {
+        let how = if pin { "pinned" } else { "unpinned" };
+        md.push_str(&format!(
+            "Coscheduler workers {how} by `--pin-threads {pin}` (rows that prescribe pinning stay pinned).\n\n"
+        ));
+    }
     figures(&mut md, results, &names, &loads);
     latencies(&mut md, results, &names, &loads);
     metrics(&mut md, results, &names, &loads);

@@ -17,7 +17,7 @@ mod spawn;
 mod support;
 mod timers;
 
-pub use self::support::finish_group;
+pub use self::support::{finish_group, override_pinning};
 
 use self::mutex::Form;
 use crate::probe::Sizes;

@@ -23,6 +23,7 @@ fn results(benchmarks: Vec<Benchmark>) -> Results {
         quick: true,
         profile: "release".into(),
         loads: Vec::new(),
+        pin_threads: None,
         benchmarks,
     }
 }

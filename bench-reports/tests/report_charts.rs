@@ -31,6 +31,7 @@ fn results(day: u32, switch: f64, p99: f64) -> Results {
         quick: false,
         profile: "release".into(),
         loads: Vec::new(),
+        pin_threads: None,
         benchmarks: vec![
             Benchmark {
                 name: "raw_switch".into(),
