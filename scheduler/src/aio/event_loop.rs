@@ -219,10 +219,13 @@ impl Loop {
         progress |= self.run_timers(o);
         progress |= o.run_ready();
         // The periodic check applies to idle turns too: a worker whose turns
-        // run nothing here but start stolen coroutines does not wait.
-        let check =
-            (!progress && peek_when_idle) || turn % IO_CHECK_INTERVAL == 0 || self.io_check_due();
-        if check && self.io_sources(o) > 0 {
+        // run nothing here but start stolen coroutines does not wait. A
+        // context without fds skips it before the clock is read.
+        if self.io_sources(o) > 0
+            && ((!progress && peek_when_idle)
+                || turn % IO_CHECK_INTERVAL == 0
+                || self.io_check_due())
+        {
             progress |= self.poll_io(o, Some(Duration::ZERO));
         }
         progress
