@@ -7,7 +7,7 @@
 //! ```toml
 //! [runtime]
 //! threads = "auto"        # or 0, or a positive integer
-//! pin_threads = true
+//! pin_threads = false
 //! stack_size = "1MiB"
 //! pool_max = 128
 //! poll_max = "32us 768ns"
@@ -167,7 +167,7 @@ impl RuntimeConfig {
         self.settings.threads
     }
 
-    /// Whether each worker is pinned to its own core (`pin_threads`, default `true`).
+    /// Whether each worker is pinned to its own core (`pin_threads`, default `false`).
     pub fn pin_threads(&self) -> bool {
         self.settings.pin_threads
     }
@@ -541,7 +541,7 @@ mod tests {
     fn defaults() {
         let config = RuntimeConfig::default();
         assert_eq!(config.threads(), None);
-        assert!(config.pin_threads());
+        assert!(!config.pin_threads());
         assert_eq!(config.stack_size_bytes(), 1 << 20);
         assert_eq!(config.pool_max(), 128);
         assert_eq!(config.poll_max(), Duration::from_nanos(32_768));
@@ -561,7 +561,7 @@ mod tests {
             r#"
             [runtime]
             threads = 3
-            pin_threads = false
+            pin_threads = true
             stack_size = "64KiB"
             pool_max = 0
             poll_max = "50us"
@@ -574,7 +574,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.threads(), NonZeroUsize::new(3));
-        assert!(!config.pin_threads());
+        assert!(config.pin_threads());
         assert_eq!(config.stack_size_bytes(), 64 * 1024);
         assert_eq!(config.pool_max(), 0);
         assert_eq!(config.poll_max(), Duration::from_micros(50));
@@ -770,13 +770,13 @@ mod tests {
     fn set_reads_flag_and_environment_text() {
         let mut config = RuntimeConfig::default();
         config.set("threads", "4").unwrap();
-        config.set("pin_threads", "false").unwrap();
+        config.set("pin_threads", "true").unwrap();
         config.set("stack_size", "64KiB").unwrap();
         config.set("pool_max", "7").unwrap();
         config.set("poll_max", "1ms").unwrap();
         config.set("thread_name", "1234").unwrap();
         assert_eq!(config.threads(), NonZeroUsize::new(4));
-        assert!(!config.pin_threads());
+        assert!(config.pin_threads());
         assert_eq!(config.stack_size_bytes(), 64 * 1024);
         assert_eq!(config.pool_max(), 7);
         assert_eq!(config.poll_max(), Duration::from_millis(1));

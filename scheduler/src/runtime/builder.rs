@@ -51,8 +51,16 @@ impl Builder {
         self
     }
 
-    /// Pins worker `i` to core `i mod cores` (default true). Where pinning is
-    /// not available, workers run unpinned.
+    /// Pins worker `i` to core `i mod cores` (default false: the OS places
+    /// the workers). Where pinning is not available, workers run unpinned.
+    ///
+    /// The default is unpinned because a pinned worker cannot move away from
+    /// a busy neighbour on its core: on two cores with one kept busy by
+    /// another process, contended CoMutex throughput (cobench W4, C = 4 and
+    /// 32) fell to 1.5–2.2 M ops/s pinned against 4.0–4.3 M unpinned, while
+    /// on a quiet machine the two placements measured within noise of each
+    /// other (docs/BENCHMARKS.md, "Pinning"). Pin on a dedicated machine
+    /// whose cores nothing else uses.
     pub fn pin_threads(mut self, pin: bool) -> Self {
         self.settings.pin_threads = pin;
         self

@@ -87,7 +87,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime with the defaults: one pinned worker per core.
+    /// A runtime with the defaults: one worker per core, placed by the OS (unpinned).
     pub fn new() -> std::io::Result<Runtime> {
         Builder::default().build()
     }

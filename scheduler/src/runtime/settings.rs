@@ -65,7 +65,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             threads: None,
-            pin_threads: true,
+            pin_threads: false,
             stack_size: DEFAULT_STACK_SIZE,
             pool_max: INITIAL_POOL_MAX,
             poll_max: DEFAULT_POLL_MAX,
