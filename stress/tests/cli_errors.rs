@@ -145,7 +145,7 @@ fn help_lists_every_option_with_its_default() {
         ),
         (
             "--pin-threads",
-            Some("[default: true]"),
+            Some("[default: false]"),
             Some("COSTRESS_PIN_THREADS"),
         ),
         (
