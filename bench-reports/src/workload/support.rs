@@ -1,7 +1,7 @@
 //! Pieces every workload shares: pinning, a completion latch the benchmark thread blocks
 //! on, the two-worker runtimes of a group's rows, and error helpers.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -58,19 +58,14 @@ pub(super) enum Placement {
     Pinned,
 }
 
-/// `cobench run --pin-threads`: 0 leaves [`Placement::Defaults`] rows the runtime's
-/// default, 1 pins their workers, 2 unpins them.
-static PIN_OVERRIDE: AtomicU8 = AtomicU8::new(0);
+/// `cobench run --pin-threads`: the pinning of the [`Placement::Defaults`] rows, or `None`
+/// for the runtime's default.
+static PIN_OVERRIDE: Mutex<Option<bool>> = Mutex::new(None);
 
 /// Sets (or with `None` clears) the pinning of the [`Placement::Defaults`] rows built from
 /// now on.
 pub fn override_pinning(pin: Option<bool>) {
-    let code = match pin {
-        None => 0,
-        Some(true) => 1,
-        Some(false) => 2,
-    };
-    PIN_OVERRIDE.store(code, Ordering::Relaxed);
+    *PIN_OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = pin;
 }
 
 /// The [`WORKERS`]-worker coscheduler runtime of `row`, building it on first use.
@@ -82,10 +77,12 @@ pub(super) fn row_runtime(row: &'static str, placement: Placement) -> Result<Arc
         }
     }
     let mut builder = Runtime::builder().threads(WORKERS);
-    match (placement, PIN_OVERRIDE.load(Ordering::Relaxed)) {
-        (Placement::Pinned, _) | (Placement::Defaults, 1) => builder = builder.pin_threads(true),
-        (Placement::Defaults, 2) => builder = builder.pin_threads(false),
-        _ => {}
+    let pin = match placement {
+        Placement::Pinned => Some(true),
+        Placement::Defaults => *PIN_OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()),
+    };
+    if let Some(pin) = pin {
+        builder = builder.pin_threads(pin);
     }
     let runtime = builder
         .build()
