@@ -184,6 +184,21 @@ impl<P: Parker> Queue<P> {
         }
     }
 
+    /// Unlinks any record (the mutex's `Drop` frees what is left), or
+    /// returns null when the queue is empty.
+    ///
+    /// # Safety
+    /// The caller is the responsible party.
+    pub(crate) unsafe fn pop_any(&mut self) -> *const WaitRecord<P> {
+        for list in [&mut self.local, &mut self.remote] {
+            if !list.is_empty() {
+                // SAFETY: the caller's contract; the list is not empty.
+                return unsafe { list.pop_front() };
+            }
+        }
+        ptr::null()
+    }
+
     /// Re-batches for context `ctx`: merges both lists by arrival order,
     /// then splits them into `ctx`'s records and the others.
     ///

@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `locked` | lockers that have *arrived*: 0 = free, 1 = held, n > 1 = held with n − 1 lockers waiting or about to wait | every locker (CAS 0→1 or `fetch_add`), every unlocker (`fetch_sub`) |
 //! | `ctx` | context id of the holder, 0 when free or unknown, with [`HANDED`] set while a granted waiter has not resumed yet; only feeds the spin heuristic | the new holder, the granter (`m->ctx = co->ctx`, marked), the unlocker (clears) |
-//! | `from_push` | lock-free LIFO of [`WaitRecord`]s; records live on the waiters' stacks | any locker (push, CAS); the responsible party (take-all, swap) |
+//! | `from_push` | lock-free LIFO of [`WaitRecord`]s, each in its own heap allocation | any locker (push, CAS); the responsible party (take-all, swap) |
 //! | `queue` | the records taken in from `from_push`, in arrival order ([`Queue`]) | the responsible party only |
 //! | `handoff` | 0, or the sequence number of an offered hand-off | the offering unlocker (swap in, CAS out); a locker (swap out = steal) |
 //! | `sequence` | last hand-off number, never 0 | the responsible party only |
@@ -33,7 +33,7 @@
 //! the lock (case 1 needs a holder to unlock) or offered it (case 2), so
 //! `pop_waiter` never runs concurrently with itself, and `queue`/`sequence`
 //! are plain cells. Each transfer of responsibility carries a happens-before
-//! edge: grant → `granted` Release/Acquire; offer → steal through the
+//! edge: grant → the record's `state` Release/Acquire; offer → steal through the
 //! `handoff` RMWs; fast-path acquisition → the `locked` Release/Acquire chain.
 //!
 //! # Transitions
@@ -85,6 +85,34 @@
 //! responsible party's `sequence`, which skips 0 and cannot wrap within one
 //! round (QEMU's `m->sequence`).
 //!
+//! # Abandoned waiters
+//!
+//! A waiter can be unwound while queued (a runtime shutting down cancels
+//! every suspended coroutine). It cannot unlink its record: only the
+//! responsible party touches the queue, and while the lock is held nobody
+//! is. Waiting for a grant instead would deadlock waiters caught in a lock
+//! cycle, since each holder is itself a waiter that must unwind first. So
+//! the waiter and whoever pops its record race on the record's `state`,
+//! one CAS each, and the loser adapts:
+//!
+//! ```text
+//! state:  WAITING ─grant CAS (granter)────▶ GRANTED    waiter owns the lock, frees the record
+//!            └─────abandon CAS (waiter)──▶ ABANDONED  waiter leaves without the lock
+//! granter finds ABANDONED: frees the record; the lock passed to the leaver, who
+//!         "unlocks" it by the granter's hand: fetch_sub(locked), then as in unlock
+//! waiter finds GRANTED:    frees the record, then unlock (passing the lock on)
+//! ```
+//!
+//! Records are heap-allocated for this: an abandoned one outlives the frame
+//! that queued it. The count in `locked` still includes the leaver until
+//! its record is popped, which keeps the responsibility rule intact: the
+//! granter's extra `fetch_sub` is exactly the unlock the leaver would have
+//! done. A stealer that pops an abandoned record is counted itself, so that
+//! `fetch_sub` never frees the lock and it pops again (at worst its own
+//! record). Records still queued when the mutex is dropped can only be
+//! abandoned ones (every live waiter borrows the mutex) and are freed there.
+//! Modelled in `loom_tests.rs`, including a two-lock cycle.
+//!
 //! # Hand-over order
 //!
 //! Which record the responsible party unlinks is the policy of `queue.rs`:
@@ -130,7 +158,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::queue::Queue;
 pub(crate) use super::queue::{Choice, Policy};
-use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, UnsafeCell, protocol_assert, spin_loop};
+use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, UnsafeCell, protocol_assert, spin_loop};
 
 /// QEMU spins while `++i < 1000`: at most 999 iterations per `lock()` call.
 #[cfg(not(loom))]
@@ -186,7 +214,19 @@ pub(crate) trait Parker {
     fn now() -> u64;
 }
 
-/// A waiting locker, on the waiter's own stack (QEMU's `CoWaitRecord`).
+/// [`WaitRecord::state`]: queued, nobody has decided about it yet.
+const WAITING: u8 = 0;
+/// [`WaitRecord::state`]: the lock passed to the waiter; set by the granter
+/// as its last access to the record, which the waiter then owns again.
+const GRANTED: u8 = 1;
+/// [`WaitRecord::state`]: the waiter was unwound before any grant and left;
+/// the record belongs to the queue, and whoever pops it frees it.
+const ABANDONED: u8 = 2;
+
+/// A waiting locker (QEMU's `CoWaitRecord`), in its own heap allocation so
+/// that a waiter unwound while queued can leave without taking the lock: its
+/// record stays linked and valid after the frame that made it is gone (see
+/// "Abandoned waiters").
 pub(crate) struct WaitRecord<P: Parker> {
     /// Link of `from_push` and of the queue's lists. Written by the pusher
     /// before it publishes the record, then only by the responsible party.
@@ -196,34 +236,50 @@ pub(crate) struct WaitRecord<P: Parker> {
     /// [`Parker::now`] at intake (eventual fairness only), by the
     /// responsible party.
     pub(super) arrived: UnsafeCell<u64>,
-    /// Taken (once) by whoever grants the lock to this waiter.
+    /// Taken (once) by whoever pops the record to grant it the lock.
     handle: UnsafeCell<Option<P::Handle>>,
     /// The waiter's context id, for the spin heuristic (`m->ctx = co->ctx`)
     /// and the hand-over policy.
     pub(super) ctx: usize,
     /// 0, or (set by the waiter) 1 to ask the granter for a
     /// [`Parker::stamp`], which replaces it. Written by the granter before
-    /// `granted`, read by the waiter after it.
+    /// it decides `state`, read by the waiter after it saw [`GRANTED`].
     stamp: UnsafeCell<u64>,
-    /// Set by the granter after it is done with the record. Release/Acquire
-    /// pair: the granter's store (in `grant`) with the waiter's load (in
-    /// `wait_for_grant`); it carries responsibility for the queue along
-    /// with the lock. Once the waiter has read `true` the record may be
-    /// gone, so the granter never touches it after the store.
-    granted: AtomicBool,
+    /// [`WAITING`], then exactly one of [`GRANTED`] (by the granter's CAS)
+    /// or [`ABANDONED`] (by the waiter's CAS): the CAS that wins decides
+    /// whether the lock passed to the waiter and who frees the record.
+    /// Release/Acquire both ways: a granted waiter sees the stamp and
+    /// inherits responsibility for the queue along with the lock; a granter
+    /// that finds the record abandoned frees it after the waiter's last
+    /// access.
+    state: AtomicU8,
 }
 
 impl<P: Parker> WaitRecord<P> {
-    fn new(ctx: usize, want_stamp: bool) -> WaitRecord<P> {
-        WaitRecord {
+    /// A new record of the calling waiter, owned by the caller until it is
+    /// pushed.
+    fn allocate(ctx: usize, want_stamp: bool) -> *const WaitRecord<P> {
+        Box::into_raw(Box::new(WaitRecord {
             next: UnsafeCell::new(ptr::null()),
             order: UnsafeCell::new(0),
             arrived: UnsafeCell::new(0),
             handle: UnsafeCell::new(Some(P::handle())),
             ctx,
             stamp: UnsafeCell::new(u64::from(want_stamp)),
-            granted: AtomicBool::new(false),
-        }
+            state: AtomicU8::new(WAITING),
+        }))
+    }
+
+    /// Frees a record made by [`allocate`](Self::allocate).
+    ///
+    /// # Safety
+    /// The caller owns the record (its waiter after a grant or before the
+    /// push, or whoever popped or drained it abandoned) and nothing links to
+    /// it any more.
+    unsafe fn free(record: *const WaitRecord<P>) {
+        // SAFETY: the caller's contract; the pointer came from
+        // `Box::into_raw` in `allocate`.
+        drop(unsafe { Box::from_raw(record.cast_mut()) });
     }
 }
 
@@ -407,14 +463,14 @@ impl<P: Parker> RawCoMutex<P> {
             return Acquired::Raced { spins, retries };
         }
 
-        // Step 3: queue our record (on this stack frame; it stays alive
-        // until `granted`, see `wait_for_grant` and `CancelGuard`).
-        let record = WaitRecord::<P>::new(ctx, want_stamp);
-        let me: *const WaitRecord<P> = &record;
+        // Step 3: queue our record. It is ours until pushed; from then on
+        // it is freed by us once granted, or by whoever pops it if we leave
+        // it abandoned (see `CancelGuard`).
+        let me = WaitRecord::<P>::allocate(ctx, want_stamp);
         let mut head = self.from_push.load(Relaxed);
         loop {
             // SAFETY: the record is not published yet; we are its only user.
-            record.next.with_mut(|next| unsafe { *next = head });
+            unsafe { (*me).next.with_mut(|next| *next = head) };
             // AcqRel: Release publishes `next` (and the record) to the
             // responsible party's take-all swap in `pop_waiter` (Acquire);
             // both halves make this RMW one side of the Dekker pair with
@@ -438,40 +494,57 @@ impl<P: Parker> RawCoMutex<P> {
         // state and `sequence`); RMW for the Dekker argument.
         let took_handoff = self.handoff.swap(0, AcqRel) != 0;
         if took_handoff {
-            // SAFETY: we hold responsibility (we stole the only outstanding
-            // offer); nobody else pops until we grant the lock.
-            let (oldest, _) = unsafe { self.pop_waiter(None) };
-            protocol_assert!(!oldest.is_null(), "a stolen hand-off with an empty queue");
-            if ptr::eq(oldest, me) {
-                // We are first in line: the lock is ours without a switch.
-                self.ctx.store(ctx, Relaxed);
-                return Acquired::Queued {
-                    spins,
-                    retries,
-                    took_handoff,
-                    suspended: false,
-                    stamp: 0,
-                };
+            loop {
+                // SAFETY: we hold responsibility (we stole the only
+                // outstanding offer); nobody else pops until we grant the
+                // lock. Our own record is queued, so the pop finds one.
+                let (oldest, _) = unsafe { self.pop_waiter(None) };
+                protocol_assert!(!oldest.is_null(), "a stolen hand-off with an empty queue");
+                if ptr::eq(oldest, me) {
+                    // We are first in line: the lock is ours without a
+                    // switch. SAFETY: popped, never granted: ours again.
+                    unsafe { WaitRecord::free(me) };
+                    self.ctx.store(ctx, Relaxed);
+                    return Acquired::Queued {
+                        spins,
+                        retries,
+                        took_handoff,
+                        suspended: false,
+                        stamp: 0,
+                    };
+                }
+                // SAFETY: `oldest` was just popped by us, the responsible
+                // party, and has not been granted.
+                if unsafe { self.grant(oldest) } {
+                    break;
+                }
+                // Its waiter had left: the lock passed to it and comes
+                // straight back. Our own arrival is still counted, so the
+                // count stays above one and we stay responsible (Release:
+                // as in `unlock`).
+                self.locked.fetch_sub(1, Release);
             }
-            // SAFETY: `oldest` was just popped by us, the responsible party;
-            // its waiter is parked (or about to park) until granted.
-            unsafe { self.grant(oldest) };
         }
 
         // Step 5: suspend until someone grants us the lock.
+        // SAFETY: our record stays valid until we free it below or abandon
+        // it in `CancelGuard`.
+        let record = unsafe { &*me };
         let cancel = CancelGuard {
             mutex: self,
-            record: &record,
+            record: me,
         };
-        wait_for_grant(&record);
+        wait_for_grant(record);
         std::mem::forget(cancel);
         // We run: clear the granter's `HANDED` mark (Relaxed: a hint, as
         // everywhere for `ctx`).
         self.ctx.store(ctx, Relaxed);
         // SAFETY: granted: the granter wrote the stamp before its Release
-        // store of `granted`, which we have Acquired, and is done with the
-        // record.
+        // CAS of `state`, which we have Acquired, and is done with the
+        // record, which is ours to free.
         let stamp = record.stamp.with(|s| unsafe { *s });
+        // SAFETY: as above; `record` is not used after this.
+        unsafe { WaitRecord::free(me) };
         Acquired::Queued {
             spins,
             retries,
@@ -514,10 +587,16 @@ impl<P: Parker> RawCoMutex<P> {
             // or we reclaimed our own offer on the previous turn.
             let (next, choice) = unsafe { self.pop_waiter(here) };
             if !next.is_null() {
-                // SAFETY: popped by us while responsible; its waiter waits
-                // for the grant.
-                unsafe { self.grant(next) };
-                return Released::HandedOver(choice);
+                // SAFETY: popped by us while responsible, not granted yet.
+                if unsafe { self.grant(next) } {
+                    return Released::HandedOver(choice);
+                }
+                // Its waiter had left: the lock passed to it, and it unlocks
+                // at once, by our hand. Release: as in `unlock`.
+                if self.locked.fetch_sub(1, Release) == 1 {
+                    return Released::Free;
+                }
+                continue;
             }
 
             // Nobody queued yet: a locker is between its `fetch_add` and its
@@ -592,33 +671,84 @@ impl<P: Parker> RawCoMutex<P> {
     }
 
     /// QEMU's `qemu_co_mutex_wake`: passes the lock to the waiter of
-    /// `record` (with a stamp if it asked for one) and resumes it.
+    /// `record` (with a stamp if it asked for one) and resumes it. Returns
+    /// false if the waiter had abandoned the record (it was unwound while
+    /// queued): the record is freed and the lock is still the caller's to
+    /// pass on.
     ///
     /// # Safety
     /// `record` was popped by the caller, the responsible party, and has not
     /// been granted yet.
-    unsafe fn grant(&self, record: *const WaitRecord<P>) {
-        // SAFETY: a popped, ungranted record is alive: its waiter does not
-        // return before `granted` (see `wait_for_grant`, `CancelGuard`).
-        let record = unsafe { &*record };
-        // Relaxed: a hint; the waiter clears `HANDED` when it runs.
-        self.ctx.store(record.ctx | HANDED, Relaxed);
-        // SAFETY: the granter is the record's only user now.
-        let handle = record.handle.with_mut(|h| unsafe { (*h).take() });
+    unsafe fn grant(&self, record: *const WaitRecord<P>) -> bool {
+        // SAFETY: a popped, ungranted record is alive: its waiter frees it
+        // only after a grant, and an abandoned one is ours to free.
+        let r = unsafe { &*record };
+        // Everything the waiter reads after the grant is written before the
+        // CAS that decides it: once `state` says GRANTED the record may be
+        // gone ("design for the wake that frees"). The waiter never touches
+        // these fields while waiting, so writing them first is harmless if
+        // the CAS then finds it abandoned.
+        // SAFETY: the granter is the record's only user of `handle`.
+        let handle = r.handle.with_mut(|h| unsafe { (*h).take() });
         let Some(handle) = handle else {
             unreachable!("a CoMutex wait record was granted twice");
         };
         // SAFETY: as for `handle`.
-        record.stamp.with_mut(|s| unsafe {
+        r.stamp.with_mut(|s| unsafe {
             if *s != 0 {
                 *s = P::stamp();
             }
         });
-        // Release: pairs with the Acquire load in `wait_for_grant`; the
-        // record may be freed as soon as the waiter sees it, so this is our
-        // last access to it ("design for the wake that frees").
-        record.granted.store(true, Release);
-        P::unpark(handle);
+        let holder = r.ctx;
+        // Release on success: pairs with the Acquire load in
+        // `wait_for_grant` (or the failed CAS in `CancelGuard`). Acquire on
+        // failure: pairs with the abandoning CAS, so freeing the record
+        // comes after the waiter's last access.
+        match r
+            .state
+            .compare_exchange(WAITING, GRANTED, Release, Acquire)
+        {
+            Ok(_) => {
+                // Relaxed: a hint; the waiter clears `HANDED` when it runs.
+                self.ctx.store(holder | HANDED, Relaxed);
+                P::unpark(handle);
+                true
+            }
+            Err(state) => {
+                protocol_assert!(state == ABANDONED, "a wait record in state {state}");
+                drop(handle);
+                // SAFETY: abandoned and unlinked by our pop: ours to free.
+                unsafe { WaitRecord::free(record) };
+                false
+            }
+        }
+    }
+}
+
+impl<P: Parker> Drop for RawCoMutex<P> {
+    /// Frees the records of waiters that left while the mutex stayed held:
+    /// nothing else links to them. Every other waiter borrows the mutex, so
+    /// none can be queued here.
+    fn drop(&mut self) {
+        let mut stack = self.from_push.load(Relaxed).cast_const();
+        while !stack.is_null() {
+            // SAFETY: `&mut self`: no locker or granter is left, and every
+            // record still linked was abandoned (module docs).
+            unsafe {
+                let below = (*stack).next.with(|n| *n);
+                WaitRecord::free(stack);
+                stack = below;
+            }
+        }
+        self.queue.with_mut(|queue| loop {
+            // SAFETY: as above.
+            let r = unsafe { (*queue).pop_any() };
+            if r.is_null() {
+                break;
+            }
+            // SAFETY: as above.
+            unsafe { WaitRecord::free(r) };
+        });
     }
 }
 
@@ -628,37 +758,53 @@ impl<P: Parker> RawCoMutex<P> {
 fn wait_for_grant<P: Parker>(record: &WaitRecord<P>) {
     loop {
         P::park();
-        // Acquire: pairs with the Release store in `grant`.
-        if record.granted.load(Acquire) {
+        // Acquire: pairs with the Release CAS in `grant`.
+        if record.state.load(Acquire) == GRANTED {
             return;
         }
     }
 }
 
-/// Keeps a queued record alive if the waiter is unwound while suspended
+/// Leaves the queue consistently if the waiter is unwound while suspended
 /// (a runtime shutting down cancels suspended coroutines by unwinding them
 /// from `suspend()`).
 ///
-/// The record is linked into the mutex's queue and lives in the frame being
-/// unwound, so the unwind must not pass until it is granted; the lock is then
-/// released at once, passing it on. Suspending again while unwinding is
-/// allowed by the scheduler. If the grant never comes (the mutex is never
-/// unlocked again), the coroutine stays suspended and its stack is leaked,
-/// never reused: a leak, not a dangling record.
+/// The waiter and the granter race on the record's `state` with one CAS
+/// each. If the waiter wins, it marks the record [`ABANDONED`] and unwinds
+/// at once, without the lock: the record stays linked (it is on the heap)
+/// and the granter that later pops it frees it and passes the lock on as if
+/// the waiter had unlocked it. If the granter won, the waiter owns the lock
+/// and releases it, passing it on. Either way the unwind never waits for
+/// anyone, so waiters stuck in a lock cycle can all be unwound.
 struct CancelGuard<'a, P: Parker> {
     mutex: &'a RawCoMutex<P>,
-    record: &'a WaitRecord<P>,
+    /// A pointer, not a reference: once abandoned, the record may be freed
+    /// by a granter while the guard still exists.
+    record: *const WaitRecord<P>,
 }
 
 impl<P: Parker> Drop for CancelGuard<'_, P> {
     #[cold]
     fn drop(&mut self) {
-        // Acquire: pairs with the Release store in `grant`.
-        while !self.record.granted.load(Acquire) {
-            P::park();
+        let record = self.record;
+        // Release on success: our last access to the record happens-before
+        // the granter frees it. Acquire on failure: pairs with the grant's
+        // Release, so we own the lock and the queue's responsibility.
+        // SAFETY: not abandoned yet, so not freed: only we free a record
+        // that was not abandoned.
+        let state = unsafe { &(*record).state };
+        if state
+            .compare_exchange(WAITING, ABANDONED, Release, Acquire)
+            .is_ok()
+        {
+            return;
         }
-        // We own the lock now (no guard was made, no `locks_held` taken):
-        // pass it on.
+        // Granted meanwhile: the record is ours again, and so is the lock
+        // (no guard was made, no `locks_held` taken): free it and pass the
+        // lock on.
+        // SAFETY: granted, so the granter is done with it and nothing links
+        // to it.
+        unsafe { WaitRecord::free(record) };
         let _ = self.mutex.unlock();
     }
 }
