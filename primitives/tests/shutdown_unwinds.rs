@@ -232,3 +232,82 @@ fn a_panic_while_holding_a_comutex_releases_it() {
     let m3 = m.clone();
     assert_eq!(rt.spawn(move || *m3.lock()).join().unwrap(), 2);
 }
+
+/// The lock is held by a plain thread, outside the runtime, so nothing the
+/// shutdown unwinds will ever release it: the queued waiters still leave
+/// (each abandons its place in the queue), and when the thread unlocks
+/// later the lock ends free rather than handed to a waiter that is gone.
+#[test]
+fn waiters_of_a_lock_held_outside_the_runtime_leave_at_shutdown() {
+    for round in 0..40 {
+        let leaked_before = coscheduler::pool::stats().leaked;
+        let drops = Arc::new(AtomicUsize::new(0));
+        let rt = Runtime::builder().threads(2).build().unwrap();
+        let m = Arc::new(CoMutex::new(0));
+        let held = m.try_lock().expect("uncontended");
+        let arrived = Arc::new(AtomicUsize::new(0));
+        for i in 0..20 {
+            let (m, d, a) = (m.clone(), drops.clone(), arrived.clone());
+            drop(rt.contexts()[i % 2].spawn(move || {
+                let _d = CountDrop(d);
+                a.fetch_add(1, SeqCst);
+                let _g = m.lock();
+                unreachable!("the thread never unlocks before the shutdown");
+            }));
+        }
+        wait_until("20 waiters", || arrived.load(SeqCst) == 20);
+        std::thread::sleep(Duration::from_millis(5));
+        if round % 2 == 0 {
+            rt.shutdown();
+        } else {
+            drop(rt);
+        }
+        assert_eq!(
+            drops.load(SeqCst),
+            20,
+            "round {round}: every destructor ran"
+        );
+        assert_eq!(
+            Arc::strong_count(&m),
+            1,
+            "round {round}: no waiter kept a reference"
+        );
+        drop(held);
+        assert_eq!(*m.try_lock().expect("the lock ends free"), 0);
+        assert_eq!(
+            coscheduler::pool::stats().leaked,
+            leaked_before,
+            "round {round}: nothing leaked"
+        );
+    }
+}
+
+/// A mutex dropped while still held, with abandoned waiters queued: their
+/// records are freed with it (ASan's leak check in CI would see them
+/// otherwise).
+#[test]
+fn a_mutex_dropped_held_frees_its_abandoned_waiters() {
+    both_ways(|rt, drops| {
+        let m = Arc::new(CoMutex::new(()));
+        std::mem::forget(m.try_lock().expect("uncontended"));
+        let arrived = Arc::new(AtomicUsize::new(0));
+        for i in 0..8 {
+            let (m, d, a) = (m.clone(), drops.clone(), arrived.clone());
+            drop(rt.contexts()[i % 2].spawn(move || {
+                let _d = CountDrop(d);
+                a.fetch_add(1, SeqCst);
+                let _g = m.lock();
+            }));
+        }
+        wait_until("8 waiters", || arrived.load(SeqCst) == 8);
+        std::thread::sleep(Duration::from_millis(5));
+        (
+            8,
+            Box::new(move || {
+                assert!(m.is_locked());
+                let m = Arc::into_inner(m).expect("no waiter kept a reference");
+                drop(m);
+            }),
+        )
+    });
+}

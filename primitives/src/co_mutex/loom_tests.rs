@@ -435,9 +435,10 @@ fn loom_mutex_eventual_repeated_sections() {
 
 /// Shutdown cancels a waiter queued behind a holder while the holder
 /// unlocks: whichever order the cancellation, the grant and the wakes come
-/// in, the cancelled waiter leaves the queue consistently (it takes the
-/// grant it was promised and passes the lock on), no wake is lost or
-/// doubled, and the mutex ends idle.
+/// in, the cancelled waiter leaves the queue consistently (it either
+/// abandons its record, which the unlocker then frees, or takes the grant
+/// that won the race and passes the lock on), no wake is lost or doubled,
+/// and the mutex ends idle.
 #[test]
 fn loom_mutex_waiter_cancelled_at_shutdown() {
     loom::model(|| {
@@ -472,7 +473,8 @@ fn loom_mutex_waiter_cancelled_at_shutdown() {
 }
 
 /// Two waiters, the older one cancelled: the lock still reaches the
-/// younger one (the cancelled waiter passes on the grant it takes).
+/// younger one (the granter skips the abandoned record, or the cancelled
+/// waiter passes on the grant it took).
 #[test]
 fn loom_mutex_cancelled_waiter_passes_the_lock_on() {
     loom::model(|| {
@@ -501,5 +503,47 @@ fn loom_mutex_cancelled_waiter_passes_the_lock_on() {
         other.join().unwrap();
         let ran = doomed.join().unwrap();
         s.assert_idle(2 + ran);
+    });
+}
+
+/// Two "coroutines" in a lock cycle (a holds m1 and waits for m2, b holds
+/// m2 and waits for m1), both cancelled: neither waits for a grant that
+/// only the other could give, so both unwind, each releasing the lock it
+/// held on the way out, and both mutexes end idle. Where one unwinds
+/// before the other has parked, the survivor may take the released lock
+/// and finish normally instead.
+#[test]
+fn loom_mutex_two_lock_cycle_unwinds() {
+    loom::model(|| {
+        let m1 = Shared::new();
+        let m2 = Shared::new();
+        m1.mutex.try_lock_fast(1).expect("uncontended");
+        m2.mutex.try_lock_fast(2).expect("uncontended");
+        let member = |held: Arc<Shared>, wanted: Arc<Shared>, ctx: usize| {
+            let (tx, rx) = loom::sync::mpsc::channel();
+            let t = thread::spawn(move || {
+                tx.send(ME.with(Arc::clone)).unwrap();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    wanted.critical_section(ctx)
+                }));
+                if let Err(p) = &r {
+                    assert!(p.is::<Cancelled>(), "only the cancellation unwinds");
+                }
+                // The held guard's drop, on either path.
+                // SAFETY: this "coroutine" holds `held`.
+                held.counter.with_mut(|c| unsafe { *c += 1 });
+                held.unlock();
+                usize::from(r.is_ok())
+            });
+            (t, rx.recv().unwrap())
+        };
+        let (a, slot_a) = member(m1.clone(), m2.clone(), 1);
+        let (b, slot_b) = member(m2.clone(), m1.clone(), 2);
+        cancel(&slot_a);
+        cancel(&slot_b);
+        let a_ran = a.join().unwrap();
+        let b_ran = b.join().unwrap();
+        m1.assert_idle(1 + b_ran);
+        m2.assert_idle(1 + a_ran);
     });
 }

@@ -704,10 +704,7 @@ impl<P: Parker> RawCoMutex<P> {
         // `wait_for_grant` (or the failed CAS in `CancelGuard`). Acquire on
         // failure: pairs with the abandoning CAS, so freeing the record
         // comes after the waiter's last access.
-        match r
-            .state
-            .compare_exchange(WAITING, GRANTED, Release, Acquire)
-        {
+        match r.state.compare_exchange(WAITING, GRANTED, Release, Acquire) {
             Ok(_) => {
                 // Relaxed: a hint; the waiter clears `HANDED` when it runs.
                 self.ctx.store(holder | HANDED, Relaxed);
@@ -740,14 +737,16 @@ impl<P: Parker> Drop for RawCoMutex<P> {
                 stack = below;
             }
         }
-        self.queue.with_mut(|queue| loop {
-            // SAFETY: as above.
-            let r = unsafe { (*queue).pop_any() };
-            if r.is_null() {
-                break;
+        self.queue.with_mut(|queue| {
+            loop {
+                // SAFETY: as above.
+                let r = unsafe { (*queue).pop_any() };
+                if r.is_null() {
+                    break;
+                }
+                // SAFETY: as above.
+                unsafe { WaitRecord::free(r) };
             }
-            // SAFETY: as above.
-            unsafe { WaitRecord::free(r) };
         });
     }
 }
