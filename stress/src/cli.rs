@@ -261,8 +261,9 @@ pub struct Cli {
     )]
     pub cycle: Option<String>,
 
-    /// Coroutines of each kind (in suspend(), in co_sleep, queued on a held CoMutex) left
-    /// suspended per context at each soak teardown, for it to unwind [default: 16]
+    /// Coroutines of each kind (in suspend(), co_sleep, join and co_timeout, queued on a held
+    /// CoMutex, a held CoRwLock and a CoQueue) left suspended per context at each soak
+    /// teardown, for it to unwind [default: 16]
     #[arg(
         long,
         value_name = "N",

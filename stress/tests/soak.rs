@@ -108,8 +108,9 @@ fn teardowns_with_suspended_coroutines_are_checked() {
     for cycle in cycles {
         assert_eq!(
             cycle["left_suspended"],
-            1 + 3 * 4 * 2,
-            "a holder and 3 kinds × 4 × 2 contexts"
+            2 + 8 * 4 * 2,
+            "2 lock holders, and 8 coroutines (7 kinds, a co_timeout's function its own) \
+             × 4 × 2 contexts"
         );
         assert_eq!(cycle["stacks_in_use"], 0, "{cycle}");
         let checks = cycle["checks"].as_array().unwrap();

@@ -83,8 +83,9 @@ Soak (costress --soak): one line per cycle, then a verdict:
   cycle, teardown   the cycle's number and how its runtime ended (shutdown() or drop,
                  alternating).
   ops, contended    the workload's operations and contended lock acquisitions.
-  suspended      coroutines deliberately left suspended (in suspend(), co_sleep and
-                 waiting on a held CoMutex) for the teardown to unwind.
+  suspended      coroutines deliberately left suspended (in suspend(), co_sleep, join
+                 and co_timeout, waiting on a held CoMutex, a held CoRwLock and a
+                 CoQueue) for the teardown to unwind.
   threads, maps  the process's threads and memory mappings after the teardown, against
                  the baseline taken before the first cycle.
   stacks         coroutine stacks still held after the teardown (must be 0).

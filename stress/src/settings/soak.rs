@@ -11,7 +11,8 @@ pub const DEFAULT_CYCLE: Duration = Duration::from_secs(1);
 /// Leftover coroutines of each kind per context when `--leftovers` is not given.
 pub const DEFAULT_LEFTOVERS: usize = 16;
 
-/// The most `--leftovers`: each costs three coroutines per context.
+/// The most `--leftovers`: each costs eight coroutines per context (seven kinds, and a
+/// `co_timeout`'s function runs in a coroutine of its own).
 const MAX_LEFTOVERS: usize = 4_096;
 
 /// The shortest and longest `--cycle`.
@@ -33,8 +34,9 @@ pub struct Soak {
     pub limit: SoakLimit,
     /// How long the workload runs in each cycle.
     pub cycle: Duration,
-    /// Coroutines of each kind (suspended, sleeping, waiting on a lock) left suspended per
-    /// context when the runtime is torn down; 0 leaves none (and no lock holder either).
+    /// Coroutines of each kind (suspended, sleeping, waiting on a lock, a queue, a join or a
+    /// timeout) left suspended per context when the runtime is torn down; 0 leaves none (and
+    /// no lock holder either).
     pub leftovers: usize,
 }
 

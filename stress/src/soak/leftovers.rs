@@ -7,20 +7,26 @@
 //!
 //! - in a bare `suspend()`, which nothing will ever wake;
 //! - in `co_sleep` for an hour (a timer that must be cancelled);
-//! - queued on a `CoMutex` that one of them holds while it sleeps for an hour.
+//! - queued on a `CoMutex` that one of them holds while it sleeps for an hour;
+//! - queued for a read lock of a `CoRwLock` that one of them holds for writing while it
+//!   sleeps for an hour;
+//! - in `CoQueue::wait`, which nothing will ever signal;
+//! - in `JoinHandle::join` on one of the `suspend()`ed ones, of the next context;
+//! - in `co_timeout` of an hour around a `co_sleep` of an hour: the caller waits for its
+//!   deadline and the function's own coroutine sleeps.
 //!
 //! Each holds a [`Token`]: a clone of one shared `Arc` whose drop counts itself. After the
 //! teardown every token must have been dropped, the `Arc` must be back to one reference,
-//! and the mutex must be free. A leaked coroutine keeps its token (and its stack), so all
-//! three checks see it.
+//! the mutexes must be free and the `CoQueue` empty. A leaked coroutine keeps its token
+//! (and its stack), so these checks see it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use coprimitives::{CoMutex, co_sleep};
-use coscheduler::{Coroutine, Runtime, suspend};
+use coprimitives::{CoMutex, CoQueue, CoRwLock, co_sleep, co_timeout};
+use coscheduler::{Coroutine, JoinHandle, Runtime, suspend};
 
 use crate::outcome::Check;
 
@@ -39,6 +45,12 @@ struct Shared {
     dropped: AtomicU64,
     /// The mutex one leftover holds and others wait on.
     lock: CoMutex<()>,
+    /// The lock one leftover holds for writing and readers wait on.
+    rwlock: CoRwLock<()>,
+    /// The queue leftovers wait in, and the mutex they wait with (never held for long:
+    /// `CoQueue::wait` releases it).
+    queue: CoQueue,
+    queue_lock: CoMutex<()>,
 }
 
 impl Shared {
@@ -68,8 +80,8 @@ pub(super) struct Leftovers {
 
 impl Leftovers {
     /// Parks `per_kind` coroutines of each kind on every context of `runtime`, plus the
-    /// holder of the mutex on the first (none at all when `per_kind` is 0), and waits until
-    /// they have all started.
+    /// holders of the mutex and of the read-write lock on the first (none at all when
+    /// `per_kind` is 0), and waits until they have all started.
     ///
     /// # Errors
     ///
@@ -83,33 +95,28 @@ impl Leftovers {
         if per_kind == 0 {
             return Ok(Leftovers { shared, spawned: 0 });
         }
-        let mut spawned = 0u64;
-        let mut spawn = |context: usize, name: String, body: fn(&Shared)| {
-            let token = Token(Arc::clone(&shared));
-            let ctx = &runtime.contexts()[context % runtime.contexts().len()];
-            Coroutine::builder()
-                .name(name.clone())
-                .stack_size(stack_size)
-                .spawn_on(ctx, move || {
-                    let token = token;
-                    body(&token.0);
-                })
-                // Dropping the handle detaches the coroutine: only the teardown ends it.
-                .map(drop)
-                .map_err(|err| format!("cannot create leftover coroutine {name}: {err}"))?;
-            spawned += 1;
-            Ok::<(), String>(())
+        let mut spawner = Spawner {
+            runtime,
+            shared: &shared,
+            stack_size,
+            spawned: 0,
         };
-        spawn(0, "soak-holder".to_owned(), |shared| {
+        spawner.spawn(0, "soak-holder".to_owned(), |shared| {
             let _held = shared.lock.lock();
             shared.arrived();
             co_sleep(FOREVER);
         })?;
-        // The waiters must find the mutex held, so the holder goes first.
-        wait_until(&shared, 1)?;
-        for context in 0..runtime.contexts().len() {
+        spawner.spawn(0, "soak-writer".to_owned(), |shared| {
+            let _held = shared.rwlock.write();
+            shared.arrived();
+            co_sleep(FOREVER);
+        })?;
+        // The waiters must find both locks held, so the holders go first.
+        wait_until(&shared, 2)?;
+        let contexts = runtime.contexts().len();
+        for context in 0..contexts {
             for index in 0..per_kind {
-                spawn(
+                let suspended = spawner.spawn(
                     context,
                     format!("soak-suspended-{context}.{index}"),
                     |shared| {
@@ -117,7 +124,17 @@ impl Leftovers {
                         suspend();
                     },
                 )?;
-                spawn(
+                spawner.spawn(
+                    (context + 1) % contexts,
+                    format!("soak-joiner-{context}.{index}"),
+                    move |shared| {
+                        shared.arrived();
+                        // The joined coroutine is unwound too, so the join may return
+                        // (cancelled) before this one is; either way its token drops.
+                        let _ = suspended.join();
+                    },
+                )?;
+                spawner.spawn(
                     context,
                     format!("soak-sleeper-{context}.{index}"),
                     |shared| {
@@ -125,7 +142,7 @@ impl Leftovers {
                         co_sleep(FOREVER);
                     },
                 )?;
-                spawn(
+                spawner.spawn(
                     context,
                     format!("soak-waiter-{context}.{index}"),
                     |shared| {
@@ -135,8 +152,41 @@ impl Leftovers {
                         drop(shared.lock.lock());
                     },
                 )?;
+                spawner.spawn(
+                    context,
+                    format!("soak-reader-{context}.{index}"),
+                    |shared| {
+                        shared.arrived();
+                        drop(shared.rwlock.read());
+                    },
+                )?;
+                spawner.spawn(
+                    context,
+                    format!("soak-queued-{context}.{index}"),
+                    |shared| {
+                        let guard = shared.queue_lock.lock();
+                        shared.arrived();
+                        drop(shared.queue.wait(guard));
+                    },
+                )?;
+                let body = Token(Arc::clone(&shared));
+                spawner.spawn(
+                    context,
+                    format!("soak-timeout-{context}.{index}"),
+                    move |shared| {
+                        shared.arrived();
+                        let _ = co_timeout(FOREVER, move || {
+                            let body = body;
+                            body.0.arrived();
+                            co_sleep(FOREVER);
+                        });
+                    },
+                )?;
+                // `co_timeout` runs the function in a coroutine of its own, with a token.
+                spawner.spawned += 1;
             }
         }
+        let spawned = spawner.spawned;
         wait_until(&shared, spawned)?;
         Ok(Leftovers { shared, spawned })
     }
@@ -167,6 +217,8 @@ impl Leftovers {
         let Leftovers { shared, spawned } = self;
         let dropped = shared.dropped.load(Ordering::Relaxed);
         let locked = u64::from(shared.lock.is_locked());
+        let queue_locked = u64::from(shared.queue_lock.is_locked());
+        let queued = shared.queue.len() as u64;
         let references = Arc::strong_count(&shared) as u64;
         vec![
             Check::equal(
@@ -180,7 +232,41 @@ impl Leftovers {
                 references,
             ),
             Check::equal("leftovers' CoMutex left locked", 0, locked),
+            Check::equal("leftovers' CoQueue mutex left locked", 0, queue_locked),
+            Check::equal("leftovers still queued in their CoQueue", 0, queued),
         ]
+    }
+}
+
+/// Spawns leftovers, each with a [`Token`], and counts them.
+struct Spawner<'a> {
+    runtime: &'a Runtime,
+    shared: &'a Arc<Shared>,
+    stack_size: usize,
+    spawned: u64,
+}
+
+impl Spawner<'_> {
+    /// Spawns `body` on context `context` (modulo their number) with a token of its own.
+    fn spawn(
+        &mut self,
+        context: usize,
+        name: String,
+        body: impl FnOnce(&Shared) + Send + 'static,
+    ) -> Result<JoinHandle<()>, String> {
+        let token = Token(Arc::clone(self.shared));
+        let contexts = self.runtime.contexts();
+        let handle = Coroutine::builder()
+            .name(name.clone())
+            .stack_size(self.stack_size)
+            .spawn_on(&contexts[context % contexts.len()], move || {
+                let token = token;
+                body(&token.0);
+            })
+            .map_err(|err| format!("cannot create leftover coroutine {name}: {err}"))?;
+        self.spawned += 1;
+        // A caller that drops the handle detaches the coroutine: only the teardown ends it.
+        Ok(handle)
     }
 }
 
