@@ -3,12 +3,13 @@
 //! is leaked. Each scenario runs 20 times under `shutdown()` and 20 times
 //! under `Drop` (the failures these tests guard against were racy).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use coprimitives::{CoMutex, CoQueue, CoRwLock, co_sleep, co_timeout};
-use coscheduler::{JoinError, Runtime, suspend};
+use coprimitives::{CoMutex, CoMutexGuard, CoQueue, CoRwLock, co_sleep, co_timeout};
+use coscheduler::{Coroutine, JoinError, Runtime, suspend};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -310,4 +311,65 @@ fn a_mutex_dropped_held_frees_its_abandoned_waiters() {
             }),
         )
     });
+}
+
+/// A guard moved through a thread-local from the coroutine that locked to
+/// another coroutine of the same context, which unlocks. The lock protocol
+/// does not care who unlocks; the `locks_held` count is per coroutine, so the
+/// locking coroutine finishes with one lock counted and fails with its own
+/// panic, while the unlocking one finishes normally (its count does not go
+/// below zero). The worker lives, the waiter queued behind the moved guard
+/// gets the lock, and the lock ends free.
+#[test]
+fn a_guard_moved_to_another_coroutine_of_the_thread_is_released_there() {
+    static M: CoMutex<u32> = CoMutex::new(0);
+    thread_local! {
+        static STASH: RefCell<Option<(CoMutexGuard<'static, u32>, Coroutine)>> =
+            const { RefCell::new(None) };
+    }
+    let rt = Runtime::builder().threads(1).build().unwrap();
+    let locker = rt.spawn(|| {
+        let mut guard = M.lock();
+        *guard += 1;
+        let me = coscheduler::current().expect("in a coroutine");
+        STASH.with(|s| *s.borrow_mut() = Some((guard, me)));
+        // Woken by the coroutine that takes the guard, once it has unlocked.
+        suspend();
+    });
+    wait_until("the locker to stash its guard", || M.is_locked());
+    let queued = Arc::new(AtomicUsize::new(0));
+    let q = queued.clone();
+    let waiter = rt.spawn(move || {
+        q.fetch_add(1, SeqCst);
+        let mut guard = M.lock();
+        *guard += 10;
+        *guard
+    });
+    wait_until("the waiter", || queued.load(SeqCst) == 1);
+    std::thread::sleep(Duration::from_millis(5));
+    let unlocker = rt.spawn(|| {
+        let (guard, locker) = STASH
+            .with(|s| s.borrow_mut().take())
+            .expect("the same thread: the guard is in its thread-local");
+        assert_eq!(*guard, 1);
+        drop(guard);
+        locker.wake();
+        coscheduler::raw::locks_held()
+    });
+    assert_eq!(unlocker.join().unwrap(), 0, "the unlocker's count stays 0");
+    assert_eq!(waiter.join().unwrap(), 11, "the waiter got the lock");
+    let err = locker.join().unwrap_err();
+    assert!(
+        err.panic_message()
+            .is_some_and(|m| m.contains("finished while holding 1 lock(s)")),
+        "{err}"
+    );
+    assert!(!M.is_locked(), "the lock ends free");
+    assert_eq!(
+        rt.spawn(|| *M.lock()).join().unwrap(),
+        11,
+        "the worker lives"
+    );
+    rt.shutdown();
+    assert!(!M.is_locked());
 }
