@@ -39,7 +39,13 @@
 //!    [`fd::Registration`]. Any `Future` can be awaited with [`wait`].
 //! 5. **Shut down.** [`Runtime::shutdown`] (or dropping the runtime) unwinds
 //!    every suspended coroutine on its home thread, within
-//!    [`Builder::shutdown_timeout`].
+//!    [`Builder::shutdown_timeout`]. The unwinding starts at the coroutine's
+//!    suspension point: a cancelled coroutine's [`suspend`] (under every
+//!    lock, sleep and join) raises a private panic payload instead of
+//!    returning. A `catch_unwind` around a suspending call can catch it but
+//!    not stop it: the coroutine's next suspension raises it again, so the
+//!    coroutine still ends and its stack is not leaked (see
+//!    [`suspend`](crate::suspend#cancellation)).
 //! 6. **Diagnose.** The stall detector ([`Builder::stall_threshold`],
 //!    [`Builder::on_stall`]) names a coroutine that runs too long without
 //!    suspending; blocking calls go to the blocking pool

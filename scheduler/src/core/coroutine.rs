@@ -358,6 +358,57 @@ pub fn in_coroutine() -> bool {
 /// QEMU's `qemu_coroutine_yield`: returns control to whoever entered the
 /// current coroutine; returns when it is entered again.
 ///
+/// # Cancellation
+///
+/// `suspend` — and so every wait built on it: a lock, a sleep, a join, a
+/// read — is where a cancelled coroutine is unwound. A coroutine is
+/// cancelled when its runtime shuts down ([`Runtime::shutdown`] or dropping
+/// the runtime) or its last handle is dropped while it is suspended. When it
+/// is resumed cancelled, `suspend` does not return: it raises a private
+/// panic payload that unwinds the coroutine, so its destructors run on its
+/// home thread, its locks are released, its stack goes back to the pool,
+/// and its [`JoinHandle`](crate::JoinHandle) reports
+/// [`JoinError::Cancelled`](crate::JoinError::Cancelled). No panic hook
+/// runs for it. Suspensions inside destructors run by that unwind, and
+/// inside [`raw::shield`](crate::raw::shield), wait normally instead.
+///
+/// `std::panic::catch_unwind` around `suspend` (or around any call that
+/// suspends) catches that payload, but it cannot undo the cancellation:
+/// once the payload is dropped, the coroutine's next `suspend` raises it
+/// again, every time, so it can never suspend normally again. Code that
+/// goes on after catching it either reaches another suspension and is
+/// unwound there, or returns: the coroutine ends either way and nothing is
+/// leaked. Code that catches panics around suspending calls should pass on
+/// payloads it does not recognise ([`raw::rethrow`](crate::raw::rethrow)
+/// or `std::panic::resume_unwind`).
+///
+/// ```
+/// use std::panic::catch_unwind;
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// let caught = Arc::new(AtomicU32::new(0));
+/// let c = caught.clone();
+/// let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+/// let h = rt.spawn(move || {
+///     // The first catch swallows the cancellation...
+///     if catch_unwind(coscheduler::suspend).is_err() {
+///         c.fetch_add(1, Ordering::SeqCst);
+///     }
+///     // ...and the next suspension raises it again.
+///     coscheduler::suspend();
+///     unreachable!("a cancelled coroutine does not get past suspend()");
+/// });
+/// while h.coroutine().context().is_none() {
+///     std::thread::yield_now();
+/// }
+/// rt.shutdown();
+/// assert_eq!(caught.load(Ordering::SeqCst), 1);
+/// assert!(matches!(h.join(), Err(coscheduler::JoinError::Cancelled)));
+/// ```
+///
+/// [`Runtime::shutdown`]: crate::Runtime::shutdown
+///
 /// # Panics
 /// Outside a coroutine (QEMU: "Co-routine is yielding to no one").
 #[inline]
