@@ -234,6 +234,9 @@ mod core {
     pub(crate) mod home {
         pub(crate) mod mailbox;
     }
+    pub(crate) mod join {
+        pub(crate) mod slot;
+    }
     pub(crate) mod lifecycle;
     pub(crate) mod refcount;
     pub(crate) mod wake_mark;

@@ -17,14 +17,12 @@
 use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Mutex;
-use std::sync::atomic::Ordering::{Acquire, Release};
 
 use super::control::{CoInner, CoRef, Entry, Spec};
 use super::coroutine::Coroutine;
 use super::fiber::Fiber;
 use super::home::{self, Home};
-use crate::sync::AtomicBool;
+use slot::{Joined, Wake};
 
 /// Why a coroutine produced no value.
 #[non_exhaustive]
@@ -104,6 +102,7 @@ impl std::error::Error for JoinError {
 }
 
 mod poll;
+pub(crate) mod slot;
 
 /// Who waits for a join slot.
 pub(crate) enum Waiter {
@@ -120,52 +119,17 @@ pub(crate) enum Completion {
     Failed(JoinError),
 }
 
-/// The join state of a spawned coroutine, in its control block.
-#[derive(Default)]
-pub(crate) struct JoinSlot {
-    state: Mutex<SlotState>,
-    done: AtomicBool,
-}
+/// The join state of a spawned coroutine, in its control block; its
+/// protocol is in `join/slot.rs`.
+pub(crate) type JoinSlot = slot::Slot<Completion, Waiter>;
 
-#[derive(Default)]
-struct SlotState {
-    result: Option<Completion>,
-    waiter: Option<Waiter>,
-    /// Completed once; later completions are ignored.
-    completed: bool,
-}
-
-impl JoinSlot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        // The state is only assigned under the lock; a poisoned lock cannot
-        // hold a half-written value.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records the outcome (first call wins) and wakes the waiter.
-    pub(crate) fn complete(&self, completion: Completion) {
-        let waiter = {
-            let mut st = self.lock();
-            if st.completed {
-                return;
-            }
-            st.completed = true;
-            st.result = Some(completion);
-            // Release: pairs with the Acquire in `is_finished`/`take`.
-            self.done.store(true, Release);
-            st.waiter.take()
-        };
-        match waiter {
-            Some(Waiter::Coroutine(co)) => co.wake(),
-            Some(Waiter::Home(h)) => h.notify(),
-            Some(Waiter::Task(waker)) => waker.wake(),
-            None => {}
+impl Wake for Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Coroutine(co) => co.wake(),
+            Waiter::Home(h) => h.notify(),
+            Waiter::Task(waker) => waker.wake(),
         }
-    }
-
-    /// True once completed.
-    pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Acquire)
     }
 }
 
@@ -237,6 +201,17 @@ impl<T> JoinHandle<T> {
         }
     }
 
+    /// The handle already returned the result, as a `Future` polled to
+    /// completion; `what` is the second use ("polled", "joined").
+    #[cold]
+    #[track_caller]
+    fn already_taken(&self, what: &str) -> ! {
+        panic!(
+            "JoinHandle of coroutine {} {what} after it returned its result",
+            self.co.id()
+        )
+    }
+
     fn slot(&self) -> &JoinSlot {
         &self.co.inner.join
     }
@@ -244,12 +219,15 @@ impl<T> JoinHandle<T> {
     fn join_in_coroutine(&self) -> Completion {
         let me = super::coroutine::current().expect("in a coroutine");
         loop {
+            match self
+                .slot()
+                .take_or_register(|_| Some(Waiter::Coroutine(me.clone())))
             {
-                let mut st = self.slot().lock();
-                if let Some(r) = st.result.take() {
-                    return r;
-                }
-                st.waiter = Some(Waiter::Coroutine(me.clone()));
+                Joined::Ready(r) => return r,
+                // Our registration from before a spurious wake, or the waker
+                // of an earlier poll: dropped outside the slot's lock.
+                Joined::Waiting(replaced) => drop(replaced),
+                Joined::Taken => self.already_taken("joined"),
             }
             let joined = JoinBlocker(&self.co.inner);
             crate::core::blocker::wait_on("join", None, &joined, super::coroutine::suspend);
@@ -257,16 +235,17 @@ impl<T> JoinHandle<T> {
     }
 
     fn join_blocking(&self) -> Completion {
+        match self
+            .slot()
+            .take_or_register(|_| Some(Waiter::Home(home::current())))
         {
-            let mut st = self.slot().lock();
-            if let Some(r) = st.result.take() {
-                return r;
-            }
-            st.waiter = Some(Waiter::Home(home::current()));
+            Joined::Ready(r) => return r,
+            Joined::Waiting(replaced) => drop(replaced),
+            Joined::Taken => self.already_taken("joined"),
         }
         // `complete` notifies our home after it stored the result.
         home::block_until(|| self.slot().is_done());
-        match self.slot().lock().result.take() {
+        match self.slot().take() {
             Some(r) => r,
             None => unreachable!("a completed join slot holds its result until joined"),
         }

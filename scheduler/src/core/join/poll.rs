@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::slot::Joined;
 use super::{Completion, JoinError, JoinHandle, Waiter};
 
 /// Awaits the coroutine's result: `Ok` with its value, or the
@@ -33,25 +34,21 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let replaced = {
-            let mut st = self.slot().lock();
-            if let Some(r) = st.result.take() {
-                return Poll::Ready(into_result(r));
+        let joined = self.slot().take_or_register(|current| match current {
+            Some(Waiter::Task(w)) if w.will_wake(cx.waker()) => None,
+            _ => Some(Waiter::Task(cx.waker().clone())),
+        });
+        match joined {
+            Joined::Ready(r) => Poll::Ready(into_result(r)),
+            Joined::Waiting(replaced) => {
+                // Dropped outside the slot's lock: a waker's drop can run
+                // arbitrary code (the last reference of a coroutine's waker
+                // unwinds it).
+                drop(replaced);
+                Poll::Pending
             }
-            assert!(
-                !st.completed,
-                "JoinHandle of coroutine {} polled after it returned its result",
-                self.co.id()
-            );
-            match &st.waiter {
-                Some(Waiter::Task(w)) if w.will_wake(cx.waker()) => None,
-                _ => st.waiter.replace(Waiter::Task(cx.waker().clone())),
-            }
-        };
-        // Dropped outside the slot's lock: a waker's drop can run arbitrary
-        // code (the last reference of a coroutine's waker unwinds it).
-        drop(replaced);
-        Poll::Pending
+            Joined::Taken => self.already_taken("polled"),
+        }
     }
 }
 
