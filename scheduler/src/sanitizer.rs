@@ -27,10 +27,22 @@
 //!
 //! Without either cfg every function here is empty and inlined away.
 //!
-//! The ASan run is part of CI. The TSan annotations build and run
-//! (`-Zsanitizer=thread -Zbuild-std --cfg coscheduler_tsan`), but TSan still
-//! reports races on data that std's own `Mutex` protects on threads that
-//! switched fibers, so its verdicts are not trusted yet and it is not in CI.
+//! Both runs are part of CI (`.ci/run`). TSan needs two things beyond the
+//! annotations:
+//!
+//! - **An instrumented std** (`-Zbuild-std`): without it std's atomics are
+//!   invisible and every value a std `Mutex` protects looks raced.
+//! - **No function entry/exit instrumentation**
+//!   (`-Cllvm-args=-tsan-instrument-func-entry-exit=0`): TSan keeps a shadow
+//!   call stack per fiber, and the frames between `entering` and the
+//!   actual stack switch (corosensei's) are entered on one fiber and left on
+//!   another, so the shadow stacks drift until one underflows and TSan
+//!   faults. Reports then carry the racing accesses' own frames only;
+//!   happens-before tracking does not depend on the shadow stack.
+//!
+//! TSan does not model fences either, so a protocol TSan checks orders
+//! through an atomic access where a fence would do (see
+//! `core/refcount.rs`).
 
 #[cfg(coscheduler_asan)]
 mod imp {
