@@ -121,11 +121,22 @@ impl<P: Parker> List<P> {
     }
 }
 
+/// [`Queue::batch`] while no context is the batch: a value no context id
+/// takes (ids never have the top bit set, see `raw.rs`'s `HANDED`), so that
+/// intake puts every record on `remote`. `Fifo` relies on that: it pops
+/// only `remote`, so a record on `local` would make the queue look empty,
+/// and the unlocker would offer a hand-off to a locker that has already
+/// parked (a lost wake-up). Any real id here would do that to its
+/// context's waiters, 0 included (`current_context_id` of a thread with
+/// no home).
+const NO_BATCH: usize = usize::MAX;
+
 /// The responsible party's view of the waiters (see the module docs).
 pub(crate) struct Queue<P: Parker> {
     local: List<P>,
     remote: List<P>,
-    /// The context whose records are on `local` (0 before any re-batch).
+    /// The context whose records are on `local`; [`NO_BATCH`] before any
+    /// re-batch, and always under [`Policy::Fifo`], which never re-batches.
     batch: usize,
     /// The next arrival number.
     order: u64,
@@ -138,7 +149,7 @@ impl<P: Parker> Queue<P> {
         Queue {
             local: List::new(),
             remote: List::new(),
-            batch: 0,
+            batch: NO_BATCH,
             order: 0,
             _parker: PhantomData,
         }

@@ -808,9 +808,10 @@ impl<P: Parker> Drop for CancelGuard<'_, P> {
     }
 }
 
+// The coroutine stand-in of these models is shared with CoRwLock's.
 #[cfg(all(test, loom))]
 #[path = "loom_tests.rs"]
-mod loom_tests;
+pub(crate) mod loom_tests;
 
 #[cfg(all(test, not(loom)))]
 mod thread_tests {
