@@ -2,42 +2,26 @@
 //! CoMutex protects an owner count and a FIFO of tickets kept on the
 //! waiters' stacks.
 //!
-//! # State (under the internal mutex)
-//!
-//! | `owners` | meaning |
-//! |---|---|
-//! | `n > 0` | `n` readers hold the lock |
-//! | `0` | free |
-//! | `-1` | one writer holds the lock |
-//!
-//! `holders` lists the owning coroutines (their `raw::current_ids().0`
-//! keys: one per reader share, or the writer), kept in step with `owners`
-//! for the deadlock finder.
-//!
-//! `tickets` is the FIFO of waiters; a ticket is granted by
-//! `maybe_wake_one`, which assigns the ownership *before* the wake (under the
-//! mutex), marks the ticket `granted`, releases the mutex and then wakes the
-//! waiter: nobody can sneak in between. A granted ticket's waiter owns the
-//! lock whether or not it has run yet.
-//!
-//! No lost wake-up: every change that can make the head ticket compatible
-//! (unlock, downgrade, an upgrade giving up its read share, a granted reader
-//! chain-waking the next) ends in `maybe_wake_one`.
+//! The protocol (the state, the grants, the `granted` flag and the
+//! withdrawal of a cancelled waiter) is in `tickets.rs`, generic over its
+//! host and model-checked there; this file is the public lock: the
+//! internal `CoMutex`, coroutine suspension, statistics and the deadlock
+//! finder's description of a wait.
 
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Release};
 
 use coscheduler::Coroutine;
 use coscheduler::raw as hooks;
 
 use crate::co_mutex::{CoMutex, CoMutexGuard};
 use crate::stats::{self, Counter, LockKind, StatsHandle};
+
+mod tickets;
+
+use tickets::{Host, RwState, Ticket};
 
 /// A fair reader-writer lock for coroutines (QEMU's `CoRwlock`).
 ///
@@ -77,39 +61,10 @@ use crate::stats::{self, Counter, LockKind, StatsHandle};
 /// `CoRwLock<T>` is `Send` when `T: Send` and `Sync` when `T: Send + Sync`
 /// (readers share `&T` across threads). Its guards are `!Send`.
 pub struct CoRwLock<T: ?Sized> {
-    state: CoMutex<RwState>,
+    state: CoMutex<RwState<Coroutine>>,
     stats: Option<&'static StatsHandle>,
     data: UnsafeCell<T>,
 }
-
-struct RwState {
-    owners: isize,
-    holders: Vec<usize>,
-    tickets: VecDeque<TicketRef>,
-}
-
-/// A waiter, on its own stack (QEMU's `CoRwTicket`).
-struct Ticket {
-    read: bool,
-    /// The waiter's key (`raw::current_ids().0`), for the deadlock finder.
-    key: usize,
-    /// Taken by the granter, under the internal mutex.
-    co: UnsafeCell<Option<Coroutine>>,
-    /// Set by the granter under the internal mutex, before it wakes `co`.
-    /// Release/Acquire: `maybe_wake_one`'s store with the waiter's load in
-    /// `wait_granted` (or its read under the mutex when unwinding).
-    granted: AtomicBool,
-}
-
-/// A queued ticket. The ticket outlives its queue entry: its waiter does not
-/// leave its frame before the ticket is granted (and dequeued) or, when
-/// unwinding, before it has dequeued it itself (`TicketCancel`).
-struct TicketRef(NonNull<Ticket>);
-
-// SAFETY: a ticket is only touched under the internal mutex (or by its own
-// waiter after `granted`), and what crosses threads through it is a
-// `Coroutine`, which is `Send`.
-unsafe impl Send for TicketRef {}
 
 // SAFETY: `CoRwLock` owns a `T`; moving it moves the `T`.
 unsafe impl<T: ?Sized + Send> Send for CoRwLock<T> {}
@@ -121,11 +76,7 @@ impl<T> CoRwLock<T> {
     /// QEMU's `qemu_co_rwlock_init`: an unlocked lock holding `value`.
     pub const fn new(value: T) -> CoRwLock<T> {
         CoRwLock {
-            state: CoMutex::new(RwState {
-                owners: 0,
-                holders: Vec::new(),
-                tickets: VecDeque::new(),
-            }),
+            state: CoMutex::new(RwState::new()),
             stats: None,
             data: UnsafeCell::new(value),
         }
@@ -154,20 +105,8 @@ impl<T: ?Sized> CoRwLock<T> {
     #[track_caller]
     pub fn read(&self) -> CoRwLockReadGuard<'_, T> {
         check_coroutine("read");
-        let mut st = self.state.lock();
-        let timing = if st.owners == 0 || (st.owners > 0 && st.tickets.is_empty()) {
-            st.owners += 1;
-            st.holders.push(hooks::current_ids().0);
-            drop(st);
-            self.count_fast();
-            Timing::NONE
-        } else {
-            let waited = self.wait_ticket(st, true, false);
-            // Possibly admit the next reader, which admits the one after.
-            let st = self.lock_state_shielded();
-            self.maybe_wake_one(st);
-            self.record_wait(waited)
-        };
+        let waited = tickets::read(self, self.state.lock(), |t, run| self.wait(t, run));
+        let timing = self.acquired(waited);
         hooks::lock_acquired();
         CoRwLockReadGuard {
             lock: self,
@@ -183,17 +122,8 @@ impl<T: ?Sized> CoRwLock<T> {
     #[track_caller]
     pub fn write(&self) -> CoRwLockWriteGuard<'_, T> {
         check_coroutine("write");
-        let mut st = self.state.lock();
-        let timing = if st.owners == 0 {
-            st.owners = -1;
-            st.holders.push(hooks::current_ids().0);
-            drop(st);
-            self.count_fast();
-            Timing::NONE
-        } else {
-            let waited = self.wait_ticket(st, false, false);
-            self.record_wait(waited)
-        };
+        let waited = tickets::write(self, self.state.lock(), |t, run| self.wait(t, run));
+        let timing = self.acquired(waited);
         hooks::lock_acquired();
         CoRwLockWriteGuard {
             lock: self,
@@ -212,90 +142,36 @@ impl<T: ?Sized> CoRwLock<T> {
         self.stats.map(|s| &*s.name)
     }
 
-    /// Queues a ticket (the internal mutex is held through `st`), releases
-    /// the mutex — through `maybe_wake_one` if `wake_one` — and suspends until
-    /// the ticket is granted. Returns the timing started for statistics.
-    fn wait_ticket(&self, mut st: CoMutexGuard<'_, RwState>, read: bool, wake_one: bool) -> Timing {
-        let ticket = Ticket {
-            read,
-            key: hooks::current_ids().0,
-            co: UnsafeCell::new(coscheduler::current()),
-            granted: AtomicBool::new(false),
-        };
-        st.tickets.push_back(TicketRef(NonNull::from(&ticket)));
+    /// A queued waiter's wait for its grant (`run`), described for the
+    /// deadlock finder. Returns the timing started for statistics.
+    fn wait(&self, ticket: &Ticket<Coroutine>, run: &mut dyn FnMut()) -> Timing {
         let weight = self.stats.map_or(0, |_| stats::sample());
         let start = Timing {
             start: if weight != 0 { stats::now() } else { 0 },
             weight,
         };
-        if wake_one {
-            self.maybe_wake_one(st);
-        } else {
-            drop(st);
-        }
-        let cancel = TicketCancel {
-            lock: self,
-            ticket: &ticket,
-        };
         let blocker = TicketBlocker {
             state: &self.state,
             name: self.name(),
             address: self as *const Self as *const () as usize,
-            ticket: &ticket,
+            ticket,
         };
         let label = self.stats.map_or("CoRwLock", |s| s.wait_label);
-        coscheduler::deadlock::wait_on(label, None, &blocker, || {
-            loop {
-                coscheduler::suspend();
-                // Acquire: pairs with the Release store in `maybe_wake_one`.
-                if ticket.granted.load(Acquire) {
-                    break;
-                }
-            }
-        });
-        std::mem::forget(cancel);
+        coscheduler::deadlock::wait_on(label, None, &blocker, run);
         start
     }
 
-    /// QEMU's `qemu_co_rwlock_maybe_wake_one`: grants the head ticket if it
-    /// is compatible with the current owners, then releases the internal
-    /// mutex, then wakes the grantee (in that order, as QEMU).
-    fn maybe_wake_one(&self, mut st: CoMutexGuard<'_, RwState>) {
-        // SAFETY: queued tickets are alive (see `TicketRef`); read under the
-        // mutex.
-        let head_reads = st.tickets.front().map(|t| unsafe { t.0.as_ref() }.read);
-        let grant = match head_reads {
-            Some(true) if st.owners >= 0 => {
-                st.owners += 1;
-                true
+    /// Counts an acquisition, fast (`waited` is `None`) or queued, and
+    /// returns the timing of its hold.
+    fn acquired(&self, waited: Option<Timing>) -> Timing {
+        match waited {
+            None => {
+                if let Some(s) = self.stats {
+                    stats::count(s, [(Counter::Fast, 1)]);
+                }
+                Timing::NONE
             }
-            Some(false) if st.owners == 0 => {
-                st.owners = -1;
-                true
-            }
-            _ => false,
-        };
-        if !grant {
-            return;
-        }
-        let Some(t) = st.tickets.pop_front() else {
-            unreachable!("the head ticket vanished")
-        };
-        // SAFETY: dequeued under the mutex, not yet granted: alive, and we
-        // are its only user.
-        let ticket = unsafe { t.0.as_ref() };
-        st.holders.push(ticket.key);
-        // SAFETY: as above; `co` is touched only by the granter.
-        let co = unsafe { (*ticket.co.get()).take() };
-        // Release: pairs with the Acquire load in `wait_ticket` (and the read
-        // in `TicketCancel`). Last access to the ticket.
-        ticket.granted.store(true, Release);
-        drop(st);
-        if let Some(s) = self.stats {
-            stats::count(s, [(Counter::Handovers, 1)]);
-        }
-        if let Some(co) = co {
-            co.wake();
+            Some(waited) => self.record_wait(waited),
         }
     }
 
@@ -305,24 +181,7 @@ impl<T: ?Sized> CoRwLock<T> {
         if let (Some(s), true) = (self.stats, timing.start != 0) {
             stats::record_hold(s, stats::now().saturating_sub(timing.start), timing.weight);
         }
-        let mut st = self.lock_state_shielded();
-        release_share(&mut st, hooks::current_ids().0);
-        self.maybe_wake_one(st);
-    }
-
-    /// Takes the internal mutex for a step that must complete once begun:
-    /// the caller owns a share (or a granted ticket) that no guard stands
-    /// for yet, so the coroutine must not be unwound by a cancellation
-    /// while it waits for the mutex (see `coscheduler::raw::shield`).
-    fn lock_state_shielded(&self) -> CoMutexGuard<'_, RwState> {
-        hooks::shield(|| self.state.lock())
-    }
-
-    #[inline]
-    fn count_fast(&self) {
-        if let Some(s) = self.stats {
-            stats::count(s, [(Counter::Fast, 1)]);
-        }
+        tickets::unlock(self);
     }
 
     /// Counts a queued acquisition and records its wait if it is timed;
@@ -365,45 +224,45 @@ impl Timing {
     };
 }
 
-/// Gives up one share, `holder`'s: a reader's, or the writer's.
-fn release_share(st: &mut RwState, holder: usize) {
-    if let Some(i) = st.holders.iter().position(|&h| h == holder) {
-        st.holders.swap_remove(i);
-    }
-    if st.owners > 0 {
-        st.owners -= 1;
-    } else {
-        assert_eq!(
-            st.owners, -1,
-            "CoRwLock released while not held; owners = {}",
-            st.owners
-        );
-        st.owners = 0;
-    }
-}
+/// The runtime's side of the ticket protocol: the internal `CoMutex`,
+/// coroutine suspension and wakes, statistics and the wait description.
+impl<T: ?Sized> Host for CoRwLock<T> {
+    type Waiter = Coroutine;
+    type Guard<'a>
+        = CoMutexGuard<'a, RwState<Coroutine>>
+    where
+        Self: 'a;
 
-/// Keeps a queued ticket valid if its waiter is unwound (cancelled) while
-/// suspended: dequeues it, or — if it was granted meanwhile — releases the
-/// ownership it was given, then lets the next ticket in.
-struct TicketCancel<'a, T: ?Sized> {
-    lock: &'a CoRwLock<T>,
-    ticket: &'a Ticket,
-}
+    /// Shielded (see `coscheduler::raw::shield`): the caller owns a share
+    /// or a granted ticket that no guard stands for yet.
+    fn lock_shielded(&self) -> Self::Guard<'_> {
+        hooks::shield(|| self.state.lock())
+    }
 
-impl<T: ?Sized> Drop for TicketCancel<'_, T> {
-    #[cold]
-    fn drop(&mut self) {
-        hooks::clear_wait_reason();
-        let mut st = self.lock.lock_state_shielded();
-        // Acquire: pairs with the Release store in `maybe_wake_one`; decisive
-        // under the mutex, where grants happen.
-        if self.ticket.granted.load(Acquire) {
-            release_share(&mut st, self.ticket.key);
-        } else {
-            let me = NonNull::from(self.ticket);
-            st.tickets.retain(|t| t.0 != me);
+    fn key() -> usize {
+        hooks::current_ids().0
+    }
+
+    fn me() -> Option<Coroutine> {
+        coscheduler::current()
+    }
+
+    fn suspend() {
+        coscheduler::suspend();
+    }
+
+    fn wake(waiter: Coroutine) {
+        waiter.wake();
+    }
+
+    fn handed_over(&self) {
+        if let Some(s) = self.stats {
+            stats::count(s, [(Counter::Handovers, 1)]);
         }
-        self.lock.maybe_wake_one(st);
+    }
+
+    fn withdrawing(&self) {
+        hooks::clear_wait_reason();
     }
 }
 
@@ -411,10 +270,10 @@ impl<T: ?Sized> Drop for TicketCancel<'_, T> {
 /// queue, otherwise for the waiter just ahead of it (strict FIFO: it cannot
 /// be granted before that one).
 struct TicketBlocker<'a> {
-    state: &'a CoMutex<RwState>,
+    state: &'a CoMutex<RwState<Coroutine>>,
     name: Option<&'a str>,
     address: usize,
-    ticket: &'a Ticket,
+    ticket: &'a Ticket<Coroutine>,
 }
 
 impl coscheduler::deadlock::Blocker for TicketBlocker<'_> {
@@ -425,17 +284,7 @@ impl coscheduler::deadlock::Blocker for TicketBlocker<'_> {
         let Some(st) = self.state.try_lock() else {
             return;
         };
-        let me = NonNull::from(self.ticket);
-        match st.tickets.iter().position(|t| t.0 == me) {
-            Some(0) => out.extend_from_slice(&st.holders),
-            Some(i) => {
-                // SAFETY: queued tickets are alive (see `TicketRef`); read
-                // under the mutex.
-                out.push(unsafe { st.tickets[i - 1].0.as_ref() }.key);
-            }
-            // Granted (or withdrawn): not waiting on anyone.
-            None => {}
-        }
+        st.blockers_of(self.ticket, out);
     }
 
     fn describe(&self) -> String {
@@ -504,24 +353,9 @@ impl<'a, T: ?Sized> CoRwLockReadGuard<'a, T> {
         let lock = self.lock;
         let timing = self.timing;
         std::mem::forget(self);
-        let mut st = lock.lock_state_shielded();
-        assert!(
-            st.owners > 0,
-            "upgrade of a read lock that is not held; owners = {}",
-            st.owners
-        );
-        let timing = if st.owners == 1 && st.tickets.is_empty() {
-            st.owners = -1;
-            drop(st);
-            timing
-        } else {
-            st.owners -= 1;
-            let me = hooks::current_ids().0;
-            if let Some(i) = st.holders.iter().position(|&h| h == me) {
-                st.holders.swap_remove(i);
-            }
-            let waited = lock.wait_ticket(st, false, true);
-            lock.record_wait(waited)
+        let timing = match tickets::upgrade(lock, |t, run| lock.wait(t, run)) {
+            None => timing,
+            Some(waited) => lock.record_wait(waited),
         };
         CoRwLockWriteGuard {
             lock,
@@ -544,14 +378,7 @@ impl<'a, T: ?Sized> CoRwLockWriteGuard<'a, T> {
         let lock = self.lock;
         let timing = self.timing;
         std::mem::forget(self);
-        let mut st = lock.lock_state_shielded();
-        assert_eq!(
-            st.owners, -1,
-            "downgrade of a write lock that is not held; owners = {}",
-            st.owners
-        );
-        st.owners = 1;
-        lock.maybe_wake_one(st);
+        tickets::downgrade(lock);
         CoRwLockReadGuard {
             lock,
             timing,

@@ -75,13 +75,18 @@
 
 // Locks, queues and lockables (QEMU's qemu-coroutine-lock.c, lockable.h),
 // contention statistics and pool controls. Under `--cfg loom` only the
-// model-checked protocols compile (`co_mutex::raw`, the spin lock), with
-// `sync` as their atomics shim; see `sync.rs` for the loom command.
+// model-checked protocols compile (`co_mutex::raw`, CoRwLock's tickets,
+// the spin lock), with `sync` as their atomics shim; see `sync.rs` for the
+// loom command.
 mod co_mutex;
 #[cfg(not(loom))]
 mod co_queue;
 #[cfg(not(loom))]
 mod co_rwlock;
+#[cfg(loom)]
+mod co_rwlock {
+    pub(crate) mod tickets;
+}
 mod lockable;
 #[cfg(not(loom))]
 pub mod pool;
