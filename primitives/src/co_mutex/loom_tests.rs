@@ -455,10 +455,29 @@ fn loom_mutex_eventual_repeated_sections() {
 /// in, the cancelled waiter leaves the queue consistently (it either
 /// abandons its record, which the unlocker then frees, or takes the grant
 /// that won the race and passes the lock on), no wake is lost or doubled,
-/// and the mutex ends idle.
+/// and the mutex ends idle. The waiter runs in another context than the
+/// holder, so it spins first; see the `_same_context` variant for one that
+/// always queues.
 #[test]
 fn loom_mutex_waiter_cancelled_at_shutdown() {
-    loom::model(|| {
+    waiter_cancelled_at_shutdown(2);
+}
+
+/// As `loom_mutex_waiter_cancelled_at_shutdown`, with the waiter in the
+/// holder's context: it queues at once instead of spinning, whereas a
+/// spinner of another context mostly finds the lock already freed (loom
+/// runs a thread that yields in its spin only once the others have
+/// moved), so this is the variant that reaches the race between the
+/// abandoning CAS and the grant in most of its executions.
+#[test]
+fn loom_mutex_waiter_cancelled_at_shutdown_same_context() {
+    waiter_cancelled_at_shutdown(1);
+}
+
+/// The body of the two models above: holder in context 1, the waiter in
+/// `waiter_ctx`.
+fn waiter_cancelled_at_shutdown(waiter_ctx: usize) {
+    loom::model(move || {
         let s = Shared::new();
         s.mutex.try_lock_fast(1).expect("uncontended");
         let (tx, rx) = loom::sync::mpsc::channel();
@@ -467,7 +486,7 @@ fn loom_mutex_waiter_cancelled_at_shutdown() {
             thread::spawn(move || {
                 tx.send(ME.with(Arc::clone)).unwrap();
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    s.critical_section(2)
+                    s.critical_section(waiter_ctx)
                 }));
                 match r {
                     Ok(()) => 1,
