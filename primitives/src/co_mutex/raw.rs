@@ -158,7 +158,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::queue::Queue;
 pub(crate) use super::queue::{Choice, Policy};
-use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, UnsafeCell, protocol_assert, spin_loop};
+use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, UnsafeCell, protocol_assert};
 
 /// QEMU spins while `++i < 1000`: at most 999 iterations per `lock()` call.
 #[cfg(not(loom))]
@@ -167,6 +167,18 @@ pub(crate) const SPIN_LIMIT: u32 = 1000;
 /// the state space.
 #[cfg(loom)]
 pub(crate) const SPIN_LIMIT: u32 = 3;
+
+/// One busy-wait turn of [`RawCoMutex::lock_slow`]'s bounded spin. Under
+/// loom it is no yield: a yielding thread is not run again until the others
+/// have moved, so every spinner would find the holder gone and no model of
+/// two contexts would ever queue. The spin is bounded by [`SPIN_LIMIT`], so
+/// loom needs no yield to end it, and each turn's loads are points where it
+/// may run the holder or not.
+#[inline(always)]
+fn spin_pause() {
+    #[cfg(not(loom))]
+    crate::sync::spin_loop();
+}
 
 /// How many turns a locker spins on a holder that was granted the lock but
 /// has not resumed yet ([`HANDED`]): about the time a polling thread takes to
@@ -449,7 +461,7 @@ impl<P: Parker> RawCoMutex<P> {
                     }
                 }
             }
-            spin_loop();
+            spin_pause();
             spins += 1;
         }
 
