@@ -36,7 +36,9 @@
 //!    context's timers ([`AioContext::add_timer`]).
 //! 4. **I/O.** `coprimitives::io` has sockets whose `Read`/`Write` suspend
 //!    the coroutine, and QEMU's `qemu_co_send`/`recv` family; underneath is
-//!    [`fd::Registration`]. Any `Future` can be awaited with [`wait`].
+//!    [`fd::Registration`] (for async code polled on its context's thread,
+//!    [`fd::Registration::poll_ready`]; the sockets' `futures-io` traits use
+//!    it). Any `Future` can be awaited with [`wait`].
 //! 5. **Shut down.** [`Runtime::shutdown`] (or dropping the runtime) unwinds
 //!    every suspended coroutine on its home thread, within
 //!    [`Builder::shutdown_timeout`]. The unwinding starts at the coroutine's

@@ -13,15 +13,14 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
-use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::io::IoDriver;
+use super::io::{IoDriver, Wakee};
 use super::timers::{TimerFn, TimerId, Timers};
-use crate::core::control::{self, CoRef};
 use crate::core::home::metrics::bump;
 use crate::core::home::{EventLoop, Home, Owner};
 
@@ -121,9 +120,9 @@ pub(crate) struct Loop {
     /// it through closures, and a nested borrow is a bug to report, not a
     /// second `&mut`.
     io: RefCell<Option<IoDriver>>,
-    /// Coroutines woken by one `epoll_wait`, kept to reuse the allocation
-    /// (taken out while they are scheduled).
-    woken: Cell<Vec<CoRef>>,
+    /// Waiters woken by one `epoll_wait`, kept to reuse the allocation
+    /// (taken out while they are woken).
+    woken: Cell<Vec<Wakee>>,
     poll_ns: Cell<u64>,
     turns: Cell<u64>,
     /// When the last `epoll_wait` (peek or blocking) returned.
@@ -294,12 +293,11 @@ impl Loop {
             Some(Ok(())) => {}
         }
         let any = !woken.is_empty();
-        for co in woken.drain(..) {
-            // A coroutine already woken for another reason will find the
-            // readiness bit when it runs; a second wake would be a bug.
-            if control::try_schedule(&co, Location::caller()).is_ok() {
-                o.push_ready(co);
-            }
+        // The driver is no longer borrowed: a waker may run arbitrary code,
+        // including a coroutine entered at once (then a nested `poll_io`
+        // finds `self.woken` empty and uses a fresh vector).
+        for w in woken.drain(..) {
+            w.wake(o);
         }
         self.woken.set(woken);
         any

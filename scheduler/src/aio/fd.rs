@@ -23,19 +23,40 @@
 //! Every wait is withdrawn before `wait` returns, whatever the result: a
 //! registration never leaks a waiter, and a coroutine is woken at most once
 //! per wait.
+//!
+//! # Polling from async code
+//!
+//! [`Registration::poll_ready`] is the same wait for a `Future`: instead of
+//! suspending a coroutine it stores the task's `Waker` as the direction's
+//! waiter and returns `Poll::Pending`; the event, sweep or deregistration
+//! that would have resumed a coroutine wakes the waker instead. It must be
+//! called on the registration's own thread (the driver is owner-only state,
+//! like everything a context owns), where `Err` of `ErrorKind::Other` is
+//! the answer elsewhere; the other results are the table's, except that
+//! there is no `Interrupted` or `TimedOut` (a poll does not suspend, and
+//! deadlines are the executor's business). Whatever polls must let the
+//! context run for the waker to be woken: a coroutine of that context, or
+//! [`wait`](crate::wait) on its thread, does.
+//!
+//! One waiter per direction still holds. A poll replaces the waker of an
+//! earlier poll (only the last poll's waker is woken, as the `Future`
+//! contract asks), but fails with `ResourceBusy` while a coroutine waits; a
+//! coroutine's `wait` takes the direction over from a stored waker, waking
+//! it: async code cannot withdraw a waker when it drops a future, so a stale
+//! one must not lock coroutines out.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::panic::Location;
 use std::ptr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::AioContext;
 use super::event_loop::Loop;
-use super::io::{FdSlot, IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter, ready_mask};
+use super::io::{FdSlot, IoDriver, READ, SWEEP_INTERVAL, WRITE, Waiter, Wakee, ready_mask};
 use super::timers::TimerFn;
-use crate::core::control::{self, CoInner, CoRef};
+use crate::core::control::{CoInner, CoRef};
 use crate::core::home::{self, Owner};
 use crate::core::tls;
 
@@ -72,7 +93,9 @@ impl Direction {
 ///
 /// `Send + Sync`: it may be dropped anywhere (deregistration is then handed
 /// to the owning context). Waiting is only possible from a coroutine of the
-/// context it is registered with; [`Registration::is_current`] tells. To use
+/// context it is registered with, and polling
+/// ([`poll_ready`](Registration::poll_ready)) only on that context's thread;
+/// [`Registration::is_current`] tells. To use
 /// an fd from another context, register it there (registrations of one fd
 /// on different contexts are independent; on one context they share state).
 pub struct Registration {
@@ -209,7 +232,8 @@ impl Registration {
     }
 
     /// Installs the current coroutine as the waiter; returns its ticket, or
-    /// [`NO_WAIT`] when the cache says `dir` is ready.
+    /// [`NO_WAIT`] when the cache says `dir` is ready. A waker left by a
+    /// poll is displaced and woken (see "Polling from async code").
     fn enqueue(
         &self,
         o: Owner<'_>,
@@ -217,10 +241,92 @@ impl Registration {
         dir: Direction,
         me: *const CoInner,
     ) -> io::Result<u64> {
+        let (installed, displaced) = self.install(o, lp, dir, |_| {
+            // SAFETY: `me` is the running coroutine, alive while it runs.
+            Some(Wakee::Co(unsafe { CoRef::clone_from_ptr(me) }))
+        });
+        if let Some(w) = displaced {
+            w.wake(o);
+        }
+        installed
+    }
+
+    /// Polls for `dir` readiness from async code: `Ready(Ok(()))` if the
+    /// cache says the fd is ready; otherwise stores a clone of the context's
+    /// waker as the direction's waiter (replacing a waker stored by an
+    /// earlier poll) and returns `Pending`. The waker is then woken once,
+    /// on the registration's thread, when an event makes `dir` ready, when
+    /// the fd is found closed (the next poll gives `EBADF`), when a
+    /// coroutine's [`wait`](Registration::wait) takes the direction over, or
+    /// when the registration is dropped. The module docs ("Polling from
+    /// async code") list the errors.
+    ///
+    /// As with [`wait`](Registration::wait), the cache is only forgotten by
+    /// [`clear`](Registration::clear): call it after `WouldBlock`, then poll.
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::io::Write;
+    /// use std::os::fd::AsFd;
+    /// use coscheduler::fd::{Direction, Registration};
+    ///
+    /// let h = coscheduler::AioContext::current().spawn(|| {
+    ///     let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    ///     let reg = Registration::new(a.as_fd()).unwrap();
+    ///     let writer = coscheduler::AioContext::current().spawn(move || {
+    ///         b.write_all(b"x").unwrap();
+    ///     });
+    ///     // Async code, awaited by this coroutine.
+    ///     coscheduler::wait(poll_fn(|cx| reg.poll_ready(Direction::Read, cx))).unwrap();
+    ///     writer.join().unwrap();
+    /// });
+    /// h.join().unwrap();
+    /// ```
+    pub fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some((o, lp)) = owned(&self.ctx) else {
+            return Poll::Ready(Err(io::Error::other(format!(
+                "fd {} is registered with context {} ({}), whose driver only its own thread \
+                 may poll; polled from another thread",
+                self.fd,
+                self.ctx.id(),
+                self.ctx.name()
+            ))));
+        };
+        let (installed, replaced) = self.install(o, lp, dir, |old| match old {
+            // Polled again by the same task: nothing to change.
+            Some(Wakee::Task(w)) if w.will_wake(cx.waker()) => None,
+            _ => Some(Wakee::Task(cx.waker().clone())),
+        });
+        // Dropped, not woken: only the last poll's waker is owed a wake, and
+        // dropping it may drop a coroutine's last reference, which must not
+        // happen while the driver is borrowed.
+        drop(replaced);
+        match installed {
+            Ok(NO_WAIT) => Poll::Ready(Ok(())),
+            Ok(_) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// The common part of [`enqueue`](Registration::enqueue) and
+    /// [`poll_ready`](Registration::poll_ready): checks the slot and, if
+    /// `dir` is not ready, makes `make(current waiter)` the waiter (`None`:
+    /// keep the current one). A coroutine waiter is never replaced
+    /// (`ResourceBusy`); a waker waiter is, and is returned for the caller
+    /// to wake or drop once the driver is no longer borrowed. Returns the
+    /// wait's ticket, or [`NO_WAIT`] when the cache says `dir` is ready.
+    fn install(
+        &self,
+        o: Owner<'_>,
+        lp: &Loop,
+        dir: Direction,
+        make: impl FnOnce(Option<&Wakee>) -> Option<Wakee>,
+    ) -> (io::Result<u64>, Option<Wakee>) {
         let (slot, generation, reg, fd) = (self.slot, self.generation, self.reg, self.fd);
-        let arm_sweep = with_driver(o, lp, |driver| {
+        let mut displaced = None;
+        let installed = with_driver(o, lp, |driver| {
             let ticket = driver.next_id();
-            let since = driver.sweep_epoch;
+            let epoch = driver.sweep_epoch;
             let arm_sweep = !driver.sweep_armed;
             let slot = driver
                 .slot(slot, generation)
@@ -232,34 +338,47 @@ impl Registration {
                 return Ok((NO_WAIT, false));
             }
             let waiter = slot.waiter(dir.bit());
-            if waiter.is_some() {
+            if let Some(Waiter {
+                who: Wakee::Co(_), ..
+            }) = waiter
+            {
                 return Err(io::Error::new(
                     io::ErrorKind::ResourceBusy,
                     format!("another coroutine already waits for fd {fd} to be {dir:?}-ready"),
                 ));
             }
-            // SAFETY: `me` is the running coroutine, alive while it runs.
-            let co = unsafe { CoRef::clone_from_ptr(me) };
-            *waiter = Some(Waiter {
-                co,
-                reg,
-                ticket,
-                since,
-            });
+            let Some(who) = make(waiter.as_ref().map(|w| &w.who)) else {
+                // Kept as it is: its ticket stands.
+                return Ok((waiter.as_ref().map_or(ticket, |w| w.ticket), false));
+            };
+            // A waker replaced by a later poll of the same wait keeps the
+            // epoch its wait began in, so the sweep still checks it.
+            let since = waiter.as_ref().map_or(epoch, |w| w.since);
+            displaced = waiter
+                .replace(Waiter {
+                    who,
+                    reg,
+                    ticket,
+                    since,
+                })
+                .map(|w| w.who);
             if arm_sweep {
                 driver.sweep_armed = true;
             }
             Ok((ticket, arm_sweep))
-        })??;
-        let (ticket, arm) = arm_sweep;
-        if arm {
-            lp.add_timer(
-                o,
-                Instant::now() + SWEEP_INTERVAL,
-                TimerFn::new(sweep_timer),
-            );
-        }
-        Ok(ticket)
+        })
+        .and_then(|r| r);
+        let ticket = installed.map(|(ticket, arm)| {
+            if arm {
+                lp.add_timer(
+                    o,
+                    Instant::now() + SWEEP_INTERVAL,
+                    TimerFn::new(sweep_timer),
+                );
+            }
+            ticket
+        });
+        (ticket, displaced)
     }
 
     /// After resuming on the owner thread: withdraw and classify.
@@ -321,8 +440,9 @@ impl Drop for Registration {
         let (slot, generation, reg) = (self.slot, self.generation, self.reg);
         let release = move |ctx: &AioContext| {
             let Some((o, lp)) = owned(ctx) else { return };
-            // Defensive: a wait borrows its registration, so none should be
-            // left; if one is, its wait fails with NotConnected.
+            // A coroutine's wait borrows its registration, so none should be
+            // left (if one is, its wait fails with NotConnected); a waker
+            // left by a poll is woken, and its poller polls again.
             if let Some(waiters) = lp.with_driver(o, |d| d.deregister(slot, generation, reg)) {
                 wake_all(o, waiters);
             }
@@ -378,14 +498,11 @@ fn with_owner(id: u64, f: impl FnOnce(Owner<'_>, &Loop)) {
     f(o, Loop::of(h));
 }
 
-/// Owner thread: schedules coroutines taken out of the driver.
-fn wake_all(o: Owner<'_>, cos: Vec<CoRef>) {
-    for co in cos {
-        // A coroutine already woken for another reason finds out when it
-        // runs; a second wake would be a bug.
-        if control::try_schedule(&co, Location::caller()).is_ok() {
-            o.push_ready(co);
-        }
+/// Owner thread, with the driver not borrowed: wakes the waiters taken out
+/// of it.
+fn wake_all(o: Owner<'_>, waiters: Vec<Wakee>) {
+    for w in waiters {
+        w.wake(o);
     }
 }
 

@@ -14,10 +14,25 @@
 //!
 //! Registrations are edge-triggered for both directions, and each slot keeps
 //! a readiness cache: an event sets the direction's bit and wakes the
-//! coroutine waiting for it; a coroutine that gets `WouldBlock` clears the
-//! bit before waiting again. Events are only processed on the owner thread
+//! waiter of that direction; code that gets `WouldBlock` clears the bit
+//! before waiting again. Events are only processed on the owner thread
 //! between coroutine runs, so there is no window in which an edge can be
 //! lost between the failed syscall and the clear.
+//!
+//! # Waiters: coroutines and wakers
+//!
+//! A direction's one waiter ([`Wakee`]) is either a coroutine suspended in
+//! `Registration::wait` or the `Waker` of async code that polled
+//! `Registration::poll_ready` on the owner thread. Both are taken out of the
+//! slot by the same events, sweeps and deregistrations, and woken by the
+//! caller once the driver is no longer borrowed: a `Waker` runs arbitrary
+//! code (a coroutine's waker may enter its coroutine at once), and dropping
+//! either may drop the last reference of a coroutine. A waker waiter is
+//! never withdrawn by its poller (async code cannot tell that a future was
+//! dropped), so a stale one can stay until the next event; therefore a later
+//! poll replaces it, and a coroutine's `wait` displaces it (waking it, so
+//! that a poller still interested finds the slot taken), instead of both
+//! failing with `ResourceBusy`. A coroutine waiter is never displaced.
 //!
 //! # One slot per open file, shared
 //!
@@ -62,11 +77,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::panic::Location;
+use std::task::Waker;
 use std::time::Duration;
 
 use mio::{Poll, Token};
 
-use crate::core::control::CoRef;
+use crate::core::control::{self, CoRef};
+use crate::core::home::Owner;
 
 /// The token of the context's waker (its `epoll_event.u64`).
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -103,9 +121,35 @@ const EVENTS_CAPACITY: usize = 256;
 /// The identity of an open file: `(st_dev, st_ino)`.
 pub(crate) type FileId = (u64, u64);
 
-/// A coroutine waiting for one direction of one slot.
+/// Who waits for a direction (see "Waiters" in the module docs).
+pub(crate) enum Wakee {
+    /// A coroutine suspended in `Registration::wait`.
+    Co(CoRef),
+    /// The waker of async code that polled `Registration::poll_ready`.
+    Task(Waker),
+}
+
+impl Wakee {
+    /// Owner thread, with the driver not borrowed: resumes the waiter.
+    pub(crate) fn wake(self, o: Owner<'_>) {
+        match self {
+            Wakee::Co(co) => {
+                // A coroutine already woken for another reason finds the
+                // readiness bit when it runs; a second wake would be a bug.
+                if control::try_schedule(&co, Location::caller()).is_ok() {
+                    o.push_ready(co);
+                }
+            }
+            // Through the waker's own protocol (the await state, for a
+            // coroutine's waker), so a stale waker resumes nothing.
+            Wakee::Task(w) => w.wake(),
+        }
+    }
+}
+
+/// The waiter of one direction of one slot.
 pub(crate) struct Waiter {
-    pub(crate) co: CoRef,
+    pub(crate) who: Wakee,
     /// The registration it waits through.
     pub(crate) reg: u64,
     /// Identifies this one wait (timeouts compare it).
@@ -141,9 +185,9 @@ impl FdSlot {
         }
     }
 
-    fn take_waiters(&mut self, woken: &mut Vec<CoRef>) {
-        woken.extend(self.reader.take().map(|w| w.co));
-        woken.extend(self.writer.take().map(|w| w.co));
+    fn take_waiters(&mut self, woken: &mut Vec<Wakee>) {
+        woken.extend(self.reader.take().map(|w| w.who));
+        woken.extend(self.writer.take().map(|w| w.who));
     }
 }
 
@@ -194,11 +238,11 @@ impl IoDriver {
     }
 
     /// Waits for events (up to `timeout`, `None` = forever) and returns the
-    /// coroutines they wake.
+    /// waiters they wake.
     pub(crate) fn wait(
         &mut self,
         timeout: Option<Duration>,
-        woken: &mut Vec<CoRef>,
+        woken: &mut Vec<Wakee>,
     ) -> io::Result<()> {
         let n = match self.epoll_wait(timeout) {
             Ok(n) => n,
@@ -280,7 +324,7 @@ impl IoDriver {
     pub(crate) fn register(
         &mut self,
         fd: RawFd,
-        woken: &mut Vec<CoRef>,
+        woken: &mut Vec<Wakee>,
     ) -> io::Result<(usize, u64, u64)> {
         let identity = file_id(fd)?;
         let index = self.free.last().copied().unwrap_or(self.slots.len());
@@ -344,9 +388,10 @@ impl IoDriver {
             .filter(|s| s.live && s.generation == generation)
     }
 
-    /// Drops registration `reg` of a slot; returns the coroutines that were
-    /// waiting through it, for the caller to wake (their wait then fails).
-    pub(crate) fn deregister(&mut self, index: usize, generation: u64, reg: u64) -> Vec<CoRef> {
+    /// Drops registration `reg` of a slot; returns the waiters that were
+    /// waiting through it, for the caller to wake (a coroutine's wait then
+    /// fails; a waker's poller polls again).
+    pub(crate) fn deregister(&mut self, index: usize, generation: u64, reg: u64) -> Vec<Wakee> {
         let Some(slot) = self
             .slots
             .get_mut(index)
@@ -358,7 +403,7 @@ impl IoDriver {
         for dir in [READ, WRITE] {
             let w = slot.waiter(dir);
             if w.as_ref().is_some_and(|w| w.reg == reg) {
-                waiters.extend(w.take().map(|w| w.co));
+                waiters.extend(w.take().map(|w| w.who));
             }
         }
         slot.users -= 1;
@@ -368,8 +413,7 @@ impl IoDriver {
         }
         slot.live = false;
         let fd = slot.fd;
-        waiters.extend(slot.reader.take().map(|w| w.co));
-        waiters.extend(slot.writer.take().map(|w| w.co));
+        slot.take_waiters(&mut waiters);
         // Rule 3: only the number's current owner removes the kernel entry;
         // EBADF/ENOENT mean the kernel already dropped it.
         if self.by_fd.get(&fd) == Some(&index) {
@@ -381,8 +425,8 @@ impl IoDriver {
     }
 
     /// Rule 2: checks the fds of long waits; wakes those whose fd was closed.
-    /// Returns true while any coroutine still waits (re-arm the sweep).
-    pub(crate) fn sweep(&mut self, woken: &mut Vec<CoRef>) -> bool {
+    /// Returns true while any waiter is left (re-arm the sweep).
+    pub(crate) fn sweep(&mut self, woken: &mut Vec<Wakee>) -> bool {
         self.sweep_epoch += 1;
         let epoch = self.sweep_epoch;
         let mut waiting = false;
@@ -413,12 +457,12 @@ impl IoDriver {
         generation: u64,
         dir: u8,
         ticket: u64,
-    ) -> Option<CoRef> {
+    ) -> Option<Wakee> {
         let slot = self.slot(index, generation)?;
         let w = slot.waiter(dir);
         if w.as_ref().is_some_and(|w| w.ticket == ticket) {
             slot.timed_out[usize::from(dir == WRITE)] = ticket;
-            return slot.waiter(dir).take().map(|w| w.co);
+            return slot.waiter(dir).take().map(|w| w.who);
         }
         None
     }
@@ -439,7 +483,7 @@ fn file_id(fd: RawFd) -> io::Result<FileId> {
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
-fn apply_event(slot: &mut FdSlot, events: u32, woken: &mut Vec<CoRef>) {
+fn apply_event(slot: &mut FdSlot, events: u32, woken: &mut Vec<Wakee>) {
     if !slot.live || slot.closed {
         return;
     }
@@ -454,10 +498,10 @@ fn apply_event(slot: &mut FdSlot, events: u32, woken: &mut Vec<CoRef>) {
     }
     if events & read != 0 {
         slot.ready |= READ;
-        woken.extend(slot.reader.take().map(|w| w.co));
+        woken.extend(slot.reader.take().map(|w| w.who));
     }
     if events & write != 0 {
         slot.ready |= WRITE;
-        woken.extend(slot.writer.take().map(|w| w.co));
+        woken.extend(slot.writer.take().map(|w| w.who));
     }
 }
