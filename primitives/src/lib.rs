@@ -72,6 +72,13 @@
 //! Spawning, the runtime, shutdown and the stall detector are in
 //! [`coscheduler`]. The repository's `docs/SEMANTICS.md` says where each
 //! primitive follows QEMU and where it differs.
+//!
+//! # Cargo features
+//!
+//! - `futures-io` (off by default): `futures_io::AsyncRead` and
+//!   `AsyncWrite` for [`io::TcpStream`] and [`io::UnixStream`], for async
+//!   code polled inside a coroutine (a future awaited with
+//!   `coscheduler::wait`); see [`io`], "Async I/O".
 
 // Locks, queues and lockables (QEMU's qemu-coroutine-lock.c, lockable.h),
 // contention statistics and pool controls. Under `--cfg loom` only the

@@ -17,42 +17,89 @@
 //! For deadlines, set a socket's read/write timeout, or wrap any call in
 //! [`co_timeout`](crate::co_timeout).
 //!
-//! # No `futures-io` traits (yet)
+//! # Async I/O (the `futures-io` feature)
 //!
-//! These sockets do not implement `futures_io::AsyncRead`/`AsyncWrite`.
-//! Async code that needs a socket should use its own runtime's (tokio's,
-//! through `coscheduler::tokio_bridge`); a coroutine awaiting async I/O
-//! uses `coscheduler::wait`. The reasons are the readiness machinery, not
-//! the stay-home rule itself (reading and writing an fd is a system call
-//! that any thread may make):
+//! With the `futures-io` feature, [`TcpStream`] and [`UnixStream`] (and
+//! references to them) implement `futures_io::AsyncRead` and `AsyncWrite`,
+//! so async code (`futures::io` helpers, codecs, protocol libraries written
+//! against those traits) can use a coroutine-owned socket:
 //!
-//! - Readiness lives in the epoll driver of one context, and that driver is
-//!   owner-thread state whose waiters are *coroutines*. `poll_read` is
-//!   called on whatever thread the async executor runs (a tokio worker), so
-//!   it can neither enqueue there nor wait: waiting is a coroutine
-//!   suspension.
-//! - Registering the polling coroutine itself as the fd's waiter (when the
-//!   future is polled inside `coscheduler::wait`) would be unsound in the
-//!   scheduler's own terms: `poll` returns, the waiter stays queued, and the
-//!   driver would later wake a coroutine that has moved on to wait on
-//!   something else (a CoMutex), the double wake the await-state protocol
-//!   exists to prevent.
-//! - The readiness cache is edge-triggered and can only be cleared on the
-//!   owner thread; clearing it after a `WouldBlock` seen on another thread
-//!   can drop an edge that arrived in between, and the socket then never
-//!   wakes.
-//! - A socket that was never waited on by a coroutine has no context at
-//!   all, and the thread polling it (a tokio worker) has none that runs.
+//! ```
+//! # #[cfg(feature = "futures-io")] {
+//! use futures::io::{AsyncReadExt, AsyncWriteExt};
+//! use coprimitives::io::UnixStream;
 //!
-//! A sound design exists and is the planned one: a `Waker` kind of waiter
-//! in the driver, woken through `Waker::wake` (so through the await state
-//! for coroutine wakers); a `Registration::poll_ready(dir, cx)` that
-//! registers it directly on the owner thread and, from other threads, hands
-//! a bottom half to the owner that re-checks the fd's level (`poll(2)`,
-//! zero timeout) before clearing the cache and registering; and an explicit
-//! binding of a socket to a runtime context before async code may poll it.
-//! It needs a change to the driver in `coscheduler`'s `context/io.rs`.
+//! let h = coscheduler::AioContext::current().spawn(|| {
+//!     let (a, b) = UnixStream::pair().unwrap();
+//!     let peer = coscheduler::AioContext::current().spawn(move || {
+//!         // The peer end, with the blocking calls.
+//!         let mut buf = [0; 5];
+//!         std::io::Read::read_exact(&mut &b, &mut buf).unwrap();
+//!         std::io::Write::write_all(&mut &b, &buf).unwrap();
+//!     });
+//!     let echoed = coscheduler::wait(async {
+//!         let mut s = &a;
+//!         s.write_all(b"hello").await?;
+//!         let mut buf = [0; 5];
+//!         s.read_exact(&mut buf).await?;
+//!         Ok::<_, std::io::Error>(buf)
+//!     });
+//!     peer.join().unwrap();
+//!     echoed
+//! });
+//! assert_eq!(&h.join().unwrap().unwrap(), b"hello");
+//! # }
+//! ```
+//!
+//! **The rule: poll inside a coroutine.** A socket's readiness lives in the
+//! epoll driver of one context, which is owner-thread state (the stay-home
+//! rule for data: nothing a context owns is touched from another thread,
+//! `docs/ARCHITECTURE.md`, "Owner-only state"), and only a context that
+//! runs applies its events and wakes its waiters. So a poll that would block
+//! registers the task's `Waker` with the driver of the context it runs on
+//! (`coscheduler::fd::Registration::poll_ready`), and it must run on a
+//! thread whose context is running: inside a coroutine, typically async
+//! code awaited with `coscheduler::wait`. The registration follows the
+//! polling coroutine's context as for blocking calls (it rebinds), so any
+//! coroutine on any context may poll. Anywhere else (a tokio worker, a
+//! plain thread's `futures::executor::block_on`, `coscheduler::wait` called
+//! outside a coroutine) every read and write poll fails with
+//! `ErrorKind::Unsupported` before it tries the system call: such a thread
+//! either has no context or does not run the one it has, so the waker would
+//! never be woken, and registering with another thread's driver would
+//! break the rule. Async code on another runtime uses that runtime's
+//! sockets (tokio's, through `coscheduler::tokio_bridge`) instead.
+//!
+//! Why this is sound:
+//!
+//! - **No double wake.** The waiter is the task's `Waker`, not the
+//!   coroutine: a coroutine's waker goes through its await state
+//!   (`coscheduler::wait`), so a wake that comes after the coroutine moved
+//!   on to wait on something else (a `CoMutex`) resumes nothing.
+//! - **No lost edge.** The poll runs in a coroutine, on the owner thread, and
+//!   events are applied between coroutine runs; clearing the edge-triggered
+//!   cache after `WouldBlock` and storing the waker happen with no event in
+//!   between, as for a blocking wait.
+//! - **One waiter per direction.** A poll replaces a waker stored by an
+//!   earlier poll (only the last poll's waker is woken, as the `Future`
+//!   contract asks), and fails with `ErrorKind::ResourceBusy` while a
+//!   coroutine is suspended in a blocking call in the same direction on the
+//!   same context. A blocking call takes the direction over from a stored
+//!   waker (waking it), since async code cannot withdraw a waker when it
+//!   drops a future, and a stale waker must not lock blocking calls out.
+//!
+//! The results are the blocking calls': `Ok(0)` at EOF, `ConnectionReset`
+//! after a reset, `EBADF` for an fd closed under the socket (found by the
+//! driver's validity sweep, which also wakes a stored waker). A poll does
+//! not apply the socket's read and write timeouts: bound an async wait with
+//! the executor's timer. `poll_flush` is always ready (nothing is
+//! buffered); `poll_close` shuts the write side down. Driving the future
+//! with an executor that blocks the thread (`futures::executor::block_on`)
+//! *inside* a coroutine stops the context, so its events are never applied:
+//! use `coscheduler::wait`.
 
+#[cfg(feature = "futures-io")]
+mod async_io;
 mod readiness;
 mod sendrecv;
 mod stream;

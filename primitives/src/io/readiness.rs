@@ -49,6 +49,15 @@
 //! `EAGAIN`). No edge can be lost: events are applied on the owner thread
 //! between coroutine runs, so any data that arrived after the short read is
 //! reported by an event applied after the clear.
+//!
+//! # Async polls
+//!
+//! With the `futures-io` feature, `Readiness::poll_io` is `io` for a
+//! `Future`: one try, then, on `WouldBlock`, a clear and a
+//! `Registration::poll_ready` with the task's waker on the same (made or
+//! rebound) registration, instead of a suspension. It ignores and keeps the
+//! `drained` hint: the hint only lets a blocking call skip a system call,
+//! and an edge that came since the clear is in the cache either way.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -166,6 +175,51 @@ impl Readiness {
         }
     }
 
+    /// `io` for async code (`io/async_io.rs`): runs `op` once and, on
+    /// `WouldBlock`, clears `dir`'s cached readiness and polls the
+    /// registration with `cx`'s waker instead of suspending. Outside a
+    /// coroutine it fails before trying `op`, so that whether a poll works
+    /// never depends on whether the socket happened to be ready.
+    #[cfg(feature = "futures-io")]
+    pub(crate) fn poll_io<R>(
+        &self,
+        fd: BorrowedFd<'_>,
+        dir: Direction,
+        cx: &mut std::task::Context<'_>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> std::task::Poll<io::Result<R>> {
+        use std::task::Poll;
+        if !coscheduler::in_coroutine() {
+            return Poll::Ready(Err(polled_outside_a_coroutine()));
+        }
+        // Twice at most: a poll that finds the cache ready right after the
+        // clear (only a sticky hang-up bit can do that) retries `op` once,
+        // then lets the coroutine's other work run (a self-wake) rather
+        // than spin on a socket that keeps saying `WouldBlock`.
+        for _ in 0..2 {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+            // The calling coroutine's context, made or rebound as for a
+            // blocking call.
+            let reg = match self.bound(fd) {
+                Ok(reg) => reg,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            // On the owner thread, inside a coroutine: no event is applied
+            // between the `WouldBlock` and this clear, so no edge is lost.
+            reg.clear(dir);
+            match reg.poll_ready(dir, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     /// Waits for `dir` after a `WouldBlock`.
     #[cold]
     pub(crate) fn wait(
@@ -199,6 +253,19 @@ impl Readiness {
             }
         }
     }
+}
+
+/// The error of a socket polled by async code outside a coroutine.
+#[cfg(feature = "futures-io")]
+#[cold]
+fn polled_outside_a_coroutine() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a coroutine socket's async I/O must be polled inside a coroutine (drive the \
+         future with coscheduler::wait): its readiness lives in the epoll driver of the \
+         polling coroutine's context, which only that context's thread may touch and only \
+         a running context wakes (coprimitives::io, \"Async I/O\")",
+    )
 }
 
 /// A deadline `timeout` from now (`None`: no deadline; a zero timeout is

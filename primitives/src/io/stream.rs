@@ -141,6 +141,59 @@ where
     }
 }
 
+/// The async transfers (`io/async_io.rs`): one try each, then a poll of the
+/// registration instead of a suspension. No timeouts: deadlines are the
+/// executor's.
+#[cfg(feature = "futures-io")]
+impl<S: AsFd> CoIo<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.readiness
+            .poll_io(self.inner.as_fd(), Direction::Read, cx, || {
+                (&self.inner).read(buf)
+            })
+    }
+
+    pub(crate) fn poll_read_vectored(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.readiness
+            .poll_io(self.inner.as_fd(), Direction::Read, cx, || {
+                (&self.inner).read_vectored(bufs)
+            })
+    }
+
+    pub(crate) fn poll_write(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.readiness
+            .poll_io(self.inner.as_fd(), Direction::Write, cx, || {
+                (&self.inner).write(buf)
+            })
+    }
+
+    pub(crate) fn poll_write_vectored(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.readiness
+            .poll_io(self.inner.as_fd(), Direction::Write, cx, || {
+                (&self.inner).write_vectored(bufs)
+            })
+    }
+}
+
 /// `Read` + `Write` for a socket type and for references to it, delegating
 /// to its `io: CoIo<_>` field.
 macro_rules! impl_read_write {

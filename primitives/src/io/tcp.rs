@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use coscheduler::fd::Direction;
 
+#[cfg(feature = "futures-io")]
+use super::async_io::impl_async_read_write;
 use super::readiness::deadline_after;
 use super::stream::{CoIo, impl_read_write};
 
@@ -206,6 +208,54 @@ impl TcpStream {
 }
 
 impl_read_write!(TcpStream);
+#[cfg(feature = "futures-io")]
+impl_async_read_write!(
+    TcpStream,
+    r#"Async reads, for async code polled inside a coroutine: a future
+awaited with `coscheduler::wait`, on any context (the `futures-io`
+feature).
+
+A read that would block stores the task's waker with the socket's
+readiness registration on the polling coroutine's context and returns
+`Pending`; that context's event loop wakes the waker when the socket is
+readable, and also when the fd is found closed (the next poll fails with
+`EBADF`). The results are the blocking `Read`'s: `Ok(0)` at EOF,
+`ConnectionReset` after a reset. Polled outside a coroutine (a tokio
+worker, `futures::executor::block_on` on a plain thread) every read and
+write fails with `ErrorKind::Unsupported`. The socket's read and write
+timeouts do not apply. The [`io`](crate::io) module docs ("Async I/O")
+say why and list the rest.
+
+```
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use coprimitives::io::{TcpListener, TcpStream};
+
+let rt = coscheduler::Runtime::builder().threads(2).build().unwrap();
+let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+let addr = listener.local_addr().unwrap();
+let server = rt.spawn(move || {
+    let (s, _) = listener.accept().unwrap();
+    // Async code on a coroutine socket, awaited by this coroutine.
+    coscheduler::wait(async {
+        let mut w = &s;
+        futures::io::copy(&s, &mut w).await
+    })
+});
+let reply = rt.block_on(move || {
+    let mut c = TcpStream::connect(addr).unwrap();
+    coscheduler::wait(async {
+        c.write_all(b"hello").await?;
+        c.close().await?; // the server's copy sees EOF
+        let mut buf = Vec::new();
+        c.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    })
+});
+assert_eq!(reply.unwrap(), b"hello");
+assert_eq!(server.join().unwrap().unwrap(), 5);
+```
+"#
+);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
