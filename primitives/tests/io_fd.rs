@@ -375,3 +375,121 @@ fn waiting_from_another_context_is_refused() {
     drop(a);
     rt.shutdown();
 }
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl CountingWaker {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One `poll_ready` with `waker`; true if it was pending.
+fn poll_pending(reg: &Registration, waker: &Arc<CountingWaker>) -> std::io::Result<bool> {
+    let waker = std::task::Waker::from(waker.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    match reg.poll_ready(Direction::Read, &mut cx) {
+        std::task::Poll::Ready(r) => r.map(|()| false),
+        std::task::Poll::Pending => Ok(true),
+    }
+}
+
+#[test]
+fn poll_ready_wakes_only_the_last_polls_waker() {
+    let _w = watchdog(
+        "poll_ready_wakes_only_the_last_polls_waker",
+        Duration::from_secs(20),
+    );
+    let rt = runtime(1);
+    let (a, b) = StdUnix::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let h = rt.spawn(move || {
+        let reg = Registration::new(a.as_fd()).unwrap();
+        let (first, last) = (Arc::default(), Arc::default());
+        assert!(poll_pending(&reg, &first).unwrap());
+        assert!(poll_pending(&reg, &last).unwrap());
+        let mut b = b;
+        b.write_all(b"x").unwrap();
+        // Until the context applies the event (no deadline: the watchdog).
+        while CountingWaker::count(&last) == 0 {
+            coprimitives::co_sleep(Duration::from_millis(1));
+        }
+        // Ready now, from the cache, without storing a waker.
+        let ready = poll_pending(&reg, &Arc::default()).unwrap();
+        (first.count(), last.count(), ready)
+    });
+    assert_eq!(h.join().unwrap(), (0, 1, false));
+    rt.shutdown();
+}
+
+#[test]
+fn a_stored_waker_is_woken_by_a_coroutine_wait_and_by_deregistration() {
+    let _w = watchdog(
+        "a_stored_waker_is_woken_by_a_coroutine_wait_and_by_deregistration",
+        Duration::from_secs(20),
+    );
+    let rt = runtime(1);
+    let (a, b) = StdUnix::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let h = rt.spawn(move || {
+        let reg = Registration::new(a.as_fd()).unwrap();
+        let displaced = Arc::default();
+        assert!(poll_pending(&reg, &displaced).unwrap());
+        let writer = AioContext::current().spawn(move || {
+            let mut b = b;
+            b.write_all(b"x").unwrap();
+            b
+        });
+        // The coroutine's wait takes the direction over, waking the waker
+        // at once, and then gets the event itself.
+        let waited = reg.wait(Direction::Read).map_err(|e| e.kind());
+        let on_displace = CountingWaker::count(&displaced);
+        let b = writer.join().unwrap();
+        (&a).read_exact(&mut [0u8; 1]).unwrap();
+        reg.clear(Direction::Read);
+        // (A poll never displaces a waiting coroutine: io_futures.rs.)
+        let dropped = Arc::default();
+        assert!(poll_pending(&reg, &dropped).unwrap());
+        drop(reg);
+        drop(b);
+        (waited, on_displace, dropped.count(), registered_count())
+    });
+    assert_eq!(h.join().unwrap(), (Ok(()), 1, 1, 0));
+    rt.shutdown();
+}
+
+#[test]
+fn poll_ready_from_another_thread_is_refused() {
+    let _w = watchdog(
+        "poll_ready_from_another_thread_is_refused",
+        Duration::from_secs(20),
+    );
+    let rt = runtime(1);
+    let (a, _b) = StdUnix::pair().unwrap();
+    let fd = a.as_raw_fd();
+    let reg = rt
+        .spawn(move || {
+            // SAFETY: `a` outlives the registration.
+            Registration::new(unsafe { borrow(fd) }).unwrap()
+        })
+        .join()
+        .unwrap();
+    // This thread does not own the registration's context.
+    let e = poll_pending(&reg, &Arc::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Other, "{e}");
+    assert!(e.to_string().contains("another thread"), "{e}");
+    drop(reg);
+    drop(a);
+    rt.shutdown();
+}
