@@ -26,8 +26,10 @@
 //! `Registration::poll_ready` on the owner thread. Both are taken out of the
 //! slot by the same events, sweeps and deregistrations, and woken by the
 //! caller once the driver is no longer borrowed: a `Waker` runs arbitrary
-//! code (a coroutine's waker may enter its coroutine at once), and dropping
-//! either may drop the last reference of a coroutine. A waker waiter is
+//! code, and dropping either may drop the last reference of a coroutine. A
+//! coroutine's own waker (`coscheduler::wait`) is queued on the ready list
+//! like a coroutine waiter (`future::wake_queued`), so the event loop never
+//! enters it nested; another waker is called as it is. A waker waiter is
 //! never withdrawn by its poller (async code cannot tell that a future was
 //! dropped), so a stale one can stay until the next event; therefore a later
 //! poll replaces it, and a coroutine's `wait` displaces it (waking it, so
@@ -141,8 +143,9 @@ impl Wakee {
                 }
             }
             // Through the waker's own protocol (the await state, for a
-            // coroutine's waker), so a stale waker resumes nothing.
-            Wakee::Task(w) => w.wake(),
+            // coroutine's waker), so a stale waker resumes nothing; a
+            // coroutine's is queued like a coroutine waiter, not entered.
+            Wakee::Task(w) => crate::core::future::wake_queued(w, o),
         }
     }
 }

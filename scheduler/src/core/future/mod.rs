@@ -20,6 +20,8 @@ mod blocking;
 pub(crate) mod state;
 mod waker;
 
+pub(crate) use waker::wake_queued;
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::Context;

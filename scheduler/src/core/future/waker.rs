@@ -17,10 +17,13 @@
 
 use std::mem::ManuallyDrop;
 use std::panic::Location;
+use std::ptr;
+use std::sync::atomic::Ordering::Acquire;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::state::{self, Notify};
 use crate::core::control::{CoInner, CoRef, State};
+use crate::core::home::Owner;
 use crate::core::wake;
 use crate::core::wake_mark::{self, WakeDecision};
 
@@ -80,6 +83,41 @@ unsafe fn wake_by_ref(p: *const ()) {
 unsafe fn drop_waker(p: *const ()) {
     // SAFETY: giving back the reference `clone` took, once.
     drop(unsafe { CoRef::from_raw(p.cast()) });
+}
+
+/// `w.wake()` for the owner's event loop, which calls the wakers stored by
+/// the fd driver: a coroutine's waker (this module's) queues its coroutine
+/// on `o`'s ready list when that is its home, as the loop does for the
+/// coroutines waiting there, rather than entering it nested inside the loop
+/// (possibly between its sleep and its wake-up bookkeeping). Any other waker
+/// is called as it is.
+pub(crate) fn wake_queued(w: Waker, o: Owner<'_>) {
+    if !ptr::eq(w.vtable(), &VTABLE) {
+        return w.wake();
+    }
+    let w = ManuallyDrop::new(w);
+    // SAFETY: a `Waker` of this vtable held by value carries one reference
+    // taken by `clone` (the only one without, `borrowed`'s, stays inside
+    // its `ManuallyDrop` in `wait` and is only lent out); `w` will not
+    // give it back, so it is moved into `co`, as `wake` does.
+    let co = unsafe { CoRef::from_raw(w.data().cast()) };
+    if state::notify(&co.await_state) != Notify::Wake {
+        return;
+    }
+    let finished = || co.state() == State::Finished;
+    if wake_mark::decide_wake(&co.scheduled, &co.cancel, finished, Location::caller())
+        != WakeDecision::Deliver
+    {
+        // As in `deliver`: a cancellation's mark, or a stray wake's.
+        return;
+    }
+    // Acquire: as in `wake::deliver_woken`, for the home the coroutine
+    // published when it last moved.
+    if ptr::eq(co.home.load(Acquire), o.home) {
+        o.push_ready(co);
+    } else {
+        wake::deliver_woken(co);
+    }
 }
 
 /// The one real wake of a suspension (QEMU's `aio_co_wake`).
