@@ -64,11 +64,13 @@
 //! coroutine on any context may poll. Anywhere else (a tokio worker, a
 //! plain thread's `futures::executor::block_on`, `coscheduler::wait` called
 //! outside a coroutine) every read and write poll fails with
-//! `ErrorKind::Unsupported` before it tries the system call: such a thread
-//! either has no context or does not run the one it has, so the waker would
-//! never be woken, and registering with another thread's driver would
-//! break the rule. Async code on another runtime uses that runtime's
-//! sockets (tokio's, through `coscheduler::tokio_bridge`) instead.
+//! `ErrorKind::Unsupported` before it tries the system call. Registering
+//! with another thread's driver would break the rule, and a poll cannot
+//! tell whether its own thread's context runs (on a tokio worker it would
+//! be one that nothing drives, and the waker would never be woken); a running
+//! coroutine is the proof that its context runs. Async code on another
+//! runtime uses that runtime's sockets (tokio's, through
+//! `coscheduler::tokio_bridge`) instead.
 //!
 //! Why this is sound:
 //!
