@@ -153,7 +153,8 @@
 //! returns 0 changes nothing, and one that returns an offer steals it, which
 //! is what the CAS did without the read–CAS window.
 
-use std::ptr;
+use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
+use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::queue::Queue;
@@ -271,7 +272,7 @@ impl<P: Parker> WaitRecord<P> {
     /// A new record of the calling waiter, owned by the caller until it is
     /// pushed.
     fn allocate(ctx: usize, want_stamp: bool) -> *const WaitRecord<P> {
-        Box::into_raw(Box::new(WaitRecord {
+        let record = WaitRecord {
             next: UnsafeCell::new(ptr::null()),
             order: UnsafeCell::new(0),
             arrived: UnsafeCell::new(0),
@@ -279,7 +280,20 @@ impl<P: Parker> WaitRecord<P> {
             ctx,
             stamp: UnsafeCell::new(u64::from(want_stamp)),
             state: AtomicU8::new(WAITING),
-        }))
+        };
+        let layout = Layout::new::<WaitRecord<P>>();
+        let memory = spare::take(layout).unwrap_or_else(|| {
+            // SAFETY: the layout is a record's, never zero-sized.
+            let fresh = unsafe { alloc(layout) };
+            if fresh.is_null() {
+                handle_alloc_error(layout);
+            }
+            fresh
+        });
+        let memory = memory.cast::<WaitRecord<P>>();
+        // SAFETY: `memory` is unused, writable and laid out for a record.
+        unsafe { memory.write(record) };
+        memory
     }
 
     /// Frees a record made by [`allocate`](Self::allocate).
@@ -289,9 +303,119 @@ impl<P: Parker> WaitRecord<P> {
     /// push, or whoever popped or drained it abandoned) and nothing links to
     /// it any more.
     unsafe fn free(record: *const WaitRecord<P>) {
-        // SAFETY: the caller's contract; the pointer came from
-        // `Box::into_raw` in `allocate`.
-        drop(unsafe { Box::from_raw(record.cast_mut()) });
+        let memory = record.cast_mut();
+        // SAFETY: the caller's contract: the record is initialised (written
+        // by `allocate`) and nobody else will read it.
+        unsafe { ptr::drop_in_place(memory) };
+        let layout = Layout::new::<WaitRecord<P>>();
+        // SAFETY: records come from `allocate`, never null.
+        let memory = unsafe { NonNull::new_unchecked(memory.cast::<u8>()) };
+        if let Some(unkept) = spare::give(memory, layout) {
+            // SAFETY: from `alloc` with this layout, in `allocate`.
+            unsafe { dealloc(unkept.as_ptr(), layout) };
+        }
+    }
+}
+
+/// Spare record allocations, kept per thread.
+///
+/// Every queued wait needs a record that can outlive its waiter's frame
+/// (see "Abandoned waiters"), so a contended lock would otherwise pay a
+/// `malloc` and a `free` per wait: about a tenth of W4's contended
+/// throughput. A waiter almost always frees its own record on the thread
+/// that made it, so a short free list per thread serves nearly every wait;
+/// it holds up to [`KEPT`](spare::KEPT) blocks of one layout (one per
+/// coroutine of the thread that can be queued at once, up to that many).
+mod spare {
+    use std::alloc::{Layout, dealloc};
+    use std::cell::Cell;
+    use std::ptr::{self, NonNull};
+
+    /// At most this many blocks are kept per thread (a few KiB).
+    pub(super) const KEPT: usize = 64;
+
+    /// The thread's free list: each kept block's first word links the next.
+    struct Spares {
+        head: Cell<*mut u8>,
+        count: Cell<usize>,
+        /// The layout of every kept block (records of different
+        /// [`Parker`](super::Parker)s differ; only the first one seen is
+        /// kept).
+        layout: Cell<Option<Layout>>,
+    }
+
+    impl Drop for Spares {
+        fn drop(&mut self) {
+            let Some(layout) = self.layout.get() else {
+                return;
+            };
+            let mut block = self.head.replace(ptr::null_mut());
+            while !block.is_null() {
+                // SAFETY: a kept block: from `alloc` with `layout`, at least
+                // a word large and word-aligned (a record holds pointers),
+                // its first word written by `give`; nobody else has it.
+                unsafe {
+                    let next = block.cast::<*mut u8>().read();
+                    dealloc(block, layout);
+                    block = next;
+                }
+            }
+        }
+    }
+
+    thread_local! {
+        static SPARES: Spares = const {
+            Spares {
+                head: Cell::new(ptr::null_mut()),
+                count: Cell::new(0),
+                layout: Cell::new(None),
+            }
+        };
+    }
+
+    /// A kept block of `layout`, if the thread has one.
+    pub(super) fn take(layout: Layout) -> Option<*mut u8> {
+        SPARES
+            .try_with(|spares| {
+                let block = spares.head.get();
+                if block.is_null() || spares.layout.get() != Some(layout) {
+                    return None;
+                }
+                // SAFETY: a kept block (see `Drop`): its first word links
+                // the next one.
+                spares.head.set(unsafe { block.cast::<*mut u8>().read() });
+                spares.count.set(spares.count.get() - 1);
+                Some(block)
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Keeps `block` (of `layout`, free) for a later [`take`]; gives it back
+    /// when the thread keeps enough, keeps another layout, or is exiting.
+    pub(super) fn give(block: NonNull<u8>, layout: Layout) -> Option<NonNull<u8>> {
+        debug_assert!(
+            layout.size() >= size_of::<*mut u8>() && layout.align() >= align_of::<*mut u8>(),
+            "a kept block must hold its link"
+        );
+        SPARES
+            .try_with(|spares| {
+                match spares.layout.get() {
+                    None => spares.layout.set(Some(layout)),
+                    Some(kept) if kept != layout => return Some(block),
+                    Some(_) => {}
+                }
+                if spares.count.get() >= KEPT {
+                    return Some(block);
+                }
+                // SAFETY: the block is free and ours, and at least a word
+                // large and word-aligned (a record holds pointers).
+                unsafe { block.as_ptr().cast::<*mut u8>().write(spares.head.get()) };
+                spares.head.set(block.as_ptr());
+                spares.count.set(spares.count.get() + 1);
+                None
+            })
+            .unwrap_or(Some(block))
     }
 }
 
