@@ -10,6 +10,7 @@
 mod corosensei;
 mod coroutine;
 mod event_loop;
+mod future;
 mod locks;
 
 use crate::error::Error;
@@ -47,7 +48,7 @@ pub struct Probe {
 
 /// Every probe, in the order `run` measures them: each coscheduler row next to the raw
 /// corosensei row it is judged against (the "raw floor" of docs/BENCHMARKS.md), then the paths through
-/// the event loop and coprimitives.
+/// the event loop and coprimitives, then `wait` of a ready future beside a plain call.
 ///
 /// Unit names say what one iteration is. `nesting` counts coroutines, not chains, so its
 /// N must be a multiple of the chain depth (1000).
@@ -157,6 +158,28 @@ pub const PROBES: &[Probe] = &[
             full: 100_000,
         },
         run: event_loop::co_sleep_zero,
+    },
+    Probe {
+        name: "plain_call_in_coroutine",
+        what: "an #[inline(never)] call returning its argument, in a loop inside one \
+               coroutine (the reference of wait_ready)",
+        unit: "instructions/call",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: future::plain_call_in_coroutine,
+    },
+    Probe {
+        name: "wait_ready",
+        what: "coscheduler::wait(std::future::ready(i)) in the same loop: one poll of a \
+               ready future, no suspension (issue 15)",
+        unit: "instructions/call",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: future::wait_ready,
     },
 ];
 

@@ -110,6 +110,24 @@ pub const TIME_BENCHES: &[TimeBench] = &[
         samples: Sizes { quick: 5, full: 15 },
         sample: pingpong::cross_context_pingpong,
     },
+    TimeBench {
+        name: "waker_cross_context_pingpong",
+        what: "W3 with futures: A on worker 0 and B on worker 1 each wait() on a flag the \
+               other raises and wakes through the waiter's Waker (wake_by_ref); every \
+               hand-off checked to cross threads (issue 15)",
+        unit: "ns/round-trip",
+        latency_unit: Some("ns"),
+        better: Better::Lower,
+        group: "w3",
+        reference: Some("w3_cross_context_pingpong"),
+        others: &["raw_atomic_pingpong"],
+        ops: Sizes {
+            quick: 20_000,
+            full: 200_000,
+        },
+        samples: Sizes { quick: 5, full: 15 },
+        sample: pingpong::waker_cross_context_pingpong,
+    },
     // W4, fixed total.
     TimeBench {
         name: "std_mutex_2threads",

@@ -1,9 +1,14 @@
-//! W3: cross-context ping-pong between two coroutines homed on different workers.
+//! W3: cross-context ping-pong between two coroutines homed on different workers, woken
+//! with `Coroutine::wake`, and its twin woken through futures' wakers.
 
-use std::sync::{Arc, OnceLock, mpsc};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use coscheduler::{Coroutine, Runtime, suspend};
+use coscheduler::{Coroutine, Runtime, suspend, wait};
 
 use super::support::{Placement, STUCK_AFTER, nanos, row_runtime, workload_error};
 use crate::error::Error;
@@ -59,17 +64,10 @@ pub(super) fn cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Resul
     let (report_tx, report_rx) = mpsc::channel::<Report>();
     let b_handle = b.clone();
     let a = Coroutine::new(move || {
-        let mut mine = Latencies::new();
-        let begin = Instant::now();
-        let mut last = begin;
-        for _ in 0..ops {
+        let _ = report_tx.send(timed_rounds(ops, || {
             b_handle.wake();
             suspend();
-            let now = Instant::now();
-            mine.record(nanos(now - last));
-            last = now;
-        }
-        let _ = report_tx.send((last - begin, mine));
+        }));
     });
     if a_slot.set(a.clone()).is_err() {
         return Err(workload_error(NAME, "coroutine A was published twice"));
@@ -90,17 +88,167 @@ pub(super) fn cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Resul
         ));
     }
     // Each context also received its coroutine's first schedule from this thread.
-    let received = [after[0] - before[0], after[1] - before[1]];
-    if received.iter().any(|&r| r < ops) {
-        let detail = format!(
-            "not every hand-off crossed threads: worker 0 received {} and worker 1 {} \
-             through their hand-off queues, expected at least {ops} each",
-            received[0], received[1]
-        );
-        return Err(workload_error(NAME, &detail));
-    }
+    crossed(NAME, ops, &before, &after, 1.0)?;
     recorder.merge(&mine);
     Ok(elapsed.as_nanos() as f64 / ops as f64)
+}
+
+/// The waker twin of W3: the same two coroutines, homed as W3's on the row's own pinned
+/// runtime, but each suspended in `coscheduler::wait` on a [`Flag`] that the other side
+/// raises and wakes through the waker the waiting poll left (`Waker::wake_by_ref`, called
+/// on the other worker's thread). One round trip = A raises B's flag and waits on its own,
+/// B wakes, raises A's and waits again; timed exactly as W3 is, so that the ratio to W3 in
+/// the same run is what a future's waker costs over `Coroutine::wake` (issue 15).
+///
+/// The flags latch, so the set-up needs no ordering: B may start before or after A's first
+/// raise. Every wake is made on the other worker's thread, but not every one reaches its
+/// coroutine through the hand-off queue as W3's do: a wake that lands while the waiter is
+/// still inside its pending poll only makes `wait` poll again (a few in ten thousand rounds).
+/// So the row records the smaller worker's hand-offs per round trip as
+/// `metrics.handoff_fraction` and fails below one half, which means the two coroutines
+/// were not on two workers.
+pub(super) fn waker_cross_context_pingpong(
+    ops: u64,
+    recorder: &mut Recorder,
+) -> Result<f64, Error> {
+    const NAME: &str = "waker_cross_context_pingpong";
+    const HANDOFF_FRACTION: &str = "handoff_fraction";
+    let rt = row_runtime(NAME, Placement::Pinned)?;
+    let contexts = rt.contexts();
+    let before: Vec<u64> = handoffs(&rt);
+
+    let (to_a, to_b) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
+    let (a_flag, b_flag) = (to_a.clone(), to_b.clone());
+    let b = contexts[1].spawn(move || {
+        for _ in 0..ops {
+            wait(b_flag.raised());
+            a_flag.raise();
+        }
+    });
+    let (report_tx, report_rx) = mpsc::channel::<Report>();
+    let a = contexts[0].spawn(move || {
+        let _ = report_tx.send(timed_rounds(ops, || {
+            to_b.raise();
+            wait(to_a.raised());
+        }));
+    });
+    let (elapsed, mine) = report_rx
+        .recv_timeout(STUCK_AFTER)
+        .map_err(|e| workload_error(NAME, &format!("A did not finish its round trips ({e})")))?;
+    for (side, handle) in [("A", a), ("B", b)] {
+        handle
+            .join()
+            .map_err(|e| workload_error(NAME, &format!("coroutine {side} failed: {e}")))?;
+    }
+    let after = handoffs(&rt);
+    drop(rt);
+
+    let fraction = crossed(NAME, ops, &before, &after, 0.5)?;
+    recorder.metric(HANDOFF_FRACTION, fraction);
+    recorder.merge(&mine);
+    Ok(elapsed.as_nanos() as f64 / ops as f64)
+}
+
+/// A's side of a ping-pong: `ops` calls of `round`, each a round trip, with one clock read
+/// per round trip (as `raw_atomic_pingpong` times its own). Returns the time from the first
+/// round's start to the last one's end and each round trip's latency in ns.
+fn timed_rounds(ops: u64, mut round: impl FnMut()) -> Report {
+    let mut mine = Latencies::new();
+    let begin = Instant::now();
+    let mut last = begin;
+    for _ in 0..ops {
+        round();
+        let now = Instant::now();
+        mine.record(nanos(now - last));
+        last = now;
+    }
+    (last - begin, mine)
+}
+
+/// The hand-offs each of the two workers received between the `before` and `after`
+/// readings of their counters, as a fraction of `ops` (the smaller of the two); fails
+/// `name` if that is below `at_least`.
+fn crossed(
+    name: &str,
+    ops: u64,
+    before: &[u64],
+    after: &[u64],
+    at_least: f64,
+) -> Result<f64, Error> {
+    let received = [after[0] - before[0], after[1] - before[1]];
+    let fraction = received.iter().min().copied().unwrap_or(0) as f64 / ops as f64;
+    if fraction < at_least {
+        let detail = format!(
+            "not enough hand-offs crossed threads: worker 0 received {} and worker 1 {} \
+             through their hand-off queues, expected at least {} each",
+            received[0],
+            received[1],
+            (at_least * ops as f64).ceil()
+        );
+        return Err(workload_error(name, &detail));
+    }
+    Ok(fraction)
+}
+
+/// A one-bit mailbox awaited as a future: [`Flag::raised`] is pending until another thread
+/// calls [`Flag::raise`], which wakes the waker the last pending poll left.
+#[derive(Default)]
+struct Flag {
+    up: AtomicBool,
+    /// The waiter's waker, replaced only when a poll brings one that `will_wake` says is
+    /// not the same.
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Flag {
+    fn raise(&self) {
+        self.up.store(true, Ordering::Release);
+        // A poll that stored its waker before this lock is woken; one that stores it
+        // after re-checks `up` after its unlock and sees the store above.
+        if let Some(w) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.wake_by_ref();
+        }
+    }
+
+    fn raised(&self) -> Raised<'_> {
+        Raised(self)
+    }
+
+    /// Takes the flag down; true if it was up.
+    fn lower(&self) -> bool {
+        self.up.swap(false, Ordering::Acquire)
+    }
+
+    /// Leaves `waker` for the next raise, unless the stored one wakes the same task.
+    fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+struct Raised<'a>(&'a Flag);
+
+impl Future for Raised<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let flag = self.0;
+        // Checked again once the waker is stored: a raise in between found no waker.
+        if !flag.lower() {
+            flag.register(cx.waker());
+            if !flag.lower() {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
 }
 
 fn handoffs(rt: &Runtime) -> Vec<u64> {
