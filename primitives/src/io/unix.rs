@@ -103,22 +103,7 @@ impl_read_write!(UnixStream);
 #[cfg(feature = "futures-io")]
 impl_async_read_write!(
     UnixStream,
-    r#"Async reads, for async code polled inside a coroutine: a future
-awaited with `coscheduler::wait`, on any context (the `futures-io`
-feature).
-
-A read that would block stores the task's waker with the socket's
-readiness registration on the polling coroutine's context and returns
-`Pending`; that context's event loop wakes the waker when the socket is
-readable, and also when the fd is found closed (the next poll fails with
-`EBADF`). The results are the blocking `Read`'s: `Ok(0)` at EOF,
-`ConnectionReset` after a reset. Polled outside a coroutine (a tokio
-worker, `futures::executor::block_on` on a plain thread) every read and
-write fails with `ErrorKind::Unsupported`. The socket's read and write
-timeouts do not apply. The [`io`](crate::io) module docs ("Async I/O")
-say why and list the rest.
-
-```
+    r#"```
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
 let h = coscheduler::AioContext::current().spawn(|| {
