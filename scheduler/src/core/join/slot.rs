@@ -220,14 +220,21 @@ mod loom_tests {
     /// found the result at once.
     #[test]
     fn join_completion_races_a_suspending_joiner() {
-        loom::model(|| {
+        completion_races(join_suspending);
+    }
+
+    /// One completion of 7 on a thread of its own against `join` here:
+    /// the joiner gets 7, is woken once if it waited and never otherwise,
+    /// and the result is delivered once.
+    fn completion_races(join: fn(&TestSlot, &Arc<AtomicUsize>) -> (usize, bool)) {
+        loom::model(move || {
             let slot = Arc::new(TestSlot::default());
             let wakes = Arc::new(AtomicUsize::new(0));
             let completer = {
                 let slot = slot.clone();
                 thread::spawn(move || slot.complete(7))
             };
-            let (got, waited) = join_suspending(&slot, &wakes);
+            let (got, waited) = join(&slot, &wakes);
             completer.join().unwrap();
             assert_eq!(got, 7, "the joiner gets the result");
             assert_eq!(wakes.load(Relaxed), usize::from(waited), "wakes");
@@ -240,18 +247,7 @@ mod loom_tests {
     /// sleeps until `done` and then must find the result in the slot.
     #[test]
     fn join_completion_races_a_blocked_joiner() {
-        loom::model(|| {
-            let slot = Arc::new(TestSlot::default());
-            let wakes = Arc::new(AtomicUsize::new(0));
-            let completer = {
-                let slot = slot.clone();
-                thread::spawn(move || slot.complete(7))
-            };
-            let (got, waited) = join_blocking(&slot, &wakes);
-            completer.join().unwrap();
-            assert_eq!(got, 7, "the joiner gets the result");
-            assert_eq!(wakes.load(Relaxed), usize::from(waited), "wakes");
-        });
+        completion_races(join_blocking);
     }
 
     /// Two completions race (the body's value against a cancellation) with
