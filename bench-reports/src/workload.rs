@@ -111,6 +111,24 @@ pub const TIME_BENCHES: &[TimeBench] = &[
         sample: pingpong::cross_context_pingpong,
     },
     TimeBench {
+        name: "flag_cross_context_pingpong",
+        what: "W3 carrying the waker row's flags: each Coroutine::wake also raises a flag \
+               the woken side lowers, so that it moves the same cache lines as the waker \
+               row; every hand-off checked to cross threads (issue 15)",
+        unit: "ns/round-trip",
+        latency_unit: Some("ns"),
+        better: Better::Lower,
+        group: "w3",
+        reference: Some("w3_cross_context_pingpong"),
+        others: &[],
+        ops: Sizes {
+            quick: 20_000,
+            full: 200_000,
+        },
+        samples: Sizes { quick: 5, full: 15 },
+        sample: pingpong::flag_cross_context_pingpong,
+    },
+    TimeBench {
         name: "waker_cross_context_pingpong",
         what: "W3 with futures: A on worker 0 and B on worker 1 each wait() on a flag the \
                other raises and wakes through the waiter's Waker (wake_by_ref); every \
@@ -120,7 +138,7 @@ pub const TIME_BENCHES: &[TimeBench] = &[
         better: Better::Lower,
         group: "w3",
         reference: Some("w3_cross_context_pingpong"),
-        others: &["raw_atomic_pingpong"],
+        others: &["flag_cross_context_pingpong", "raw_atomic_pingpong"],
         ops: Sizes {
             quick: 20_000,
             full: 200_000,

@@ -93,6 +93,81 @@ pub(super) fn cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Resul
     Ok(elapsed.as_nanos() as f64 / ops as f64)
 }
 
+/// W3 carrying [`Flag`]s: the same two coroutines, homed and woken exactly as W3's
+/// (`Coroutine::wake`, one wake per suspension), but each wake also raises the woken
+/// side's flag, which it lowers when it runs, so that a round trip moves the same flag
+/// cache lines between the workers as [`waker_cross_context_pingpong`]'s. The ratio of
+/// that row to this one is what the waker path costs over `Coroutine::wake` with the
+/// future's own traffic taken out (issue 15). Fails if a coroutine runs without finding
+/// its flag up, or unless every hand-off crossed threads.
+pub(super) fn flag_cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Result<f64, Error> {
+    const NAME: &str = "flag_cross_context_pingpong";
+    let rt = row_runtime(NAME, Placement::Pinned)?;
+    let contexts = rt.contexts();
+    let before: Vec<u64> = handoffs(&rt);
+
+    let (to_a, to_b) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
+    let a_slot: Arc<OnceLock<Coroutine>> = Arc::default();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (b_tx, b_rx) = mpsc::channel::<bool>();
+    let (slot, a_flag, b_flag) = (a_slot.clone(), to_a.clone(), to_b.clone());
+    let b = Coroutine::new(move || {
+        let _ = started_tx.send(());
+        suspend();
+        let Some(a) = slot.get().cloned() else {
+            return;
+        };
+        let mut all_up = true;
+        for i in 0..ops {
+            if i > 0 {
+                suspend();
+            }
+            all_up &= b_flag.lower();
+            a_flag.raise();
+            a.wake();
+        }
+        let _ = b_tx.send(all_up);
+    });
+    contexts[1].schedule(&b);
+    recv(&started_rx, "B did not start on worker 1")?;
+
+    let (report_tx, report_rx) = mpsc::channel::<(Report, bool)>();
+    let b_handle = b.clone();
+    let a = Coroutine::new(move || {
+        let mut all_up = true;
+        let report = timed_rounds(ops, || {
+            to_b.raise();
+            b_handle.wake();
+            suspend();
+            all_up &= to_a.lower();
+        });
+        let _ = report_tx.send((report, all_up));
+    });
+    if a_slot.set(a.clone()).is_err() {
+        return Err(workload_error(NAME, "coroutine A was published twice"));
+    }
+    contexts[0].schedule(&a);
+    let ((elapsed, mine), a_up) = report_rx
+        .recv_timeout(STUCK_AFTER)
+        .map_err(|e| workload_error(NAME, &format!("A did not finish its round trips ({e})")))?;
+    let b_up = b_rx
+        .recv_timeout(STUCK_AFTER)
+        .map_err(|e| workload_error(NAME, &format!("B did not finish its round trips ({e})")))?;
+    let after = handoffs(&rt);
+    drop((a, b, a_slot));
+    drop(rt);
+
+    if !(a_up && b_up) {
+        return Err(workload_error(
+            NAME,
+            "a coroutine was woken with its flag down",
+        ));
+    }
+    crossed(NAME, ops, &before, &after, 1.0)?;
+    recorder.merge(&mine);
+    Ok(elapsed.as_nanos() as f64 / ops as f64)
+}
+
 /// The waker twin of W3: the same two coroutines, homed as W3's on the row's own pinned
 /// runtime, but each suspended in `coscheduler::wait` on a [`Flag`] that the other side
 /// raises and wakes through the waker the waiting poll left (`Waker::wake_by_ref`, called
