@@ -160,6 +160,17 @@ pub const PROBES: &[Probe] = &[
         run: event_loop::co_sleep_zero,
     },
     Probe {
+        name: "co_sleep_zero_10k_armed",
+        what: "co_sleep_zero while 10,000 other timers are armed on the context, an hour \
+               away (W7's timer population, held still): arming and firing in a large set",
+        unit: "instructions/round-trip",
+        iters: Sizes {
+            quick: 10_000,
+            full: 100_000,
+        },
+        run: event_loop::co_sleep_zero_10k_armed,
+    },
+    Probe {
         name: "plain_call_in_coroutine",
         what: "an #[inline(never)] call returning its argument, in a loop inside one \
                coroutine (the reference of wait_ready)",

@@ -1,12 +1,12 @@
 //! Paths through a context's event loop, driven by [`AioContext::poll`] on the probe
 //! thread: `yield_now` through the ready queue and a `co_sleep(0)` round trip through the
-//! timer heap.
+//! timers, alone and beside 10,000 others.
 //!
 //! `poll(false)` never blocks and, with no file descriptor registered, makes no system call
 //! of its own (`dispatch` only runs `epoll_wait` when the context has I/O sources), so both
 //! loops are pure user-space work apart from the clock reads `co_sleep` itself makes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coprimitives::co_sleep;
 use coscheduler::{AioContext, yield_now};
@@ -41,6 +41,35 @@ pub(super) fn co_sleep_zero(iters: u64) -> Result<(), Error> {
             co_sleep(Duration::ZERO);
         }
     })
+}
+
+/// Timers armed beside the sleeper in [`co_sleep_zero_10k_armed`], as many as W7 has
+/// sleepers.
+const ARMED_BESIDE: usize = 10_000;
+
+/// [`co_sleep_zero`] while [`ARMED_BESIDE`] other timers are armed on the context, an hour
+/// away, at deadlines spread over a minute (W7's timer population, held still so that the
+/// count is deterministic): what arming and firing cost when the timer set is large. They
+/// are cancelled afterwards, unfired.
+pub(super) fn co_sleep_zero_10k_armed(iters: u64) -> Result<(), Error> {
+    let ctx = AioContext::current();
+    let base = Instant::now() + Duration::from_secs(3600);
+    let armed: Vec<_> = (0..ARMED_BESIDE)
+        .map(|i| ctx.add_timer(base + Duration::from_millis(i as u64 * 6), || {}))
+        .collect();
+    let result = co_sleep_zero(iters);
+    let cancelled = armed.into_iter().filter(|&id| ctx.cancel_timer(id)).count();
+    result?;
+    if cancelled != ARMED_BESIDE {
+        return Err(Error::Workload {
+            name: "co_sleep_zero_10k_armed".to_owned(),
+            detail: format!(
+                "{} of the {ARMED_BESIDE} far timers fired",
+                ARMED_BESIDE - cancelled
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Spawns `body` on this thread's context and polls until it has finished, checking that

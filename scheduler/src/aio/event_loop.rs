@@ -145,11 +145,16 @@ impl Loop {
 
     /// A fresh loop measuring time with `clock`.
     pub(crate) fn with_clock(poll_max: Duration, clock: Clock) -> Loop {
+        // Every later reading of `clock` is at least this one.
+        let epoch = match &clock {
+            Clock::Real => Instant::now(),
+            Clock::Virtual(v) => v.now(),
+        };
         Loop {
             waker: OnceLock::new(),
             clock,
             poll_max_ns: AtomicU64::new(duration_ns(poll_max)),
-            timers: UnsafeCell::new(Timers::default()),
+            timers: UnsafeCell::new(Timers::new(epoch)),
             due: UnsafeCell::new(Vec::new()),
             io: RefCell::new(None),
             woken: Cell::new(Vec::new()),
