@@ -10,38 +10,7 @@ use std::time::{Duration, Instant};
 
 use coprimitives::{CoMutex, co_sleep};
 use coscheduler::{Runtime, suspend};
-
-struct CountDrop(Arc<AtomicUsize>);
-impl Drop for CountDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// The thread count once it has dropped to `expected` (or after a second):
-/// a joined thread can linger in `/proc/self/task` for a moment after
-/// `join` returns.
-fn settled_thread_count(expected: usize) -> usize {
-    let start = Instant::now();
-    loop {
-        let n = thread_count();
-        if n <= expected || start.elapsed() > Duration::from_secs(1) {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn mapping_count() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
+use testkit::{CountDrop, mapping_count, settled_thread_count, thread_count};
 
 fn cycle(i: usize, drops: &Arc<AtomicUsize>) {
     let rt = Runtime::builder().threads(2).build().unwrap();

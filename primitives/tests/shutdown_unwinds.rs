@@ -6,30 +6,13 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coprimitives::{CoMutex, CoMutexGuard, CoQueue, CoRwLock, co_sleep, co_timeout};
 use coscheduler::{Coroutine, JoinError, Runtime, suspend};
+use testkit::{CountDrop, wait_until};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-struct CountDrop(Arc<AtomicUsize>);
-impl Drop for CountDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
 
 /// Runs `scenario` 20 times ending with `shutdown()` and 20 times ending
 /// with `Drop`; the scenario returns the coroutines it started and a check

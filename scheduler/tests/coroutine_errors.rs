@@ -6,13 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use coscheduler::{AioContext, Coroutine, current, suspend};
-
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
-}
+use testkit::{CountDrop, panic_message};
 
 #[test]
 fn panic_inside_resumes_in_the_enterer() {
@@ -136,13 +130,6 @@ fn entering_on_a_thread_that_is_not_home_panics() {
     );
     co.enter();
     assert!(co.is_finished());
-}
-
-struct CountDrop(Arc<AtomicUsize>);
-impl Drop for CountDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
 }
 
 #[test]

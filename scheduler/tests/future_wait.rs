@@ -8,20 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coscheduler::{AioContext, Coroutine, JoinError, Runtime, suspend, wait};
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
+use testkit::wait_until;
 
 /// Runs this thread's context until a turn makes no progress.
 fn drain(ctx: &AioContext) {

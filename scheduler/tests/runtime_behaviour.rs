@@ -4,26 +4,20 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coscheduler::{AioContext, Config, Coroutine, JoinError, Runtime, suspend, yield_now};
+use testkit::{panic_message, wait_until};
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
+struct CountDrop(Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>);
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+        self.1
+            .lock()
+            .unwrap()
+            .push(std::thread::current().name().unwrap_or("?").to_owned());
     }
-}
-
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
 }
 
 #[test]
@@ -175,17 +169,6 @@ fn a_panicking_coroutine_reports_through_its_handle_and_the_worker_survives() {
     assert_eq!(panic_message(p), "re-raised");
     assert_eq!(rt.block_on(|| 6), 6);
     rt.shutdown();
-}
-
-struct CountDrop(Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>);
-impl Drop for CountDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-        self.1
-            .lock()
-            .unwrap()
-            .push(std::thread::current().name().unwrap_or("?").to_owned());
-    }
 }
 
 #[test]

@@ -7,9 +7,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use coscheduler::{AioContext, JoinError, Runtime, suspend};
+use testkit::{CountDrop, mapping_count, settled, wait_until};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -38,43 +38,9 @@ fn thread_count() -> usize {
         .count()
 }
 
-/// The thread count once it has dropped to `expected` (or after a second):
-/// a joined thread can linger in `/proc/self/task` for a moment after
-/// `join` returns.
+/// [`thread_count`] once it has settled at `expected` (see [`settled`]).
 fn settled_thread_count(expected: usize) -> usize {
-    let start = Instant::now();
-    loop {
-        let n = thread_count();
-        if n <= expected || start.elapsed() > Duration::from_secs(1) {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn mapping_count() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-struct CountDrop(Arc<AtomicUsize>);
-impl Drop for CountDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
+    settled(expected, thread_count)
 }
 
 #[test]

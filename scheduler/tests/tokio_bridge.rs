@@ -9,18 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use coscheduler::{JoinError, Runtime, tokio_bridge, yield_now};
+use testkit::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 fn runtime() -> Runtime {
     Runtime::builder()
