@@ -112,8 +112,9 @@ mod tests {
 mod loom_tests {
     use super::*;
     use crate::core::home::mailbox::{Linked, Mailbox};
+    use crate::sync::loom_support::Event;
+    use loom::sync::Arc;
     use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
-    use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
 
     /// A hand-off node type for the mailboxes (unused: work goes through
@@ -124,26 +125,6 @@ mod loom_tests {
     impl Linked for Node {
         fn link(&self) -> &AtomicPtr<Node> {
             &self.link
-        }
-    }
-
-    /// The eventfd a worker sleeps on.
-    #[derive(Default)]
-    struct Event {
-        set: Mutex<bool>,
-        cv: Condvar,
-    }
-    impl Event {
-        fn wake(&self) {
-            *self.set.lock().unwrap() = true;
-            self.cv.notify_one();
-        }
-        fn wait(&self) {
-            let mut set = self.set.lock().unwrap();
-            while !*set {
-                set = self.cv.wait(set).unwrap();
-            }
-            *set = false;
         }
     }
 

@@ -377,7 +377,8 @@ impl<T: Linked, B> Mailbox<T, B> {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use loom::sync::{Arc, Condvar, Mutex};
+    use crate::sync::loom_support::Event;
+    use loom::sync::Arc;
     use loom::thread;
 
     struct Node {
@@ -387,26 +388,6 @@ mod loom_tests {
     impl Linked for Node {
         fn link(&self) -> &AtomicPtr<Node> {
             &self.link
-        }
-    }
-
-    /// The eventfd: a flag plus a condition variable.
-    #[derive(Default)]
-    struct Event {
-        set: Mutex<bool>,
-        cv: Condvar,
-    }
-    impl Event {
-        fn wake(&self) {
-            *self.set.lock().unwrap() = true;
-            self.cv.notify_one();
-        }
-        fn wait(&self) {
-            let mut set = self.set.lock().unwrap();
-            while !*set {
-                set = self.cv.wait(set).unwrap();
-            }
-            *set = false;
         }
     }
 
