@@ -52,21 +52,12 @@ fn start_coscheduler_server(
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let weak = Arc::downgrade(&rt);
-    fn serve(mut s: TcpStream) {
+    fn serve(s: TcpStream) {
         let ctx = coscheduler::AioContext::current().id() as usize;
         SERVED[ctx % SERVED.len()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = s.set_nodelay(true);
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
+        // Until EOF or an error; the stream reads and writes through `&TcpStream`.
+        let _ = std::io::copy(&mut &s, &mut &s);
     }
     let _acceptor = rt.spawn(move || {
         while let Ok((stream, _)) = listener.accept() {

@@ -146,19 +146,10 @@ fn server(o: &Options) {
 }
 
 /// Echoes until EOF or an error.
-fn serve(mut s: TcpStream) {
+fn serve(s: TcpStream) {
     let _ = s.set_nodelay(true);
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    // Until EOF or an error; the stream reads and writes through `&TcpStream`.
+    let _ = std::io::copy(&mut &s, &mut &s);
 }
 
 fn client(rt: &Runtime, o: &Options) {
