@@ -27,80 +27,46 @@ use hdrhistogram::Histogram;
 /// `Runtime::spawn`. A static because it lives as long as the process.
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
+/// A TCP echo server on coroutine sockets, and a client that measures it.
+#[derive(clap::Parser)]
 struct Options {
-    client: bool,
+    /// `server` (the default) or `client`.
+    #[arg(value_enum, default_value_t = Mode::Server)]
+    mode: Mode,
+    /// The server's address (client mode).
+    #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// The TCP port.
+    #[arg(long, default_value_t = 7878)]
     port: u16,
+    /// Worker threads; 0 for one per core.
+    #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Connections the client opens.
+    #[arg(long, default_value_t = 100)]
     connections: usize,
+    /// Bytes per request.
+    #[arg(long, default_value_t = 64)]
     size: usize,
+    /// Seconds to run: the server runs until killed without it, the client 5 s.
+    #[arg(long, value_parser = seconds)]
     duration: Option<Duration>,
 }
 
-fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        client: false,
-        host: "127.0.0.1".into(),
-        port: 7878,
-        threads: 0,
-        connections: 100,
-        size: 64,
-        duration: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "server" => o.client = false,
-            "client" => o.client = true,
-            "--host" => o.host = value("--host")?,
-            "--port" => {
-                o.port = value("--port")?
-                    .parse()
-                    .map_err(|e| format!("--port: {e}"))?
-            }
-            "--threads" => {
-                o.threads = value("--threads")?
-                    .parse()
-                    .map_err(|e| format!("--threads: {e}"))?
-            }
-            "--connections" => {
-                o.connections = value("--connections")?
-                    .parse()
-                    .map_err(|e| format!("--connections: {e}"))?;
-            }
-            "--size" => {
-                o.size = value("--size")?
-                    .parse()
-                    .map_err(|e| format!("--size: {e}"))?
-            }
-            "--duration" => {
-                let secs: f64 = value("--duration")?
-                    .parse()
-                    .map_err(|e| format!("--duration: {e}"))?;
-                o.duration = Some(Duration::from_secs_f64(secs));
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(o)
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Server,
+    Client,
+}
+
+/// A duration given in (fractional) seconds.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
 
 fn main() {
-    let o = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("echo: {e}");
-            }
-            eprintln!(
-                "usage: echo [server] [--port P] [--threads N] [--duration SECS]\n       \
-                 echo client [--host H] [--port P] [--threads N] [--connections C] [--size B] [--duration SECS]"
-            );
-            std::process::exit(2);
-        }
-    };
+    let o = <Options as clap::Parser>::parse();
     let mut b = Runtime::builder().pin_threads(false);
     if o.threads > 0 {
         b = b.threads(o.threads);
@@ -108,7 +74,7 @@ fn main() {
     let rt = b
         .build()
         .unwrap_or_else(|e| panic!("cannot start the runtime: {e}"));
-    if o.client {
+    if o.mode == Mode::Client {
         client(&rt, &o);
         rt.shutdown();
     } else {

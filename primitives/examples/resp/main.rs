@@ -28,85 +28,50 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use protocol::{Session, Store};
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// Which server to run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 enum Server {
+    /// Coroutine sockets, one coroutine per connection.
+    #[value(alias = "co", alias = "coscheduler")]
     Coroutines,
+    /// tokio, one task per connection.
     Tokio,
 }
 
+/// A key-value server speaking the Redis protocol, on coroutines or on tokio.
+#[derive(clap::Parser)]
 struct Options {
+    /// The server to run.
+    #[arg(long, value_enum, default_value_t = Server::Coroutines)]
     server: Server,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// The TCP port.
+    #[arg(long, default_value_t = 6380)]
     port: u16,
-    threads: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
+    /// Stop after this many (fractional) seconds; without it, run until killed.
+    #[arg(long, value_parser = seconds)]
     exit_after: Option<Duration>,
 }
 
-fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        server: Server::Coroutines,
-        host: "127.0.0.1".into(),
-        port: 6380,
-        threads: 2,
-        exit_after: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--server" => {
-                o.server = match value("--server")?.as_str() {
-                    "co" | "coroutines" | "coscheduler" => Server::Coroutines,
-                    "tokio" => Server::Tokio,
-                    other => return Err(format!("--server: unknown server {other}")),
-                }
-            }
-            "--host" => o.host = value("--host")?,
-            "--port" => {
-                o.port = value("--port")?
-                    .parse()
-                    .map_err(|e| format!("--port: {e}"))?
-            }
-            "--threads" => {
-                o.threads = value("--threads")?
-                    .parse()
-                    .map_err(|e| format!("--threads: {e}"))?
-            }
-            "--exit-after" => {
-                let secs: f64 = value("--exit-after")?
-                    .parse()
-                    .map_err(|e| format!("--exit-after: {e}"))?;
-                o.exit_after = Some(Duration::from_secs_f64(secs));
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    if o.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    Ok(o)
+/// A duration given in (fractional) seconds.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
 }
 
 fn main() {
-    let o = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("resp: {e}");
-            }
-            eprintln!(
-                "usage: resp [--server co|tokio] [--host H] [--port P] [--threads N] [--exit-after SECS]"
-            );
-            std::process::exit(2);
-        }
-    };
+    let o = <Options as clap::Parser>::parse();
     let store = Arc::new(Store::new());
     let addr = format!("{}:{}", o.host, o.port);
     match o.server {
         Server::Coroutines => {
             let rt = Runtime::builder()
-                .threads(o.threads)
+                .threads(usize::from(o.threads))
                 .pin_threads(false)
                 .build()
                 .unwrap_or_else(|e| panic!("cannot start the runtime: {e}"));
@@ -119,7 +84,7 @@ fn main() {
         }
         Server::Tokio => {
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(o.threads)
+                .worker_threads(usize::from(o.threads))
                 .enable_all()
                 .build()
                 .unwrap_or_else(|e| panic!("cannot start tokio: {e}"));
