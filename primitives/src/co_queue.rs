@@ -93,7 +93,10 @@ impl CoQueue {
     /// mutex again.
     ///
     /// # Panics
-    /// Outside a coroutine.
+    /// Outside a coroutine: only a coroutine can wait (see
+    /// [Outside a coroutine](crate#outside-a-coroutine) for the
+    /// alternatives; the waking side, [`next`](CoQueue::next) and
+    /// the rest, works anywhere).
     #[track_caller]
     pub fn wait<'a, T: ?Sized>(&self, guard: CoMutexGuard<'a, T>) -> CoMutexGuard<'a, T> {
         self.wait_guard(guard, false)

@@ -101,7 +101,9 @@ impl<T: ?Sized> CoRwLock<T> {
     /// holds the lock or anyone is queued.
     ///
     /// # Panics
-    /// Outside a coroutine.
+    /// Outside a coroutine: only a coroutine can wait (see
+    /// [Outside a coroutine](crate#outside-a-coroutine) for the
+    /// alternatives).
     #[track_caller]
     pub fn read(&self) -> CoRwLockReadGuard<'_, T> {
         check_coroutine("read");
@@ -118,7 +120,7 @@ impl<T: ?Sized> CoRwLock<T> {
     /// QEMU's `qemu_co_rwlock_wrlock`: exclusive access.
     ///
     /// # Panics
-    /// Outside a coroutine.
+    /// As [`read`](Self::read), outside a coroutine.
     #[track_caller]
     pub fn write(&self) -> CoRwLockWriteGuard<'_, T> {
         check_coroutine("write");

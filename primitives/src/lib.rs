@@ -73,6 +73,57 @@
 //! [`coscheduler`]. The repository's `docs/SEMANTICS.md` says where each
 //! primitive follows QEMU and where it differs.
 //!
+//! # Outside a coroutine
+//!
+//! The rule: a wait that only takes time works on a plain thread, which
+//! blocks while driving its own [`AioContext`](coscheduler::AioContext) (so
+//! coroutines homed on the thread keep running). A wait on a lock or a queue
+//! panics there instead (QEMU's `coroutine_fn` rule): what those primitives
+//! queue, hand the lock to and wake is a coroutine, and they never block a
+//! thread. The sockets block like std's. Calls that never wait (`try_lock`,
+//! the waking side of [`CoQueue`], [`CoSleep::wake`]) work anywhere.
+//!
+//! | call | on a plain thread |
+//! |---|---|
+//! | [`co_sleep`] | blocks for the duration, driving the thread's context |
+//! | [`co_timeout`], [`co_timeout_with_cleanup`] | as in a coroutine: `f` runs in a coroutine of the thread's context, driven until it ends or the deadline passes (a zero duration runs `f` directly). After [`TimedOut`], `f` goes on only while the thread drives its context again (a join, a `co_sleep`, `AioContext::poll`) |
+//! | [`CoSleep::sleep`], [`CoSleep::sleep_until_woken`] | panic: "CoSleep::sleep / co_sleep called outside a coroutine" |
+//! | [`CoMutex::lock`] (also through [`Lockable::lock`]) | panics: "CoMutex::lock() called outside a coroutine: …"; [`CoMutex::try_lock`] works |
+//! | [`CoRwLock::read`], [`CoRwLock::write`] | panic: "CoRwLock::read() called outside a coroutine: …" (`write()` alike) |
+//! | [`CoQueue::wait`], [`wait_front`](CoQueue::wait_front), [`wait_with`](CoQueue::wait_with), [`wait_front_with`](CoQueue::wait_front_with) | panic: "CoQueue::wait called outside a coroutine: …"; [`CoQueue::next`], [`CoQueue::restart_all`], [`CoQueue::enter_next`] and [`CoQueue::enter_all`] work |
+//! | [`io::wait_readable`], [`io::wait_writable`] | return an error of `ErrorKind::Other` at once |
+//! | [`io::TcpStream`], [`io::TcpListener`], [`io::UnixStream`], [`io::UnixListener`], [`io::co_send`], [`io::co_recv`] and their vectored forms | block the thread in `poll(2)`, as std's blocking sockets do (their timeouts apply); async polls (`futures-io`) fail with `ErrorKind::Unsupported` |
+//! | [`co_blocking`] | runs `f` inline on the calling thread |
+//! | [`maybe_yield`] | does nothing |
+//!
+//! Code on a plain thread that needs a lock or a queue has three ways out:
+//!
+//! - [`CoMutex::try_lock`], when not getting the lock is acceptable;
+//! - running the code in a coroutine and waiting for it:
+//!   [`Runtime::block_on`](coscheduler::Runtime::block_on) on a runtime's
+//!   worker, or without a runtime
+//!   [`AioContext::current`](coscheduler::AioContext::current)`().spawn(..).join()`,
+//!   whose coroutine runs on this thread while the join drives it;
+//! - for data that plain threads and coroutines share, a
+//!   `std::sync::Mutex`, held by coroutines only in sections that do not
+//!   suspend (if the holder suspends, the next coroutine of its thread to
+//!   lock it blocks that thread, and with it the holder: a deadlock).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use coprimitives::CoMutex;
+//!
+//! let m = Arc::new(CoMutex::new(0));
+//! // A plain thread: `m.lock()` would panic; `try_lock` never waits.
+//! *m.try_lock().unwrap() += 1;
+//! let m2 = m.clone();
+//! coscheduler::AioContext::current()
+//!     .spawn(move || *m2.lock() += 1) // may wait: a coroutine
+//!     .join()
+//!     .unwrap();
+//! assert_eq!(*m.try_lock().unwrap(), 2);
+//! ```
+//!
 //! # Cargo features
 //!
 //! - `futures-io` (off by default): `futures_io::AsyncRead` and

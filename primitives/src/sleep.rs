@@ -43,8 +43,8 @@ impl Wake for Coroutine {
 /// ```
 ///
 /// Outside a coroutine the calling thread sleeps instead, running its own
-/// context meanwhile (the crate's rule for waits outside coroutines, see the
-/// crate docs): coroutines homed on the thread keep running.
+/// context meanwhile: coroutines homed on the thread keep running (the
+/// crate's rule, [Outside a coroutine](crate#outside-a-coroutine)).
 #[track_caller]
 pub fn co_sleep(d: Duration) {
     let Some(me) = coscheduler::current() else {
@@ -145,8 +145,9 @@ impl CoSleep {
     /// time ran out.
     ///
     /// # Panics
-    /// Outside a coroutine, or if another coroutine already sleeps on this
-    /// `CoSleep`.
+    /// Outside a coroutine (see
+    /// [Outside a coroutine](crate#outside-a-coroutine); [`co_sleep`] works
+    /// there), or if another coroutine already sleeps on this `CoSleep`.
     #[track_caller]
     pub fn sleep(&self, d: Duration) -> bool {
         let deadline = AioContext::current().now().checked_add(d);

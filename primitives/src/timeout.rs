@@ -62,7 +62,9 @@ impl From<TimedOut> for std::io::Error {
 /// dropped.
 ///
 /// Outside a coroutine, the same runs in a coroutine on this thread's
-/// context, which the thread drives until it finishes.
+/// context, which the thread drives until that wait ends; after a timeout
+/// `f` goes on only while the thread drives its context again (the crate's
+/// rule, [Outside a coroutine](crate#outside-a-coroutine)).
 ///
 /// ```
 /// use std::time::Duration;

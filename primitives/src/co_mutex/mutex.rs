@@ -284,7 +284,8 @@ impl<T: ?Sized> CoMutex<T> {
     ///
     /// # Panics
     /// Outside a coroutine (QEMU's `coroutine_fn` rule): only a coroutine can
-    /// wait. Use [`try_lock`](Self::try_lock) from plain thread code.
+    /// wait. Use [`try_lock`](Self::try_lock) from plain thread code, or see
+    /// [Outside a coroutine](crate#outside-a-coroutine) for the alternatives.
     #[inline]
     #[track_caller]
     pub fn lock(&self) -> CoMutexGuard<'_, T> {
