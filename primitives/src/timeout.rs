@@ -77,6 +77,34 @@ impl From<TimedOut> for std::io::Error {
 /// });
 /// assert_eq!(h.join().unwrap(), (Ok(42), Err(TimedOut)));
 /// ```
+///
+/// # Why `f` must be `'static`
+///
+/// A `co_timeout` whose `f` borrowed from the caller would be unsound: after
+/// the deadline it returns [`TimedOut`] while `f` keeps running in its own
+/// coroutine, with nothing to stop it (there is no cancellation), so the
+/// caller's frame, and whatever `f` borrowed from it, can be gone while `f`
+/// still uses it. A scoped form in the manner of `std::thread::scope` would
+/// be sound only by waiting for every abandoned `f` when the scope ends,
+/// which moves the wait that `co_timeout` exists to end instead of ending
+/// it; so there is none. Give `f` what it needs by value: move in an `Arc` of
+/// the shared state (or a clone of a small value), and take the result back
+/// as `f`'s return value.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use coprimitives::{CoMutex, co_timeout};
+///
+/// let table = Arc::new(CoMutex::new(vec![1, 2, 3]));
+/// let h = coscheduler::AioContext::current().spawn(move || {
+///     let t = Arc::clone(&table); // f's own handle: f may outlive this call
+///     let sum = co_timeout(Duration::from_secs(5), move || t.lock().iter().sum::<i32>());
+///     table.lock().push(4); // the caller keeps its handle
+///     sum
+/// });
+/// assert_eq!(h.join().unwrap(), Ok(6));
+/// ```
 #[track_caller]
 pub fn co_timeout<F, T>(d: Duration, f: F) -> Result<T, TimedOut>
 where
@@ -89,7 +117,8 @@ where
 /// QEMU's `qemu_co_timeout` with a `CleanupFunc`: like [`co_timeout`], and
 /// if the deadline passes, `cleanup` is called with `f`'s result when `f`
 /// finishes late (in `f`'s coroutine). It is not called when `f` finishes
-/// in time.
+/// in time. `f` and `cleanup` are `'static` for the reason given at
+/// [`co_timeout`](co_timeout#why-f-must-be-static).
 #[track_caller]
 pub fn co_timeout_with_cleanup<F, T, C>(d: Duration, f: F, cleanup: C) -> Result<T, TimedOut>
 where
