@@ -28,14 +28,23 @@
 //!    [`JoinHandle`]; [`Runtime::block_on`] runs one and waits for it. For
 //!    hand-driven coroutines: [`Coroutine::new`], [`Coroutine::enter`],
 //!    [`suspend`], [`Coroutine::wake`], [`yield_now`].
-//! 2. **Synchronize.** The `coprimitives` crate has the coroutine locks and
-//!    queues: `CoMutex`, `CoRwLock`, `CoQueue`, `Lockable`. They suspend the
-//!    coroutine, never the thread.
-//! 3. **Sleep and time out.** `coprimitives::co_sleep`, `CoSleep` (a sleep
-//!    another thread can end early), `co_timeout`. They build on the
+//! 2. **Synchronize.** The [`coprimitives`](../coprimitives/index.html)
+//!    crate has the coroutine locks and queues:
+//!    [`CoMutex`](../coprimitives/struct.CoMutex.html),
+//!    [`CoRwLock`](../coprimitives/struct.CoRwLock.html),
+//!    [`CoQueue`](../coprimitives/struct.CoQueue.html),
+//!    [`Lockable`](../coprimitives/trait.Lockable.html). They suspend the
+//!    coroutine, never the thread; what they do on a plain thread is in
+//!    coprimitives' [Outside a coroutine](../coprimitives/index.html#outside-a-coroutine).
+//! 3. **Sleep and time out.**
+//!    [`coprimitives::co_sleep`](../coprimitives/fn.co_sleep.html),
+//!    [`CoSleep`](../coprimitives/struct.CoSleep.html) (a sleep another
+//!    thread can end early),
+//!    [`co_timeout`](../coprimitives/fn.co_timeout.html). They build on the
 //!    context's timers ([`AioContext::add_timer`]).
-//! 4. **I/O.** `coprimitives::io` has sockets whose `Read`/`Write` suspend
-//!    the coroutine, and QEMU's `qemu_co_send`/`recv` family; underneath is
+//! 4. **I/O.** [`coprimitives::io`](../coprimitives/io/index.html) has
+//!    sockets whose `Read`/`Write` suspend the coroutine, and QEMU's
+//!    `qemu_co_send`/`recv` family; underneath is
 //!    [`fd::Registration`] (for async code polled on its context's thread,
 //!    [`fd::Registration::poll_ready`]; the sockets' `futures-io` traits use
 //!    it). Any `Future` can be awaited with [`wait`].
@@ -51,8 +60,10 @@
 //! 6. **Diagnose.** The stall detector ([`Builder::stall_threshold`],
 //!    [`Builder::on_stall`]) names a coroutine that runs too long without
 //!    suspending; blocking calls go to the blocking pool
-//!    ([`Runtime::spawn_blocking`], `coprimitives::co_blocking`);
-//!    `coprimitives::maybe_yield` keeps long loops cooperative;
+//!    ([`Runtime::spawn_blocking`],
+//!    [`coprimitives::co_blocking`](../coprimitives/fn.co_blocking.html));
+//!    [`coprimitives::maybe_yield`](../coprimitives/budget/fn.maybe_yield.html)
+//!    keeps long loops cooperative;
 //!    [`Runtime::deadlocks`] finds wait-for cycles and [`Runtime::dump`]
 //!    lists what every coroutine waits on; [`RuntimeMetrics`] and
 //!    [`pool::stats`] count. [`sim`] replays concurrency bugs
