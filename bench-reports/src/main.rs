@@ -56,6 +56,18 @@ enum Command {
         results: PathBuf,
     },
     /// Judge RESULTS against BASELINE; exit 1 on a regression.
+    ///
+    /// Deterministic rows (instruction counts) fail beyond --threshold.
+    ///
+    /// Time rows are judged by their ratio to a reference measured in the same run, which
+    /// travels between machines where absolute times do not. Tails (p50 to p99.9) can fail a
+    /// row only when both files come from the same machine (host name, CPU model, core
+    /// count), and an improvement never fails.
+    ///
+    /// For a CI gate, or any baseline from another machine: --tier deterministic.
+    ///
+    /// Exit status: 0 pass, 1 a regressed, missing or incomparable row, 2 the tool failed.
+    /// The rules in full: bench-reports/README.md, "How compare judges".
     Compare {
         /// The results file to compare against (e.g. bench-reports/baseline.json).
         baseline: PathBuf,
@@ -67,7 +79,7 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Markdown)]
         format: Format,
-        /// Judge only one tier.
+        /// Judge only one tier (`deterministic` for a baseline from another machine).
         #[arg(long, value_enum)]
         tier: Option<TierArg>,
     },
@@ -231,5 +243,39 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
     match number.parse::<f64>() {
         Ok(p) if p.is_finite() && p >= 0.0 => Ok(p / 100.0),
         _ => Err(format!("`{s}` is not a percentage such as 3%")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// A newcomer comparing against the shipped baseline learns from `--help` why a time row
+    /// from another machine does not fail on its tails, and what CI runs.
+    #[test]
+    fn compare_help_states_the_rules() {
+        let help = Cli::command()
+            .find_subcommand_mut("compare")
+            .expect("compare subcommand")
+            .render_long_help()
+            .to_string();
+        for rule in [
+            "ratio to a reference measured in the same run",
+            "only when both files come from the same machine",
+            "an improvement never fails",
+            "--tier deterministic",
+        ] {
+            assert!(
+                help.contains(rule),
+                "`compare --help` lacks {rule:?}:\n{help}"
+            );
+        }
     }
 }
