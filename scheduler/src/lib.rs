@@ -83,6 +83,11 @@
 //! - **migratable**: a coroutine allowed, by an `unsafe` promise, to move
 //!   after it started (see Soundness below).
 //!
+//! Reading these pages: the blanket implementations from crossbeam-epoch
+//! (`Pointable`, which comes with the work-stealing deques of
+//! crossbeam-deque) appear on every type page, here and in coprimitives;
+//! they are not part of our API.
+//!
 //! # Layers
 //!
 //! Bottom up, each using only those below: `sync` (atomics, loom-swappable),
