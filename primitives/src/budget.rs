@@ -13,6 +13,12 @@
 //! remembers the context's switch count
 //! ([`coscheduler::raw::switch_count`]) when it started, and a different
 //! count means the coroutine suspended meanwhile, so a fresh budget starts.
+//!
+//! Under a deterministic simulation ([`coscheduler::sim`]) running time is
+//! virtual time, which does not pass while a coroutine runs (the clock
+//! moves only when nothing can run), so only the call count decides; and
+//! as all the simulation's contexts share the thread, and so its budget,
+//! a slice is told apart by its context as well as its switch count.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -78,13 +84,15 @@ fn maybe_yield_slow() {
     if !coscheduler::in_coroutine() {
         return;
     }
-    let epoch = coscheduler::raw::switch_count();
+    let epoch = slice_epoch();
     let budget = BUDGET.with(Cell::get);
     let spent = match budget.started {
         // Resumed since this budget began (or never started one): the slice
         // starts now.
         Some(started) if budget.epoch == epoch => {
-            budget.calls == 0 || started.elapsed() >= MAYBE_YIELD_AFTER
+            budget.calls == 0
+                // Under a simulation no time passes within a slice.
+                || (!coscheduler::sim::is_active() && started.elapsed() >= MAYBE_YIELD_AFTER)
         }
         _ => {
             restart_budget();
@@ -104,10 +112,23 @@ fn maybe_yield_slow() {
 fn restart_budget() {
     let budget = Budget {
         calls: MAYBE_YIELD_CALLS,
-        epoch: coscheduler::raw::switch_count(),
+        epoch: slice_epoch(),
         started: Some(Instant::now()),
     };
     BUDGET.with(|b| b.set(budget));
+}
+
+/// What identifies the running slice: the context's switch count; under a
+/// simulation, whose contexts all share this thread's budget, combined
+/// with the context's process-unique id (contexts of different runs
+/// differ too), the count in the low 40 bits (a simulation stops after a
+/// million steps by default, far below 2^40 switches).
+fn slice_epoch() -> u64 {
+    let switches = coscheduler::raw::switch_count();
+    if !coscheduler::sim::is_active() {
+        return switches;
+    }
+    (coscheduler::AioContext::current().id() << 40) ^ switches
 }
 
 #[cfg(test)]

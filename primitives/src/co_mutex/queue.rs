@@ -32,6 +32,13 @@
 //!   the waiters older than it. New records are taken in at every pop, so
 //!   a local coroutine that queued behind the holder is seen at once.
 //!
+//!   Under a deterministic simulation the clock is the simulation's virtual
+//!   clock ([`Parker::now`]), and where the bound leaves the choice open
+//!   (a local waiter may overtake) the simulation picks
+//!   ([`Parker::choose`]) between overtaking and serving the oldest: both
+//!   happen on a real machine, where the bound is measured in real time,
+//!   which the simulation does not model.
+//!
 //! The lock side (a locker that stole a hand-off offer and must grant the
 //! lock) always serves the oldest waiter.
 
@@ -59,7 +66,8 @@ pub(crate) enum Choice {
     /// The oldest waiter, of the unlocker's own context.
     OldestLocal,
     /// The oldest waiter, of another context (or chosen by a stealer, which
-    /// has no preference).
+    /// has no preference, or by a simulation where a local waiter could
+    /// have overtaken it).
     OldestRemote,
     /// A waiter of the unlocker's context that overtook an older waiter of
     /// another context.
@@ -332,6 +340,12 @@ impl<P: Parker> Queue<P> {
         if now.saturating_sub(arrived) > bound_ns {
             // SAFETY: responsible party; `remote` is not empty.
             (unsafe { self.remote.pop_front() }, Choice::Forced)
+        } else if P::choose(2) == 1 {
+            // A simulation's pick: the oldest, as if the bound had passed
+            // (on a real machine it may have, however little time the
+            // simulation says went by).
+            // SAFETY: responsible party; `remote` is not empty.
+            (unsafe { self.remote.pop_front() }, Choice::OldestRemote)
         } else {
             // SAFETY: responsible party; `local` is not empty (tested above).
             (unsafe { self.local.pop_front() }, Choice::Overtook)

@@ -138,6 +138,12 @@
 //! holder needs. It spins at most [`HANDED_SPIN_LIMIT`] turns on such a
 //! holder, enough to catch a thread that is polling, then queues and parks.
 //!
+//! Under a deterministic simulation ([`Parker::may_spin`] false) it does not
+//! spin at all: every context runs on one thread, one coroutine at a time,
+//! so the holder cannot progress while we spin. Not spinning is always a
+//! legal outcome of the spin (it may end at any turn), so the protocol is
+//! the same.
+//!
 //! # `has_waiters` quirk (docs/SEMANTICS.md §3.5)
 //!
 //! QEMU's helper reads `to_pop empty || from_push empty`, which is true in
@@ -226,6 +232,26 @@ pub(crate) trait Parker {
 
     /// A monotonic clock in nanoseconds (for the eventual-fairness bound).
     fn now() -> u64;
+
+    /// A choice among `n` options (`0..n`) that the hand-over policy leaves
+    /// open (`queue.rs`); 0 is the policy's default. Production asks a
+    /// running simulation (`coscheduler::sim::choose`), so that it explores
+    /// every option and replays the same way.
+    #[inline]
+    fn choose(n: usize) -> usize {
+        let _ = n;
+        0
+    }
+
+    /// Whether a contended locker may busy-wait on a holder of another
+    /// context (step 1 of [`RawCoMutex::lock_slow`]). Production says no
+    /// under a simulation, where the holder cannot run while we spin. The
+    /// spin is only ever an optimisation: skipping it changes no outcome
+    /// the protocol allows, only which of them is likely.
+    #[inline]
+    fn may_spin() -> bool {
+        true
+    }
 }
 
 /// [`WaitRecord::state`]: queued, nobody has decided about it yet.
@@ -561,6 +587,10 @@ impl<P: Parker> RawCoMutex<P> {
         // pauses actually taken, `retries` the failed claims, for
         // statistics.
         let (mut turn, mut spins, mut retries) = (0u32, 0u32, 0u32);
+        if waiters == 1 && !P::may_spin() {
+            // A simulation: the holder cannot run while we spin.
+            turn = SPIN_LIMIT;
+        }
         'spin: while waiters == 1 {
             turn += 1;
             if turn >= SPIN_LIMIT {

@@ -354,6 +354,7 @@ pub fn now() -> Duration {
 }
 
 /// True while the calling thread runs a simulation.
+#[inline]
 pub fn is_active() -> bool {
     ACTIVE.with(|a| !a.get().is_null())
 }
@@ -363,6 +364,7 @@ pub fn is_active() -> bool {
 /// gets a lock — made by the running simulation's generator, so that runs
 /// explore both and replay the same way. Outside a simulation it is 0 (the
 /// primitive's own default).
+#[inline]
 pub fn choose(n: usize) -> usize {
     if n <= 1 {
         return 0;
