@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use coprimitives::{CoMutex, CoQueue, CoRwLock, co_sleep, co_timeout};
-use coscheduler::sim::{self, Simulation, Strategy};
+use coscheduler::sim::{self, Schedule, Simulation, Strategy};
 use coscheduler::{AioContext, Coroutine, JoinHandle};
 
 // ----------------------------------------------------------------------
@@ -388,13 +388,27 @@ fn busy_program(ctxs: &[AioContext]) -> u32 {
     *m.lock()
 }
 
+/// Runs `program` twice under `seed` with `contexts` contexts; both runs
+/// must succeed and follow the same schedule, byte for byte. Returns the
+/// result and the schedule.
+fn run_twice<T: PartialEq + std::fmt::Debug + 'static>(
+    seed: u64,
+    contexts: usize,
+    program: impl Fn(&[AioContext]) -> T + Clone + 'static,
+) -> (T, Schedule) {
+    let again = program.clone();
+    let (r1, s1) = Simulation::new(seed, contexts).run_traced(program);
+    let (r2, s2) = Simulation::new(seed, contexts).run_traced(again);
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!(r1, r2, "seed {seed}: the same result");
+    assert_eq!(s1.to_string(), s2.to_string(), "seed {seed}: byte for byte");
+    (r1, s1)
+}
+
 #[test]
 fn the_same_seed_gives_the_same_schedule_across_runs_and_processes() {
-    let (r1, s1) = Simulation::new(42, 3).run_traced(busy_program);
-    let (r2, s2) = Simulation::new(42, 3).run_traced(busy_program);
-    assert_eq!(r1.unwrap(), 40);
-    assert_eq!(r2.unwrap(), 40);
-    assert_eq!(s1.to_string(), s2.to_string(), "byte for byte");
+    let (r1, s1) = run_twice(42, 3, busy_program);
+    assert_eq!(r1, 40);
     let (_, other) = Simulation::new(43, 3).run_traced(busy_program);
     assert_ne!(s1, other, "another seed, another schedule");
 
@@ -420,6 +434,58 @@ fn the_same_seed_gives_the_same_schedule_across_runs_and_processes() {
         s1.to_string(),
         "the child process followed the same schedule"
     );
+}
+
+/// A default (eventually fair) CoMutex contended by two coroutines on each
+/// of three contexts, each critical section taking `hold` of *real* time
+/// (a thread sleep, which the simulation does not see) and yielding, so
+/// that local and remote waiters queue behind every holder.
+fn contended_default_mutex(hold: Duration) -> impl Fn(&[AioContext]) -> u32 + Clone {
+    move |ctxs| {
+        let m = Arc::new(CoMutex::new(0u32));
+        let hs: Vec<_> = (0..6)
+            .map(|i| {
+                let m = m.clone();
+                ctxs[i % 3].spawn(move || {
+                    for _ in 0..3 {
+                        let mut g = m.lock();
+                        coscheduler::yield_now();
+                        std::thread::sleep(hold);
+                        *g += 1;
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        *m.lock()
+    }
+}
+
+/// The eventual-fairness bound (1 ms) is measured in virtual time under a
+/// simulation: critical sections that take longer than the bound in real
+/// time change nothing, and a seed gives the same schedule on every run.
+#[test]
+fn the_default_mutex_schedule_does_not_depend_on_real_time() {
+    assert_eq!(
+        coprimitives::DEFAULT_FAIRNESS_BOUND,
+        Duration::from_millis(1)
+    );
+    let mut schedules = std::collections::HashSet::new();
+    for seed in 0..6 {
+        let (n, instant) = run_twice(seed, 3, contended_default_mutex(Duration::ZERO));
+        assert_eq!(n, 18);
+        let (n, slow) = run_twice(seed, 3, contended_default_mutex(Duration::from_millis(3)));
+        assert_eq!(n, 18);
+        assert_eq!(
+            instant.to_string(),
+            slow.to_string(),
+            "seed {seed}: real time in the critical section changed the schedule"
+        );
+        schedules.insert(instant.to_string());
+    }
+    assert!(schedules.len() > 1, "the seeds explore different schedules");
 }
 
 #[test]
