@@ -14,12 +14,16 @@
 //! - when a hand-off from another context (a cross-context wake) and a
 //!   bottom half are delivered to their context;
 //! - when a context's due timers fire;
-//! - which waiter a wake reaches where a primitive's policy leaves a
-//!   choice (primitives ask [`choose`]).
+//! - which waiter gets a lock where a primitive's policy leaves a choice:
+//!   `CoMutex`'s default eventual fairness asks [`choose`] whether a waiter
+//!   of the unlocker's context overtakes an older one of another context
+//!   (within the fairness bound, which is measured in virtual time). The
+//!   other primitives' orders are fixed (FIFO), so they ask nothing.
 //!
 //! Every choice comes from a generator seeded with the run's seed, so the
 //! same seed gives the same schedule, step for step ([`Schedule`]), in any
-//! process running the same binary.
+//! process running the same binary — provided the code under test makes
+//! no choice of its own from outside the simulation (see below).
 //!
 //! # Virtual time
 //!
@@ -49,14 +53,53 @@
 //! ordering constraints between contexts is found with probability at least
 //! `1 / (n · k^(d−1))` per run for `n` contexts and `k` steps.
 //!
-//! # What it cannot see
+//! # What it can and cannot find
 //!
-//! Real file descriptors (sockets, pipes) are out of scope: their readiness
-//! comes from the kernel, which the simulation does not drive, so a
-//! coroutine waiting on one looks blocked forever (reported as a deadlock).
-//! Code that starts real threads, a [`Runtime`](crate::Runtime), or reads
-//! `Instant::now()` itself for decisions is outside the simulation's
-//! control, and such a run is not deterministic.
+//! It explores the *order of events between contexts* — which context
+//! runs next, when a hand-off, a bottom half or a context's due timers are
+//! delivered — and *virtual time*. So it finds what goes wrong when
+//! contexts (threads, in a real program) interleave at coroutine
+//! granularity: lost wake-ups, a waiter never woken across contexts, lock
+//! orders that deadlock, fairness bugs, timeouts that race their work.
+//! Primitives take part unchanged: `CoMutex` does not spin under a
+//! simulation (the holder cannot run meanwhile) and decides its fairness
+//! bound in virtual time, and `maybe_yield` counts only calls (no virtual
+//! time passes while a coroutine runs).
+//!
+//! It does not see:
+//!
+//! - **Races between atomic operations inside one step.** A step runs one
+//!   coroutine (or one bottom half, or one context's timers) until it
+//!   suspends, on one thread, so the atomics of a lock-free protocol never
+//!   interleave and weak-memory reorderings never happen. That is loom's
+//!   job: the protocols have loom models next to their code (run with
+//!   `--cfg loom`; listed in `docs/ARCHITECTURE.md`), e.g. the CoMutex's
+//!   `loom_mutex_two_contexts` and `loom_mutex_eventual_within_bound`
+//!   (`coprimitives`' `co_mutex/loom_tests.rs`), the mailbox's
+//!   `handoff_never_loses_a_wakeup` (`core/home/mailbox.rs`), the wake
+//!   mark's `an_absorbed_wake_never_loses_the_condition`
+//!   (`core/wake_mark.rs`), the join slot's
+//!   `join_completion_races_a_suspending_joiner` (`core/join/slot.rs`) and
+//!   the sleep claim's `sleep_claim_timer_vs_waker` (`coprimitives`'
+//!   `sleep/claim.rs`).
+//! - **The order within one context's ready list.** Each context runs its
+//!   ready coroutines in FIFO order, as a real one does; the simulation
+//!   only chooses *which context* takes a step.
+//! - **Real file descriptors** (sockets, pipes): their readiness comes from
+//!   the kernel, which the simulation does not drive, so a coroutine
+//!   waiting on one looks blocked forever (reported as a deadlock).
+//! - **Code on real threads or a [`Runtime`](crate::Runtime)** (including
+//!   the blocking pool): it runs outside the simulation's control, in real
+//!   parallel, and such a run is not deterministic.
+//! - **Code that reads `Instant::now()` (or `SystemTime`) itself** for a
+//!   decision: the simulation cannot move that clock, so the run depends
+//!   on real time and is not deterministic. Use [`now`] or
+//!   [`AioContext::now`], which are virtual under a simulation.
+//! - **State a thread keeps between runs.** A thread-local that the code
+//!   under test carries from one run to the next makes a run depend on the
+//!   runs before it on that thread; `maybe_yield`'s call count is one (its
+//!   place within its 32-call check period), so a replay in the same
+//!   process can yield up to 31 calls away from where the original did.
 //!
 //! ```
 //! use coscheduler::sim::Simulation;
