@@ -220,6 +220,12 @@ impl CoQueue {
         guard: CoMutexGuard<'a, T>,
         front: bool,
     ) -> CoMutexGuard<'a, T> {
+        if !coscheduler::in_coroutine() {
+            // Before the guard is consumed: unwinding drops it, so a plain
+            // thread's `try_lock` guard unlocks instead of leaving the mutex
+            // locked for ever.
+            outside_coroutine();
+        }
         let mutex = CoMutexGuard::into_locked(guard);
         let release = || {
             // SAFETY: the guard we consumed proved the current coroutine

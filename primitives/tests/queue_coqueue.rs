@@ -257,6 +257,18 @@ fn wait_outside_a_coroutine_panics() {
     CoQueue::new().wait_with(&NoLock);
 }
 
+/// A plain thread holding a `CoMutex` through `try_lock` that calls `wait`
+/// by mistake gets the panic, and the unwinding guard unlocks the mutex: it
+/// is not left locked for ever.
+#[test]
+fn wait_outside_a_coroutine_leaves_the_mutex_unlocked() {
+    let (m, q) = (CoMutex::new(0), CoQueue::new());
+    let g = m.try_lock().unwrap();
+    let r = catch_unwind(AssertUnwindSafe(|| drop(q.wait(g))));
+    assert!(r.is_err(), "wait outside a coroutine must panic");
+    assert!(!m.is_locked(), "the panic left the mutex locked");
+}
+
 /// Waiters homed on two worker threads, woken from a coroutine on one of
 /// them: cross-context wakes are handed to each waiter's home.
 #[test]
