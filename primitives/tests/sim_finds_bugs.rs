@@ -354,16 +354,37 @@ fn a_lost_wakeup_is_found_and_replayed_step_for_step() {
 
 #[test]
 fn pct_finds_the_lost_wakeup_too() {
-    let found = (0..1000).find_map(|seed| {
-        Simulation::new(seed, 2)
-            .strategy(Strategy::Pct {
-                depth: 2,
-                steps: 50,
-            })
-            .run(lost_wakeup)
-            .err()
+    let pct = Strategy::Pct {
+        depth: 2,
+        steps: 50,
+    };
+    let failure = sim::check_with(pct, 0..1000, 2, lost_wakeup).expect_err("the lost wake-up");
+    assert!(failure.is_deadlock(), "{failure}");
+    assert!(
+        failure.to_string().contains(".strategy(Pct"),
+        "the message says how to replay it: {failure}"
+    );
+    let again = failure
+        .replay()
+        .run(lost_wakeup)
+        .expect_err("a replay, with PCT, fails the same way");
+    assert_eq!(again.schedule(), failure.schedule(), "step for step");
+
+    // The real CoMutex survives PCT as it survives uniform choices.
+    let r = sim::check_with(pct, 0..300, 2, |ctxs| {
+        let m = Arc::new(CoMutex::new(()));
+        let (a, b) = (m.clone(), m);
+        counter_scenario(
+            ctxs,
+            move || std::mem::forget(a.lock()),
+            // SAFETY: each unlock follows the same coroutine's lock, whose
+            // guard was forgotten.
+            move || unsafe { coprimitives::Lockable::unlock(&*b) },
+        );
     });
-    assert!(found.is_some_and(|f| f.is_deadlock()));
+    if let Err(f) = r {
+        panic!("{f}");
+    }
 }
 
 // ----------------------------------------------------------------------

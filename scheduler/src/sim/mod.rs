@@ -41,7 +41,7 @@
 //! list of suspended coroutines and what they wait on) — or when it runs
 //! past its step limit (a livelock). [`Failure::replay`] gives a simulation
 //! that reproduces it step for step; [`check`] explores a range of seeds
-//! and returns the first failure.
+//! and returns the first failure ([`check_with`] with another strategy).
 //!
 //! # Strategies
 //!
@@ -377,9 +377,34 @@ pub fn check(
     contexts: usize,
     f: impl Fn(&[AioContext]) + Clone + 'static,
 ) -> Result<(), Failure> {
+    check_with(Strategy::Random, seeds, contexts, f)
+}
+
+/// [`check`] with another [`Strategy`]: runs `f` under each seed of
+/// `seeds` with `strategy` and returns the first failure, whose
+/// [`replay`](Failure::replay) uses the same strategy.
+///
+/// ```
+/// use coscheduler::sim::{self, Strategy};
+///
+/// let pct = Strategy::Pct { depth: 2, steps: 20 };
+/// let r = sim::check_with(pct, 0..50, 2, |ctxs| {
+///     let h = ctxs[1].spawn(|| 1);
+///     assert_eq!(h.join().unwrap(), 1);
+/// });
+/// assert!(r.is_ok());
+/// ```
+pub fn check_with(
+    strategy: Strategy,
+    seeds: Range<u64>,
+    contexts: usize,
+    f: impl Fn(&[AioContext]) + Clone + 'static,
+) -> Result<(), Failure> {
     for seed in seeds {
         let g = f.clone();
-        Simulation::new(seed, contexts).run(move |ctxs| g(ctxs))?;
+        Simulation::new(seed, contexts)
+            .strategy(strategy)
+            .run(move |ctxs| g(ctxs))?;
     }
     Ok(())
 }

@@ -102,3 +102,113 @@ impl Chooser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pct(depth: usize, steps: usize, contexts: usize, seed: u64) -> (Vec<u64>, Vec<usize>) {
+        let mut rng = SplitMix::new(seed);
+        match Chooser::new(Strategy::Pct { depth, steps }, contexts, &mut rng) {
+            Chooser::Pct {
+                priority,
+                change_points,
+            } => (priority, change_points),
+            Chooser::Random => unreachable!("a PCT strategy makes a PCT chooser"),
+        }
+    }
+
+    #[test]
+    fn the_generator_is_a_function_of_its_seed() {
+        let draw = |seed| {
+            let mut r = SplitMix::new(seed);
+            (0..8).map(|_| r.next_u64()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(5), draw(5));
+        assert_ne!(draw(5), draw(6));
+        let mut r = SplitMix::new(1);
+        let mut seen = [0u32; 3];
+        for _ in 0..3000 {
+            let v = r.below(3);
+            assert!(v < 3);
+            seen[v as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 800), "roughly uniform: {seen:?}");
+    }
+
+    /// Initial priorities are a permutation of `depth..depth + contexts`,
+    /// above every drop (`1..depth`); `depth − 1` change points fall
+    /// within the expected run length.
+    #[test]
+    fn pct_priorities_and_change_points() {
+        for seed in 0..50 {
+            let (mut priority, change_points) = pct(3, 40, 4, seed);
+            assert_eq!(change_points.len(), 2);
+            assert!(change_points.iter().all(|&c| c < 40), "{change_points:?}");
+            priority.sort_unstable();
+            assert_eq!(priority, vec![3, 4, 5, 6]);
+        }
+        let (_, none) = pct(1, 40, 2, 0);
+        assert!(none.is_empty(), "depth 1: no priority change");
+        let (_, zero) = pct(0, 40, 2, 0);
+        assert!(zero.is_empty(), "depth 0 counts as 1");
+        let orders: std::collections::HashSet<_> = (0..50).map(|s| pct(2, 10, 3, s).0).collect();
+        assert!(orders.len() > 1, "seeds shuffle the priorities");
+    }
+
+    /// The highest-priority context with an event always runs, its first
+    /// event (the loop turn's order) first; at a change point it drops
+    /// below every other context, later drops lower still.
+    #[test]
+    fn pct_runs_the_highest_priority_context_until_a_change_point() {
+        let mut rng = SplitMix::new(0);
+        let mut chooser = Chooser::Pct {
+            priority: vec![3, 5, 4],
+            change_points: vec![2, 4],
+        };
+        let all = [
+            (0, StepKind::Run),
+            (1, StepKind::Deliver),
+            (1, StepKind::Run),
+            (2, StepKind::Timers),
+        ];
+        assert_eq!(chooser.pick(&all, 0, &mut rng), (1, StepKind::Deliver));
+        assert_eq!(chooser.pick(&all, 1, &mut rng), (1, StepKind::Deliver));
+        // Without an event of its own, the next context runs.
+        assert_eq!(chooser.pick(&all[..1], 1, &mut rng), (0, StepKind::Run));
+        // Step 2 is a change point: context 1 runs once more, then drops
+        // to 2 (the first of two drops), below contexts 2 and 0.
+        assert_eq!(chooser.pick(&all, 2, &mut rng), (1, StepKind::Deliver));
+        assert_eq!(chooser.pick(&all, 3, &mut rng), (2, StepKind::Timers));
+        // Step 4, the last change point: context 2 drops to 1.
+        assert_eq!(chooser.pick(&all, 4, &mut rng), (2, StepKind::Timers));
+        assert_eq!(chooser.pick(&all, 5, &mut rng), (0, StepKind::Run));
+        let Chooser::Pct { priority, .. } = &chooser else {
+            unreachable!()
+        };
+        assert_eq!(priority, &vec![3, 2, 1]);
+        assert_eq!(chooser.pick(&all[1..], 6, &mut rng), (1, StepKind::Deliver));
+    }
+
+    /// Random picks every enabled event, the same sequence for a seed.
+    #[test]
+    fn random_picks_among_all_events_reproducibly() {
+        let events = [
+            (0, StepKind::Run),
+            (1, StepKind::Run),
+            (1, StepKind::BottomHalf),
+        ];
+        let picks = |seed| {
+            let mut rng = SplitMix::new(seed);
+            let mut c = Chooser::new(Strategy::Random, 2, &mut rng);
+            (0..300)
+                .map(|step| c.pick(&events, step, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let a = picks(9);
+        assert_eq!(a, picks(9));
+        for e in &events {
+            assert!(a.contains(e), "{e:?} never picked");
+        }
+    }
+}
