@@ -40,12 +40,17 @@
 //! necessarily a deadline, are stably sorted by deadline when it fires.
 //!
 //! # Next deadline
-//! [`Timers::next_deadline`] is exact when the earliest slot is at level 0
-//! (the smallest deadline in it), so a simulation's virtual clock jumps
-//! straight to it. At a higher level it is just after the tick before the
-//! slot's, a lower bound:
-//! the loop wakes then, the cascade files the timers lower, and the next
-//! answer is closer — at most one early wake-up per level.
+//! [`Timers::next_deadline`] is the smallest deadline in the earliest slot,
+//! so the loop sleeps until it and a simulation's virtual clock jumps
+//! straight to it: at level 0 by a walk of the slot (timers fire there), at
+//! a higher level from the slot's running minimum. That minimum is not
+//! raised when its timer is cancelled, so it may then be early, but never
+//! before the tick ahead of the slot's: asked then, `take_due` cascades the
+//! slot and the next answer is exact.
+//!
+//! # Range
+//! Deadlines are nanoseconds from the epoch in a `u64`; one more than about
+//! 584 years away counts as that last nanosecond, and fires there.
 
 use std::time::{Duration, Instant};
 
@@ -77,10 +82,14 @@ pub(crate) const TICK_NS: u64 = 1 << TICK_SHIFT;
 const LEVEL_BITS: u32 = 6;
 const SLOTS: usize = 1 << LEVEL_BITS;
 const SLOT_MASK: u64 = SLOTS as u64 - 1;
-/// Levels: 60 bits of ticks, about 37,000 years past the epoch.
-pub(crate) const LEVELS: usize = 10;
-/// The last representable tick; later deadlines are filed there.
-const MAX_TICK: u64 = (1 << (LEVEL_BITS * LEVELS as u32)) - 1;
+/// Levels: 54 bits of ticks, all that nanoseconds in a `u64` (about 584
+/// years past the epoch) need; a later deadline counts as that last
+/// nanosecond.
+pub(crate) const LEVELS: usize = 9;
+/// The last tick: `u64::MAX` nanoseconds, rounded up.
+const MAX_TICK: u64 = u64::MAX >> TICK_SHIFT;
+// The levels cover every tick, so `level_for` stays below `LEVELS`.
+const _: () = assert!(MAX_TICK >> (LEVEL_BITS * LEVELS as u32) == 0);
 /// No entry (list ends, free slot links).
 const NIL: u32 = u32::MAX;
 
@@ -102,11 +111,16 @@ struct Entry {
 struct List {
     head: u32,
     tail: u32,
+    /// The smallest deadline filed here since the slot was last empty: the
+    /// earliest of its timers, or, after that one was cancelled, a bound
+    /// below them (see the module docs, "Next deadline").
+    earliest: u64,
 }
 
 const EMPTY: List = List {
     head: NIL,
     tail: NIL,
+    earliest: u64::MAX,
 };
 
 /// The timer set of one context.
@@ -127,7 +141,7 @@ pub(crate) struct Timers {
 }
 
 /// The level at which a timer due at `tick` is filed while the wheel is at
-/// `elapsed` (both at most [`MAX_TICK`]).
+/// `elapsed` (both at most [`MAX_TICK`], so the level is below [`LEVELS`]).
 #[inline]
 fn level_for(tick: u64, elapsed: u64) -> usize {
     let differ = (tick ^ elapsed) | SLOT_MASK;
@@ -139,7 +153,7 @@ fn level_for(tick: u64, elapsed: u64) -> usize {
 /// up, so that its slot ends no earlier than the deadline.
 #[inline]
 fn ceil_tick(ns: u64) -> u64 {
-    (ns.saturating_add(TICK_NS - 1) >> TICK_SHIFT).min(MAX_TICK)
+    ns.saturating_add(TICK_NS - 1) >> TICK_SHIFT
 }
 
 /// `tick`'s digit at `level`.
@@ -213,12 +227,14 @@ impl Timers {
 
     /// Files entry `index` relative to `elapsed`, at the end of its slot.
     fn file(&mut self, index: u32) {
-        let tick = ceil_tick(self.entries[index as usize].deadline).max(self.elapsed);
+        let deadline = self.entries[index as usize].deadline;
+        let tick = ceil_tick(deadline).max(self.elapsed);
         let level = level_for(tick, self.elapsed);
         let slot = digit(tick, level);
         let list = &mut self.lists[level][slot];
         let prev = list.tail;
         list.tail = index;
+        list.earliest = list.earliest.min(deadline);
         if prev == NIL {
             list.head = index;
             self.occupied[level] |= 1 << slot;
@@ -251,6 +267,7 @@ impl Timers {
             self.entries[next as usize].prev = prev;
         }
         if list.head == NIL {
+            list.earliest = u64::MAX;
             self.vacate(level, slot);
         }
     }
@@ -311,17 +328,21 @@ impl Timers {
         Some((level, slot, rotation | ((slot as u64) << shift)))
     }
 
-    /// The earliest deadline, exact when it is near and a lower bound
-    /// otherwise (see the module docs, "Next deadline").
+    /// The earliest deadline: exact, unless the earliest timer of a slot
+    /// above level 0 was cancelled (then a bound below the rest; see the
+    /// module docs, "Next deadline").
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let (level, slot, start) = self.next_slot()?;
+        let list = &self.lists[level][slot];
         if level > 0 {
-            // Its timers' deadlines round up to `start` or later, so each is
-            // after the tick before it; asked at this bound, `take_due`
-            // rounds it up to `start` and cascades the slot.
-            return Some(self.instant_of(((start - 1) << TICK_SHIFT) + 1));
+            // Every timer here rounds up to `start` or later, so each is due
+            // after the tick before it: a bound that holds however stale
+            // `earliest` is, and that `take_due` rounds up to `start`.
+            let after_previous_tick = ((start - 1) << TICK_SHIFT) + 1;
+            return Some(self.instant_of(list.earliest.max(after_previous_tick)));
         }
-        let mut i = self.lists[0][slot].head;
+        // Level 0 is where timers fire: exact, whatever was cancelled.
+        let mut i = list.head;
         let mut earliest = u64::MAX;
         while i != NIL {
             let e = &self.entries[i as usize];
@@ -361,7 +382,7 @@ impl Timers {
         }
         // Every tick before `now`'s is over and nothing is filed there any
         // more, so moving up to it enters no occupied slot.
-        self.elapsed = self.elapsed.max((now >> TICK_SHIFT).min(MAX_TICK));
+        self.elapsed = self.elapsed.max(now >> TICK_SHIFT);
     }
 
     /// Fires the timers of a level-0 slot (they share one tick) that are due
@@ -412,14 +433,25 @@ impl Timers {
         self.armed
     }
 
-    /// Disarms everything, returning the callbacks (context shutdown).
+    /// Disarms everything, returning the callbacks (context shutdown). The
+    /// slab is kept, each entry retired, so that an id from before cannot
+    /// match a timer armed after.
     pub(crate) fn clear(&mut self) -> Vec<TimerFn> {
         self.lists = [[EMPTY; SLOTS]; LEVELS];
         self.occupied = [0; LEVELS];
         self.levels = 0;
-        self.free.clear();
         self.armed = 0;
-        self.entries.drain(..).filter_map(|e| e.callback).collect()
+        self.free.clear();
+        let mut callbacks = Vec::new();
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            if let Some(cb) = e.callback.take() {
+                callbacks.push(cb);
+                e.generation = e.generation.wrapping_add(1);
+            }
+            self.free
+                .push(u32::try_from(i).expect("fewer than 2^32 timers"));
+        }
+        callbacks
     }
 }
 
@@ -458,8 +490,7 @@ mod tests {
         run_due(&mut t, now + Duration::from_millis(5));
         assert_eq!(*log.lock().unwrap(), vec![1, 11, 2]);
         assert_eq!(t.len(), 1);
-        let next = t.next_deadline().expect("one armed");
-        assert!(next <= now + Duration::from_secs(60), "a lower bound");
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(60)));
         run_due(&mut t, now + Duration::from_secs(60));
         assert_eq!(*log.lock().unwrap(), vec![1, 11, 2, 60]);
         assert_eq!(t.next_deadline(), None);
@@ -513,6 +544,26 @@ mod tests {
         assert_eq!(t.next_deadline(), Some(near));
     }
 
+    /// Far timers too: the slot's running minimum, exact until its timer is
+    /// cancelled, then a bound below the rest that still makes progress.
+    #[test]
+    fn next_deadline_of_far_timers() {
+        let epoch = Instant::now();
+        let mut t = Timers::new(epoch);
+        let first = epoch + Duration::from_millis(10_000);
+        let second = first + Duration::from_micros(3);
+        let a = t.add(first, TimerFn::new(|| {}));
+        t.add(second, TimerFn::new(|| {}));
+        assert_eq!(t.next_deadline(), Some(first));
+        assert!(t.cancel(a).is_some());
+        let bound = t.next_deadline().expect("one armed");
+        assert!(bound <= second);
+        // Asked at the bound, the wheel cascades and then answers exactly.
+        assert_eq!(run_due(&mut t, bound), 0);
+        assert_eq!(t.next_deadline(), Some(second));
+        assert_eq!(run_due(&mut t, second), 1);
+    }
+
     #[test]
     fn past_and_far_deadlines() {
         let (log, cb) = recorder();
@@ -562,7 +613,7 @@ mod tests {
         for n in 0..20_000u32 {
             match rng.below(10) {
                 0..=5 => {
-                    let scale = 10u64.pow(rng.below(7) as u32);
+                    let scale = 10u64.pow(rng.below(13) as u32);
                     let offset = Duration::from_nanos(rng.below(100) * scale);
                     // One in eight already past (due at the next look).
                     let deadline = if rng.below(8) == 0 {
