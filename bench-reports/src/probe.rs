@@ -161,8 +161,8 @@ pub const PROBES: &[Probe] = &[
     },
     Probe {
         name: "co_sleep_zero_10k_armed",
-        what: "co_sleep_zero while 10,000 other timers are armed on the context, an hour \
-               away (W7's timer population, held still): arming and firing in a large set",
+        what: "co_sleep_zero while 10,000 other timers (W7's count) are armed on the \
+               context, an hour away: what a large set costs a near timer's arming and firing",
         unit: "instructions/round-trip",
         iters: Sizes {
             quick: 10_000,

@@ -98,8 +98,11 @@ pub(super) fn cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Resul
 /// side's flag, which it lowers when it runs, so that a round trip moves the same flag
 /// cache lines between the workers as [`waker_cross_context_pingpong`]'s. The ratio of
 /// that row to this one is what the waker path costs over `Coroutine::wake` with the
-/// future's own traffic taken out (issue 15). Fails if a coroutine runs without finding
-/// its flag up, or unless every hand-off crossed threads.
+/// flag traffic between the threads taken out (issue 15); what stays in it besides the
+/// waker itself is the waiting side's own work on its flag (the pending poll's second
+/// swap and its lock of the waker slot, all on a line it already holds). Fails if a
+/// coroutine runs without finding its flag up, if A and B are not homed on workers 0
+/// and 1, or unless every hand-off crossed threads.
 pub(super) fn flag_cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Result<f64, Error> {
     const NAME: &str = "flag_cross_context_pingpong";
     let rt = row_runtime(NAME, Placement::Pinned)?;
@@ -154,9 +157,17 @@ pub(super) fn flag_cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> 
         .recv_timeout(STUCK_AFTER)
         .map_err(|e| workload_error(NAME, &format!("B did not finish its round trips ({e})")))?;
     let after = handoffs(&rt);
+    let homed =
+        a.context().as_ref() == Some(&contexts[0]) && b.context().as_ref() == Some(&contexts[1]);
     drop((a, b, a_slot));
     drop(rt);
 
+    if !homed {
+        return Err(workload_error(
+            NAME,
+            "A is not homed on worker 0, or B on worker 1",
+        ));
+    }
     if !(a_up && b_up) {
         return Err(workload_error(
             NAME,
