@@ -43,10 +43,10 @@ struct Options {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Connections the client opens.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
     connections: usize,
     /// Bytes per request.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     size: usize,
     /// Seconds to run: the server runs until killed without it, the client 5 s.
     #[arg(long, value_parser = seconds)]
@@ -57,6 +57,15 @@ struct Options {
 enum Mode {
     Server,
     Client,
+}
+
+/// A count that must not be zero (no connection, or an empty request that
+/// never waits, would make the client spin).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>().map_err(|e| e.to_string())? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
 }
 
 /// A duration given in (fractional) seconds.

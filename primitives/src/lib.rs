@@ -91,7 +91,7 @@
 //! | [`CoMutex::lock`] (also through [`Lockable::lock`]) | panics: "CoMutex::lock() called outside a coroutine: …"; [`CoMutex::try_lock`] works |
 //! | [`CoRwLock::read`], [`CoRwLock::write`] | panic: "CoRwLock::read() called outside a coroutine: …" (`write()` alike) |
 //! | [`CoQueue::wait`], [`wait_front`](CoQueue::wait_front), [`wait_with`](CoQueue::wait_with), [`wait_front_with`](CoQueue::wait_front_with) | panic: "CoQueue::wait called outside a coroutine: …"; [`CoQueue::next`], [`CoQueue::restart_all`], [`CoQueue::enter_next`] and [`CoQueue::enter_all`] work |
-//! | [`io::wait_readable`], [`io::wait_writable`] | return an error of `ErrorKind::Other` at once |
+//! | [`io::wait_readable`], [`io::wait_writable`] | return an error without waiting: `ErrorKind::Other`, or the registration's own error (`EPERM` for a regular file) |
 //! | [`io::TcpStream`], [`io::TcpListener`], [`io::UnixStream`], [`io::UnixListener`], [`io::co_send`], [`io::co_recv`] and their vectored forms | block the thread in `poll(2)`, as std's blocking sockets do (their timeouts apply); async polls (`futures-io`) fail with `ErrorKind::Unsupported` |
 //! | [`co_blocking`] | runs `f` inline on the calling thread |
 //! | [`maybe_yield`] | does nothing |
