@@ -266,6 +266,8 @@ mod tests {
             .expect("compare subcommand")
             .render_long_help()
             .to_string();
+        // Wrapped to the terminal's width: compare words, not lines.
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for rule in [
             "ratio to a reference measured in the same run",
             "only when both files come from the same machine",
