@@ -248,6 +248,20 @@ impl BrokenMutex {
     }
 }
 
+/// [`counter_scenario`] on the real CoMutex, locked and unlocked through
+/// `Lockable` so that the two halves can run in different coroutines.
+fn real_mutex_counter_scenario(ctxs: &[AioContext]) {
+    let m = Arc::new(CoMutex::new(()));
+    let (a, b) = (m.clone(), m);
+    counter_scenario(
+        ctxs,
+        move || std::mem::forget(a.lock()),
+        // SAFETY: each unlock follows the same coroutine's lock, whose guard
+        // was forgotten.
+        move || unsafe { coprimitives::Lockable::unlock(&*b) },
+    );
+}
+
 fn counter_scenario(
     ctxs: &[AioContext],
     lock: impl Fn() + Clone + Send + 'static,
@@ -293,15 +307,7 @@ fn a_mutex_that_skips_the_remote_hand_off_is_caught_and_the_real_one_survives() 
     assert!(failure.is_deadlock(), "{failure}");
 
     let r = sim::check(0..1000, 2, |ctxs| {
-        let m = Arc::new(CoMutex::new(()));
-        let (a, b) = (m.clone(), m);
-        counter_scenario(
-            ctxs,
-            move || std::mem::forget(a.lock()),
-            // SAFETY: each unlock follows the same coroutine's lock, whose
-            // guard was forgotten.
-            move || unsafe { coprimitives::Lockable::unlock(&*b) },
-        );
+        real_mutex_counter_scenario(ctxs);
     });
     if let Err(f) = r {
         panic!("{f}");
@@ -372,15 +378,7 @@ fn pct_finds_the_lost_wakeup_too() {
 
     // The real CoMutex survives PCT as it survives uniform choices.
     let r = sim::check_with(pct, 0..300, 2, |ctxs| {
-        let m = Arc::new(CoMutex::new(()));
-        let (a, b) = (m.clone(), m);
-        counter_scenario(
-            ctxs,
-            move || std::mem::forget(a.lock()),
-            // SAFETY: each unlock follows the same coroutine's lock, whose
-            // guard was forgotten.
-            move || unsafe { coprimitives::Lockable::unlock(&*b) },
-        );
+        real_mutex_counter_scenario(ctxs);
     });
     if let Err(f) = r {
         panic!("{f}");

@@ -76,17 +76,11 @@ pub(super) fn cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Resul
     let (elapsed, mine) = recv(&report_rx, "A did not finish its round trips")?;
 
     let after = handoffs(&rt);
-    let homed =
-        a.context().as_ref() == Some(&contexts[0]) && b.context().as_ref() == Some(&contexts[1]);
+    let homed = homed_as_w3(NAME, &a, &b, contexts);
     drop((a, b, a_slot));
     drop(rt);
 
-    if !homed {
-        return Err(workload_error(
-            NAME,
-            "A is not homed on worker 0, or B on worker 1",
-        ));
-    }
+    homed?;
     // Each context also received its coroutine's first schedule from this thread.
     crossed(NAME, ops, &before, &after, 1.0)?;
     recorder.merge(&mine);
@@ -157,17 +151,11 @@ pub(super) fn flag_cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> 
         .recv_timeout(STUCK_AFTER)
         .map_err(|e| workload_error(NAME, &format!("B did not finish its round trips ({e})")))?;
     let after = handoffs(&rt);
-    let homed =
-        a.context().as_ref() == Some(&contexts[0]) && b.context().as_ref() == Some(&contexts[1]);
+    let homed = homed_as_w3(NAME, &a, &b, contexts);
     drop((a, b, a_slot));
     drop(rt);
 
-    if !homed {
-        return Err(workload_error(
-            NAME,
-            "A is not homed on worker 0, or B on worker 1",
-        ));
-    }
+    homed?;
     if !(a_up && b_up) {
         return Err(workload_error(
             NAME,
@@ -233,6 +221,23 @@ pub(super) fn waker_cross_context_pingpong(
     recorder.metric(HANDOFF_FRACTION, fraction);
     recorder.merge(&mine);
     Ok(elapsed.as_nanos() as f64 / ops as f64)
+}
+
+/// Fails `name` unless A is homed on worker 0 and B on worker 1, as W3 prescribes.
+fn homed_as_w3(
+    name: &str,
+    a: &Coroutine,
+    b: &Coroutine,
+    contexts: &[coscheduler::AioContext],
+) -> Result<(), Error> {
+    if a.context().as_ref() == Some(&contexts[0]) && b.context().as_ref() == Some(&contexts[1]) {
+        Ok(())
+    } else {
+        Err(workload_error(
+            name,
+            "A is not homed on worker 0, or B on worker 1",
+        ))
+    }
 }
 
 /// A's side of a ping-pong: `ops` calls of `round`, each a round trip, with one clock read
