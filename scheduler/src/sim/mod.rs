@@ -48,8 +48,9 @@
 //! [`Strategy::Random`] picks uniformly among the enabled events.
 //! [`Strategy::Pct`] is probabilistic concurrency testing (Burckhardt et
 //! al., ASPLOS 2010): contexts get random priorities, the highest-priority
-//! context with work always runs, and at `depth − 1` random steps the
-//! running context's priority drops below all others. A bug that needs `d`
+//! context with work always runs, and at `depth − 1` distinct random steps
+//! (at most `steps` of them) the running context's priority drops below all
+//! others. A bug that needs `d`
 //! ordering constraints between contexts is found with probability at least
 //! `1 / (n · k^(d−1))` per run for `n` contexts and `k` steps.
 //!

@@ -57,9 +57,17 @@ impl Chooser {
                     let j = rng.below(i as u64 + 1) as usize;
                     priority.swap(i, j);
                 }
-                let change_points = (1..depth)
-                    .map(|_| rng.below(steps.max(1) as u64) as usize)
-                    .collect();
+                // Distinct steps: two drops at one step would explore one
+                // depth less. Fewer steps than drops leaves every step one.
+                let steps = steps.max(1);
+                let wanted = (depth - 1).min(steps);
+                let mut change_points: Vec<usize> = Vec::with_capacity(wanted);
+                while change_points.len() < wanted {
+                    let c = rng.below(steps as u64) as usize;
+                    if !change_points.contains(&c) {
+                        change_points.push(c);
+                    }
+                }
                 Chooser::Pct {
                     priority,
                     change_points,
@@ -148,6 +156,14 @@ mod tests {
             priority.sort_unstable();
             assert_eq!(priority, vec![3, 4, 5, 6]);
         }
+        // Distinct change points, even when there are barely enough steps.
+        for seed in 0..50 {
+            let (_, mut points) = pct(5, 4, 2, seed);
+            points.sort_unstable();
+            assert_eq!(points, vec![0, 1, 2, 3], "seed {seed}");
+        }
+        let (_, capped) = pct(6, 3, 2, 0);
+        assert_eq!(capped.len(), 3, "no more drops than steps");
         let (_, none) = pct(1, 40, 2, 0);
         assert!(none.is_empty(), "depth 1: no priority change");
         let (_, zero) = pct(0, 40, 2, 0);
