@@ -18,7 +18,11 @@
 //! virtual time, which does not pass while a coroutine runs (the clock
 //! moves only when nothing can run), so only the call count decides; and
 //! as all the simulation's contexts share the thread, and so its budget,
-//! a slice is told apart by its context as well as its switch count.
+//! a slice is told apart by its context as well as its switch count. Every
+//! call then takes the slow path, so that a slice's count starts at its
+//! first call rather than up to [`CLOCK_EVERY`] calls later, and each run
+//! starts from a fresh budget ([`coscheduler::sim::on_run_start`]): a seed
+//! yields at the same calls in every run and every replay.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -34,18 +38,34 @@ pub const MAYBE_YIELD_AFTER: Duration = Duration::from_micros(500);
 pub const CLOCK_EVERY: u32 = 32;
 
 /// This thread's budget: calls left until the next check, the switch count
-/// it was started at, and when.
+/// it was started at, and when; `every_call` under a simulation.
 #[derive(Clone, Copy)]
 struct Budget {
     calls: u32,
     epoch: u64,
     started: Option<Instant>,
+    every_call: bool,
 }
 
+/// A budget whose next call takes the slow path and starts a slice.
+const FRESH: Budget = Budget {
+    calls: 1,
+    epoch: 0,
+    started: None,
+    every_call: false,
+};
+
 thread_local! {
-    static BUDGET: Cell<Budget> = const {
-        Cell::new(Budget { calls: 0, epoch: 0, started: None })
-    };
+    static BUDGET: Cell<Budget> = const { Cell::new(FRESH) };
+}
+
+/// Each simulated run starts from a fresh budget: registered with the
+/// simulation once per process, at the first slow-path call on any thread
+/// (a fresh thread's first call takes it), so that a thread that used the
+/// budget before its first run is reset too.
+fn reset_at_each_run() {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| coscheduler::sim::on_run_start(|| BUDGET.with(|b| b.set(FRESH))));
 }
 
 /// Yields if the current coroutine has used up its budget (see the
@@ -66,13 +86,13 @@ thread_local! {
 /// ```
 #[inline]
 pub fn maybe_yield() {
-    let left = BUDGET.with(|b| {
+    let (left, every_call) = BUDGET.with(|b| {
         let mut budget = b.get();
         budget.calls = budget.calls.wrapping_sub(1);
         b.set(budget);
-        budget.calls
+        (budget.calls, budget.every_call)
     });
-    if left % CLOCK_EVERY != 0 {
+    if left % CLOCK_EVERY != 0 && !every_call {
         return;
     }
     maybe_yield_slow();
@@ -81,6 +101,7 @@ pub fn maybe_yield() {
 #[cold]
 #[inline(never)]
 fn maybe_yield_slow() {
+    reset_at_each_run();
     if !coscheduler::in_coroutine() {
         return;
     }
@@ -110,10 +131,12 @@ fn maybe_yield_slow() {
 /// `yield_now`, and the thread-local must be looked up again there.
 #[inline(never)]
 fn restart_budget() {
+    let every_call = coscheduler::sim::is_active();
     let budget = Budget {
         calls: MAYBE_YIELD_CALLS,
         epoch: slice_epoch(),
         started: Some(Instant::now()),
+        every_call,
     };
     BUDGET.with(|b| b.set(budget));
 }

@@ -424,6 +424,41 @@ fn run_twice<T: PartialEq + std::fmt::Debug + 'static>(
     (r1, s1)
 }
 
+/// Coroutines on two contexts that compute in loops with `maybe_yield`,
+/// logging which one ran each step: where they yield is the schedule.
+fn yielding_program(ctxs: &[AioContext]) -> Vec<u8> {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hs: Vec<JoinHandle<()>> = (0..4u8)
+        .map(|i| {
+            let log = log.clone();
+            ctxs[usize::from(i) % 2].spawn(move || {
+                for _ in 0..1_500 {
+                    log.lock().unwrap().push(i);
+                    coprimitives::maybe_yield();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    log.lock().unwrap().clone()
+}
+
+/// `maybe_yield` keeps a per-thread call count; each run starts from a fresh
+/// one, so a seed yields at the same calls however the thread used it
+/// before (here: a few calls outside any coroutine, and a first run).
+#[test]
+fn maybe_yield_replays_exactly() {
+    for _ in 0..7 {
+        coprimitives::maybe_yield();
+    }
+    let (log, _) = run_twice(5, 2, yielding_program);
+    assert_eq!(log.len(), 6_000);
+    let switches = log.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(switches > 4, "the loops yielded ({switches} switches)");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_schedule_across_runs_and_processes() {
     let (r1, s1) = run_twice(42, 3, busy_program);

@@ -98,9 +98,9 @@
 //!   [`AioContext::now`], which are virtual under a simulation.
 //! - **State a thread keeps between runs.** A thread-local that the code
 //!   under test carries from one run to the next makes a run depend on the
-//!   runs before it on that thread; `maybe_yield`'s call count is one (its
-//!   place within its 32-call check period), so a replay in the same
-//!   process can yield up to 31 calls away from where the original did.
+//!   runs before it on that thread. A primitive with such state resets it
+//!   in a hook given to [`on_run_start`], as `maybe_yield` does with its
+//!   call count.
 //!
 //! ```
 //! use coscheduler::sim::Simulation;
@@ -422,6 +422,33 @@ pub fn now() -> Duration {
     }
 }
 
+/// Functions every run calls on its thread before it starts (see
+/// [`on_run_start`]).
+static RUN_START: std::sync::Mutex<Vec<fn()>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `hook` to be called on the simulation's thread at the start of
+/// every later run, before any of its coroutines: for per-thread state a
+/// primitive keeps across calls (its own counters), which must start each
+/// run the same way for a seed to replay exactly. Register once per hook
+/// (a `std::sync::Once` does); each registration is called.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+/// static RUNS: AtomicU32 = AtomicU32::new(0);
+/// coscheduler::sim::on_run_start(|| {
+///     RUNS.fetch_add(1, SeqCst);
+/// });
+/// coscheduler::sim::Simulation::new(1, 1).run(|_| ()).unwrap();
+/// coscheduler::sim::Simulation::new(2, 1).run(|_| ()).unwrap();
+/// assert_eq!(RUNS.load(SeqCst), 2);
+/// ```
+pub fn on_run_start(hook: fn()) {
+    RUN_START
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(hook);
+}
+
 /// True while the calling thread runs a simulation.
 #[inline]
 pub fn is_active() -> bool {
@@ -536,6 +563,12 @@ impl World {
         f: impl FnOnce(&[AioContext]) -> T + 'static,
     ) -> Result<T, (FailureKind, String)> {
         assert!(!is_active(), "simulations cannot nest");
+        // Copied out: a hook may register another.
+        let hooks = RUN_START
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        hooks.iter().for_each(|hook| hook());
         ACTIVE.with(|a| a.set(self as *const World));
         PANICKED.with(|p| p.borrow_mut().take());
         if sim.fail_on_panic {
