@@ -1,13 +1,10 @@
-//! The simulation's generator and its event choosers.
+//! The simulation's generator.
 //!
 //! SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
 //! generators", OOPSLA 2014): a 64-bit state, one addition and a mixing
 //! function per number. Its output depends only on the seed, so a schedule
 //! is a function of the seed in every process; its quality is ample for
 //! picking among a handful of events.
-
-use super::Strategy;
-use super::schedule::StepKind;
 
 /// A seeded generator.
 pub(crate) struct SplitMix(u64);
@@ -32,99 +29,9 @@ impl SplitMix {
     }
 }
 
-/// Picks the next event according to a [`Strategy`].
-pub(crate) enum Chooser {
-    Random,
-    /// PCT: per-context priorities (higher runs first) and the steps at
-    /// which the running context's priority drops.
-    Pct {
-        priority: Vec<u64>,
-        change_points: Vec<usize>,
-    },
-}
-
-impl Chooser {
-    pub(crate) fn new(strategy: Strategy, contexts: usize, rng: &mut SplitMix) -> Chooser {
-        match strategy {
-            Strategy::Random => Chooser::Random,
-            Strategy::Pct { depth, steps } => {
-                let depth = depth.max(1);
-                // Initial priorities: a random permutation of
-                // depth..depth + contexts, above every drop (1..depth).
-                let mut priority: Vec<u64> =
-                    (0..contexts as u64).map(|p| p + depth as u64).collect();
-                for i in (1..priority.len()).rev() {
-                    let j = rng.below(i as u64 + 1) as usize;
-                    priority.swap(i, j);
-                }
-                // Distinct steps: two drops at one step would explore one
-                // depth less. Fewer steps than drops leaves every step one.
-                let steps = steps.max(1);
-                let wanted = (depth - 1).min(steps);
-                let mut change_points: Vec<usize> = Vec::with_capacity(wanted);
-                while change_points.len() < wanted {
-                    let c = rng.below(steps as u64) as usize;
-                    if !change_points.contains(&c) {
-                        change_points.push(c);
-                    }
-                }
-                Chooser::Pct {
-                    priority,
-                    change_points,
-                }
-            }
-        }
-    }
-
-    /// Chooses among `events` (non-empty) at scheduling step `step`.
-    pub(crate) fn pick(
-        &mut self,
-        events: &[(usize, StepKind)],
-        step: usize,
-        rng: &mut SplitMix,
-    ) -> (usize, StepKind) {
-        match self {
-            Chooser::Random => events[rng.below(events.len() as u64) as usize],
-            Chooser::Pct {
-                priority,
-                change_points,
-            } => {
-                // The highest-priority context with an event; its events in
-                // the order a real loop turn takes them (the list is built
-                // in that order per context).
-                let best = events
-                    .iter()
-                    .max_by_key(|(ctx, _)| priority[*ctx])
-                    .map(|(ctx, _)| *ctx)
-                    .expect("events is not empty");
-                let chosen = *events
-                    .iter()
-                    .find(|(ctx, _)| *ctx == best)
-                    .expect("best has an event");
-                if let Some(k) = change_points.iter().position(|&c| c == step) {
-                    // Drop below every initial priority, later drops lower.
-                    priority[best] = (change_points.len() - k) as u64;
-                }
-                chosen
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pct(depth: usize, steps: usize, contexts: usize, seed: u64) -> (Vec<u64>, Vec<usize>) {
-        let mut rng = SplitMix::new(seed);
-        match Chooser::new(Strategy::Pct { depth, steps }, contexts, &mut rng) {
-            Chooser::Pct {
-                priority,
-                change_points,
-            } => (priority, change_points),
-            Chooser::Random => unreachable!("a PCT strategy makes a PCT chooser"),
-        }
-    }
 
     #[test]
     fn the_generator_is_a_function_of_its_seed() {
@@ -142,89 +49,5 @@ mod tests {
             seen[v as usize] += 1;
         }
         assert!(seen.iter().all(|&n| n > 800), "roughly uniform: {seen:?}");
-    }
-
-    /// Initial priorities are a permutation of `depth..depth + contexts`,
-    /// above every drop (`1..depth`); `depth − 1` change points fall
-    /// within the expected run length.
-    #[test]
-    fn pct_priorities_and_change_points() {
-        for seed in 0..50 {
-            let (mut priority, change_points) = pct(3, 40, 4, seed);
-            assert_eq!(change_points.len(), 2);
-            assert!(change_points.iter().all(|&c| c < 40), "{change_points:?}");
-            priority.sort_unstable();
-            assert_eq!(priority, vec![3, 4, 5, 6]);
-        }
-        // Distinct change points, even when there are barely enough steps.
-        for seed in 0..50 {
-            let (_, mut points) = pct(5, 4, 2, seed);
-            points.sort_unstable();
-            assert_eq!(points, vec![0, 1, 2, 3], "seed {seed}");
-        }
-        let (_, capped) = pct(6, 3, 2, 0);
-        assert_eq!(capped.len(), 3, "no more drops than steps");
-        let (_, none) = pct(1, 40, 2, 0);
-        assert!(none.is_empty(), "depth 1: no priority change");
-        let (_, zero) = pct(0, 40, 2, 0);
-        assert!(zero.is_empty(), "depth 0 counts as 1");
-        let orders: std::collections::HashSet<_> = (0..50).map(|s| pct(2, 10, 3, s).0).collect();
-        assert!(orders.len() > 1, "seeds shuffle the priorities");
-    }
-
-    /// The highest-priority context with an event always runs, its first
-    /// event (the loop turn's order) first; at a change point it drops
-    /// below every other context, later drops lower still.
-    #[test]
-    fn pct_runs_the_highest_priority_context_until_a_change_point() {
-        let mut rng = SplitMix::new(0);
-        let mut chooser = Chooser::Pct {
-            priority: vec![3, 5, 4],
-            change_points: vec![2, 4],
-        };
-        let all = [
-            (0, StepKind::Run),
-            (1, StepKind::Deliver),
-            (1, StepKind::Run),
-            (2, StepKind::Timers),
-        ];
-        assert_eq!(chooser.pick(&all, 0, &mut rng), (1, StepKind::Deliver));
-        assert_eq!(chooser.pick(&all, 1, &mut rng), (1, StepKind::Deliver));
-        // Without an event of its own, the next context runs.
-        assert_eq!(chooser.pick(&all[..1], 1, &mut rng), (0, StepKind::Run));
-        // Step 2 is a change point: context 1 runs once more, then drops
-        // to 2 (the first of two drops), below contexts 2 and 0.
-        assert_eq!(chooser.pick(&all, 2, &mut rng), (1, StepKind::Deliver));
-        assert_eq!(chooser.pick(&all, 3, &mut rng), (2, StepKind::Timers));
-        // Step 4, the last change point: context 2 drops to 1.
-        assert_eq!(chooser.pick(&all, 4, &mut rng), (2, StepKind::Timers));
-        assert_eq!(chooser.pick(&all, 5, &mut rng), (0, StepKind::Run));
-        let Chooser::Pct { priority, .. } = &chooser else {
-            unreachable!()
-        };
-        assert_eq!(priority, &vec![3, 2, 1]);
-        assert_eq!(chooser.pick(&all[1..], 6, &mut rng), (1, StepKind::Deliver));
-    }
-
-    /// Random picks every enabled event, the same sequence for a seed.
-    #[test]
-    fn random_picks_among_all_events_reproducibly() {
-        let events = [
-            (0, StepKind::Run),
-            (1, StepKind::Run),
-            (1, StepKind::BottomHalf),
-        ];
-        let picks = |seed| {
-            let mut rng = SplitMix::new(seed);
-            let mut c = Chooser::new(Strategy::Random, 2, &mut rng);
-            (0..300)
-                .map(|step| c.pick(&events, step, &mut rng))
-                .collect::<Vec<_>>()
-        };
-        let a = picks(9);
-        assert_eq!(a, picks(9));
-        for e in &events {
-            assert!(a.contains(e), "{e:?} never picked");
-        }
     }
 }
