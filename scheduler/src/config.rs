@@ -10,7 +10,7 @@
 //! pin_threads = false
 //! stack_size = "1MiB"
 //! pool_max = 128
-//! poll_max = "32us 768ns"
+//! poll_max = "32.768us"
 //! thread_name = "coscheduler-worker"
 //! stall_threshold = "100ms"  # "0s" turns the stall detector off
 //! blocking_threads = 64
@@ -49,11 +49,10 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use humantime_serde::re::humantime;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::settings::Settings;
-use crate::runtime::settings::forms::exact_size;
+use crate::runtime::settings::forms::{exact_duration, exact_size};
 use crate::stack::MIN_STACK_SIZE;
 
 /// The name of the table this module reads.
@@ -91,6 +90,25 @@ const KEY_FORMS: [(&str, &str); 10] = [
     ("blocking_queue", "a non-negative integer"),
     ("shutdown_timeout", r#"a duration such as "5s""#),
 ];
+
+/// Writes `duration` as a configuration file spells it, and as this module writes it when
+/// a configuration is serialized: exactly, in one unit, with at most three decimals
+/// (`32.768us`, `1.5s`, `100ms`, `90s`, `2h`, `0s`).
+///
+/// Reading the text back gives the same duration, so a configuration that is written out
+/// and read again is unchanged; tools that show durations next to configuration values
+/// (`costress --help`, its reports) use this too, so that one value reads one way.
+///
+/// ```
+/// use std::time::Duration;
+/// use coscheduler::config::format_duration;
+///
+/// assert_eq!(format_duration(Duration::from_nanos(32_768)), "32.768us");
+/// assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+/// ```
+pub fn format_duration(duration: Duration) -> String {
+    exact_duration(duration)
+}
 
 /// A whole configuration file, as far as the runtime is concerned.
 ///
@@ -295,30 +313,21 @@ impl TryFrom<Settings> for RuntimeConfig {
         if fields.poll_max > MAX_POLL_MAX {
             return Err(ConfigError::in_runtime(
                 "poll_max",
-                format!(
-                    "{:?}",
-                    humantime::format_duration(fields.poll_max).to_string()
-                ),
+                format!("{:?}", format_duration(fields.poll_max)),
                 r#"a duration of at most "1s""#,
             ));
         }
         if fields.stall_threshold > MAX_STALL_THRESHOLD {
             return Err(ConfigError::in_runtime(
                 "stall_threshold",
-                format!(
-                    "{:?}",
-                    humantime::format_duration(fields.stall_threshold).to_string()
-                ),
+                format!("{:?}", format_duration(fields.stall_threshold)),
                 r#"a duration of at most "1h""#,
             ));
         }
         if fields.shutdown_timeout > MAX_SHUTDOWN_TIMEOUT {
             return Err(ConfigError::in_runtime(
                 "shutdown_timeout",
-                format!(
-                    "{:?}",
-                    humantime::format_duration(fields.shutdown_timeout).to_string()
-                ),
+                format!("{:?}", format_duration(fields.shutdown_timeout)),
                 r#"a duration of at most "1h""#,
             ));
         }
@@ -535,6 +544,44 @@ mod tests {
 
     fn error(text: &str) -> ConfigError {
         parse(text).expect_err("the configuration should be refused")
+    }
+
+    #[test]
+    fn durations_are_written_in_one_unit_and_read_back_unchanged() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::from_nanos(32_768), "32.768us"),
+            (Duration::from_nanos(999), "999ns"),
+            (Duration::from_nanos(1_000_001), "1000.001us"),
+            (Duration::from_micros(50), "50us"),
+            (Duration::from_micros(1_500), "1.5ms"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_millis(1_250), "1.25s"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(7_200), "2h"),
+            (Duration::from_secs(86_400), "24h"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(format_duration(duration), text);
+            assert_eq!(
+                humantime_serde::re::humantime::parse_duration(text),
+                Ok(duration),
+                "{text} reads back"
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_configuration_spells_durations_in_one_unit() {
+        let text = toml::to_string(&RuntimeConfig::default()).unwrap();
+        assert!(text.contains(r#"poll_max = "32.768us""#), "{text}");
+        assert_eq!(
+            parse(&format!("[runtime]\n{text}")).unwrap(),
+            RuntimeConfig::default()
+        );
     }
 
     #[test]

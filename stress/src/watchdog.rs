@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::exit::Exit;
 use crate::workload::Progress;
+use coscheduler::config::format_duration;
 
 /// What the watchdog saw when it fired.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ impl fmt::Display for Stall {
             f,
             "watchdog: workload {} made no progress for {} (stuck at {} ops); runtime dump follows",
             self.workload,
-            humantime::format_duration(round_to_millis(self.idle_for)),
+            format_duration(round_to_millis(self.idle_for)),
             self.progress
         )?;
         f.write_str(self.dump.trim_end())?;

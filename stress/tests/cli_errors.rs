@@ -160,7 +160,7 @@ fn help_lists_every_option_with_its_default() {
         ),
         (
             "--poll-max",
-            Some("[default: 32us 768ns]"),
+            Some("[default: 32.768us]"),
             Some("COSTRESS_POLL_MAX"),
         ),
         (

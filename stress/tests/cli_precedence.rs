@@ -55,6 +55,25 @@ fn defaults_when_there_is_no_file() {
 }
 
 #[test]
+fn durations_are_printed_as_a_user_writes_them() {
+    let dir = scratch("precedence-durations");
+    let table = resolved(costress(&dir).args([
+        "--duration",
+        "1500ms",
+        "--stall-threshold",
+        "1m 30s",
+        "--poll-max",
+        "0.05ms",
+    ]));
+    assert_eq!(get(&table, "stress", "duration").as_str(), Some("1.5s"));
+    assert_eq!(
+        get(&table, "runtime", "stall_threshold").as_str(),
+        Some("90s")
+    );
+    assert_eq!(get(&table, "runtime", "poll_max").as_str(), Some("50us"));
+}
+
+#[test]
 fn file_then_environment_then_flags() {
     let dir = scratch("precedence-layers");
     let config = write_config(&dir, "layers.toml");
@@ -84,7 +103,7 @@ fn file_then_environment_then_flags() {
     );
     assert_eq!(
         get(&table, "runtime", "poll_max").as_str(),
-        Some("32us 768ns")
+        Some("32.768us")
     );
 }
 

@@ -45,19 +45,28 @@ pub(crate) struct Settings {
     /// Stacks added to the shared pool's maximum while the runtime runs.
     pub(crate) pool_max: usize,
     /// Each worker's adaptive busy-polling maximum.
-    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
+    #[cfg_attr(
+        feature = "config",
+        serde(with = "crate::runtime::settings::forms::duration")
+    )]
     pub(crate) poll_max: Duration,
     /// Worker thread name prefix.
     pub(crate) thread_name: String,
     /// How long a coroutine may run without suspending before it is reported.
-    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
+    #[cfg_attr(
+        feature = "config",
+        serde(with = "crate::runtime::settings::forms::duration")
+    )]
     pub(crate) stall_threshold: Duration,
     /// The blocking pool's most threads.
     pub(crate) blocking_threads: usize,
     /// Blocking closures that may wait for a pool thread.
     pub(crate) blocking_queue: usize,
     /// How long a shutdown waits for coroutines to unwind.
-    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
+    #[cfg_attr(
+        feature = "config",
+        serde(with = "crate::runtime::settings::forms::duration")
+    )]
     pub(crate) shutdown_timeout: Duration,
 }
 
@@ -81,6 +90,8 @@ impl Default for Settings {
 #[cfg(feature = "config")]
 /// The serde forms of the values whose file spelling differs from their type.
 pub(crate) mod forms {
+    use std::time::Duration;
+
     /// Writes a size exactly, in the largest binary unit that divides it.
     ///
     /// `ByteSize`'s own `Display` rounds to one decimal ("97.7 KiB"), which would make a
@@ -94,6 +105,69 @@ pub(crate) mod forms {
                 || format!("{bytes}B"),
                 |(unit, name)| format!("{}{name}", bytes / unit),
             )
+    }
+
+    /// Writes a duration exactly, in the largest unit that holds it with at most three
+    /// decimals: `32.768us`, `1.5s`, `100ms`, `90s`, `2h`, `0s`.
+    ///
+    /// humantime's `format_duration` splits a value over several units (`32us 768ns`,
+    /// `1m 30s`), which reads as two settings; this form is what a person would type, and
+    /// humantime parses it back to the same value. Minutes and hours are used only for whole
+    /// counts, because a fraction of a minute is not how anyone writes a time.
+    pub(crate) fn exact_duration(duration: Duration) -> String {
+        const UNITS: [(u128, &str, bool); 6] = [
+            (3_600_000_000_000, "h", false),
+            (60_000_000_000, "m", false),
+            (1_000_000_000, "s", true),
+            (1_000_000, "ms", true),
+            (1_000, "us", true),
+            (1, "ns", false),
+        ];
+        let nanos = duration.as_nanos();
+        if nanos == 0 {
+            return "0s".to_owned();
+        }
+        let written = |(unit, name, decimals): (u128, &str, bool)| {
+            let whole = nanos / unit;
+            let rest = nanos % unit;
+            if whole == 0 {
+                None
+            } else if rest == 0 {
+                Some(format!("{whole}{name}"))
+            } else if decimals && (rest * 1_000) % unit == 0 {
+                let thousandths = format!("{:03}", rest * 1_000 / unit);
+                Some(format!(
+                    "{whole}.{}{name}",
+                    thousandths.trim_end_matches('0')
+                ))
+            } else {
+                None
+            }
+        };
+        // Microseconds with three decimals hold any count of nanoseconds, so whole
+        // nanoseconds are only reached below a microsecond, and always fit.
+        UNITS
+            .into_iter()
+            .find_map(written)
+            .unwrap_or_else(|| format!("{nanos}ns"))
+    }
+
+    /// Durations: humantime's spellings when read, [`exact_duration`] when written.
+    pub(crate) mod duration {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            humantime_serde::deserialize(d)
+        }
+
+        pub(crate) fn serialize<S: Serializer>(
+            duration: &Duration,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.collect_str(&super::exact_duration(*duration))
+        }
     }
 
     /// `threads`: an integer, or a string holding `auto` or one; 0 and `auto` mean one per

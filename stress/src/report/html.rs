@@ -13,6 +13,7 @@
 
 use std::fmt::Write as _;
 
+use coscheduler::config::format_duration;
 use hdrhistogram::Histogram;
 use html_escape::encode_text;
 use plotters::prelude::*;
@@ -77,7 +78,7 @@ fn page(settings: &Settings, body: &str) -> String {
          <code>costress --explain</code> describes every figure.</p>\n</body>\n</html>\n",
         version = env!("CARGO_PKG_VERSION"),
         workloads = encode_text(&settings.stress.workloads().join(", ")),
-        duration = humantime::format_duration(settings.stress.duration()),
+        duration = format_duration(settings.stress.duration()),
         coroutines = settings.stress.coroutines(),
         stack = format_count(runtime.stack_size_bytes() as u64),
         seed = settings.stress.seed(),

@@ -19,7 +19,7 @@
 
 use std::fmt::Write as _;
 
-use humantime::format_duration;
+use coscheduler::config::format_duration;
 
 use super::{PERCENTILES, format_count, format_nanos};
 use crate::outcome::{ContextSnapshot, LockSnapshot, NamedHistogram, Outcome, PoolSnapshot};

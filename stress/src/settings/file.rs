@@ -115,7 +115,7 @@ mod tests {
         );
         assert_eq!(
             error("[stress]\nduration = \"0s\""),
-            r#"stress.duration = "0s": expected a duration from "1ms" to "1day""#
+            r#"stress.duration = "0s": expected a duration from "1ms" to "24h""#
         );
         assert_eq!(
             error("stress = 1"),

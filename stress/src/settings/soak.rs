@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::error::SettingsError;
 use super::invocation::SoakRequest;
+use coscheduler::config::format_duration;
 
 /// How long each cycle runs its workload when `--cycle` is not given.
 pub const DEFAULT_CYCLE: Duration = Duration::from_secs(1);
@@ -111,8 +112,8 @@ fn parse_cycle(text: &str) -> Result<Duration, SettingsError> {
     let (min, max) = CYCLE_RANGE;
     let expected = format!(
         "a duration from {:?} to {:?}",
-        humantime::format_duration(min).to_string(),
-        humantime::format_duration(max).to_string()
+        format_duration(min),
+        format_duration(max)
     );
     match humantime::parse_duration(text.trim()) {
         Ok(cycle) if (min..=max).contains(&cycle) => Ok(cycle),

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use humantime_serde::re::humantime;
+use coscheduler::config::format_duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::SettingsError;
@@ -72,15 +72,27 @@ impl From<Workloads> for Vec<String> {
     }
 }
 
+/// Writes a duration as `[runtime]` does ([`format_duration`]), so that `--print-config`
+/// shows `1.5s` and not `1s 500ms`; it is read with humantime's forms.
+fn write_duration<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_duration(*duration))
+}
+
 /// `[stress]` as serde sees it: types checked, ranges not yet.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Fields {
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "humantime_serde::deserialize",
+        serialize_with = "write_duration"
+    )]
     duration: Duration,
     coroutines: usize,
     seed: u64,
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "humantime_serde::deserialize",
+        serialize_with = "write_duration"
+    )]
     stall_timeout: Duration,
     workloads: Workloads,
 }
@@ -227,7 +239,7 @@ fn check_duration(
     if (min..=max).contains(&value) {
         return Ok(());
     }
-    let show = |d| format!("{:?}", humantime::format_duration(d).to_string());
+    let show = |d| format!("{:?}", format_duration(d));
     Err(SettingsError::invalid(
         &format!("{SECTION}.{key}"),
         show(value),
@@ -315,7 +327,7 @@ mod tests {
                 "duration = \"0s\"",
                 "stress.duration",
                 r#""0s""#,
-                r#"from "1ms" to "1day""#,
+                r#"from "1ms" to "24h""#,
             ),
             (
                 "coroutines = 0",

@@ -26,6 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use coprimitives::{CoMutex, CoQueue, CoRwLock, co_sleep, co_timeout};
+use coscheduler::config::format_duration;
 use coscheduler::{Coroutine, JoinHandle, Runtime, suspend};
 
 use crate::outcome::Check;
@@ -278,7 +279,7 @@ fn wait_until(shared: &Shared, count: u64) -> Result<(), String> {
             return Err(format!(
                 "only {} of {count} leftover coroutines started within {}",
                 shared.parked.load(Ordering::Relaxed),
-                humantime::format_duration(PARK_TIMEOUT)
+                format_duration(PARK_TIMEOUT)
             ));
         }
         thread::sleep(Duration::from_millis(1));

@@ -37,6 +37,7 @@ use crate::runner::{self, Run};
 use crate::settings::{Format, Settings, Soak, SoakLimit};
 use crate::workload::Workload;
 use crate::workloads;
+use coscheduler::config::format_duration;
 use leftovers::Leftovers;
 
 /// Mappings a cycle may leave above the baseline: the allocator's per-thread arenas and the
@@ -258,7 +259,7 @@ fn under_timer(limit: Duration, number: u64, kind: Teardown, teardown: impl FnOn
                 eprintln!(
                     "\ncostress: soak: cycle {number}: the runtime's {kind} did not finish within \
                      {}; the suspended coroutines were not all unwound",
-                    humantime::format_duration(limit)
+                    format_duration(limit)
                 );
                 std::process::exit(i32::from(Exit::Leaked.code()));
             }
@@ -278,7 +279,7 @@ fn limit_reached(summary: &SoakSummary, limit: SoakLimit, started: Instant) -> b
 fn limit_text(limit: SoakLimit) -> String {
     match limit {
         SoakLimit::Ops(ops) => format!("{} contended lock operations", format_count(ops)),
-        SoakLimit::Time(duration) => humantime::format_duration(duration).to_string(),
+        SoakLimit::Time(duration) => format_duration(duration),
     }
 }
 
@@ -300,7 +301,7 @@ fn header(settings: &Settings, options: &Options) -> String {
          context, {} leftovers of each kind per context\n",
         env!("CARGO_PKG_VERSION"),
         settings.stress.workloads().join(", "),
-        humantime::format_duration(options.limits.cycle),
+        format_duration(options.limits.cycle),
         limit_text(options.limits.limit),
         settings
             .runtime
