@@ -191,3 +191,16 @@ pub use budget::maybe_yield;
 pub use sleep::{CoSleep, co_sleep};
 #[cfg(not(loom))]
 pub use timeout::{TimedOut, co_timeout, co_timeout_with_cleanup};
+
+// Test-only breakages, for the tests that show the simulation finds them.
+#[cfg(not(loom))]
+mod mutation;
+
+/// **Test-only** switches that plant a bug in a primitive, for the tests
+/// that show the deterministic simulation catches it (see each item).
+/// Nothing here is covered by semver, and a program never calls it.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod __mutation {
+    pub use super::mutation::skip_unlock_handoff;
+}

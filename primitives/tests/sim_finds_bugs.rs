@@ -2,7 +2,6 @@
 //! coroutine code, replays them step for step, and runs virtual time fast.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use coprimitives::{CoMutex, CoQueue, CoRwLock, co_sleep, co_timeout};
 use coscheduler::sim::{self, Schedule, Simulation, Strategy};
-use coscheduler::{AioContext, Coroutine, JoinHandle};
+use coscheduler::{AioContext, JoinHandle};
 
 // ----------------------------------------------------------------------
 // The pre-2021 QEMU CoRwlock, as util/qemu-coroutine-lock.c had it before
@@ -199,54 +198,29 @@ fn the_real_rwlock_survives_ten_thousand_seeds() {
 }
 
 // ----------------------------------------------------------------------
-// A CoMutex variant whose unlock skips the hand-off when the next waiter
-// is on another context.
+// The real CoMutex with its unlock's hand-off skipped, a bug planted with
+// `coprimitives::__mutation`: a contended unlock leaves without passing the
+// lock to the oldest waiter and waking it.
 
-/// Whether the lock is held, and its waiters with their grant flags.
-type BrokenState = (bool, VecDeque<(Coroutine, Arc<AtomicBool>)>);
+/// Plants the bug on the calling thread, where a simulation runs all its
+/// contexts, until dropped.
+struct SkippedHandOff;
 
-struct BrokenMutex {
-    inner: std::sync::Mutex<BrokenState>,
-}
-
-impl BrokenMutex {
-    fn new() -> BrokenMutex {
-        BrokenMutex {
-            inner: std::sync::Mutex::new((false, VecDeque::new())),
-        }
-    }
-
-    fn lock(&self) {
-        let granted = Arc::new(AtomicBool::new(false));
-        {
-            let mut st = self.inner.lock().unwrap();
-            if !st.0 {
-                st.0 = true;
-                return;
-            }
-            st.1.push_back((coscheduler::current().unwrap(), granted.clone()));
-        }
-        while !granted.load(SeqCst) {
-            coscheduler::suspend();
-        }
-    }
-
-    fn unlock(&self) {
-        let mut st = self.inner.lock().unwrap();
-        match st.1.pop_front() {
-            None => st.0 = false,
-            Some((co, granted)) => {
-                granted.store(true, SeqCst);
-                drop(st);
-                if co.context() == Some(AioContext::current()) {
-                    co.wake();
-                }
-                // Otherwise the hand-off to the other context is skipped:
-                // the waiter owns the lock but nobody wakes it.
-            }
-        }
+impl SkippedHandOff {
+    fn plant() -> SkippedHandOff {
+        coprimitives::__mutation::skip_unlock_handoff(true);
+        SkippedHandOff
     }
 }
+
+impl Drop for SkippedHandOff {
+    fn drop(&mut self) {
+        coprimitives::__mutation::skip_unlock_handoff(false);
+    }
+}
+
+/// The seeds within which the simulation must catch the skipped hand-off.
+const HAND_OFF_SEEDS: u64 = 20;
 
 /// [`counter_scenario`] on the real CoMutex, locked and unlocked through
 /// `Lockable` so that the two halves can run in different coroutines.
@@ -297,18 +271,25 @@ struct SendRc(Rc<RefCell<u32>>);
 unsafe impl Send for SendRc {}
 
 #[test]
-fn a_mutex_that_skips_the_remote_hand_off_is_caught_and_the_real_one_survives() {
-    let failure = sim::check(0..1000, 2, |ctxs| {
-        let m = Arc::new(BrokenMutex::new());
-        let (a, b) = (m.clone(), m);
-        counter_scenario(ctxs, move || a.lock(), move || b.unlock());
-    })
+fn a_comutex_whose_unlock_skips_the_hand_off_is_caught_and_the_real_one_survives() {
+    let failure = {
+        let _bug = SkippedHandOff::plant();
+        sim::check(0..HAND_OFF_SEEDS, 2, real_mutex_counter_scenario)
+    }
     .expect_err("the skipped hand-off strands a waiter");
     assert!(failure.is_deadlock(), "{failure}");
+    assert!(
+        failure.dump().contains("CoMutex"),
+        "the dump shows the stranded waiters: {failure}"
+    );
+    let again = {
+        let _bug = SkippedHandOff::plant();
+        failure.replay().run(real_mutex_counter_scenario)
+    }
+    .expect_err("a replay fails the same way");
+    assert_eq!(again.schedule(), failure.schedule(), "step for step");
 
-    let r = sim::check(0..1000, 2, |ctxs| {
-        real_mutex_counter_scenario(ctxs);
-    });
+    let r = sim::check(0..1000, 2, real_mutex_counter_scenario);
     if let Err(f) = r {
         panic!("{f}");
     }

@@ -74,6 +74,12 @@ impl Parker for CoroutineParker {
     fn may_spin() -> bool {
         !coscheduler::sim::is_active()
     }
+
+    /// A test's switch, read only here on the contended unlock path.
+    #[inline]
+    fn skip_unlock_handoff() -> bool {
+        crate::mutation::unlock_handoff_skipped()
+    }
 }
 
 /// The simulation's virtual time in nanoseconds.

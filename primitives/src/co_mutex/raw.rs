@@ -252,6 +252,14 @@ pub(crate) trait Parker {
     fn may_spin() -> bool {
         true
     }
+
+    /// Whether the contended unlock skips its hand-off, a bug planted on
+    /// purpose by the tests that show the simulation catches it
+    /// (`coprimitives::__mutation`). Never true in real use.
+    #[inline]
+    fn skip_unlock_handoff() -> bool {
+        false
+    }
 }
 
 /// [`WaitRecord::state`]: queued, nobody has decided about it yet.
@@ -748,6 +756,11 @@ impl<P: Parker> RawCoMutex<P> {
     #[cold]
     #[inline(never)]
     fn unlock_slow(&self) -> Released {
+        if P::skip_unlock_handoff() {
+            // The planted bug: the lock passes to nobody and nobody is
+            // responsible for the queue, so its waiters are never woken.
+            return Released::Free;
+        }
         let here = Some(P::context());
         loop {
             // SAFETY: responsible party: our `fetch_sub` saw others arrive,
