@@ -8,16 +8,14 @@
 //! Charts use plotters' SVG backend only. SVG text is emitted as `<text>` for the viewer to
 //! render, and plotters' built-in size estimate lays out labels, so no font files,
 //! fontconfig or other system libraries are needed. Ticks and their labels come from
-//! `report/axis.rs`, colours from the Okabe–Ito set, and every file is told apart by commit
+//! the `chart-axis` crate (shared with `costress --html`), colours from the Okabe–Ito set, and every file is told apart by commit
 //! and time.
 
-mod axis;
-
-use self::axis::YAxis;
 use std::fmt::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use chart_axis::TickAxis;
 use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
@@ -348,7 +346,7 @@ enum Scale {
 }
 
 /// Draws `lines` over the x axis `x` with a `scale` y axis labelled `unit` (ticks and
-/// labels from [`axis`]), a colour of [`PALETTE`] and a marker per point for each line, and
+/// labels from [`chart_axis`]), a colour of [`PALETTE`] and a marker per point for each line, and
 /// a legend naming the lines. With `parity`, a dashed line marks 1 (a ratio's "equal to the
 /// reference") and the axis always reaches it.
 fn chart(
@@ -365,19 +363,13 @@ fn chart(
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .chain(parity.then_some(1.0));
-    let y = YAxis::new(
+    let y = TickAxis::new(
         padded(values, scale == Scale::Log),
         scale == Scale::Log,
         MAX_Y_TICKS,
     );
-    let tick_labels = axis::labels(y.ticks());
-    let ticks = y.ticks().to_vec();
-    let label_of = |v: &f64| {
-        ticks
-            .iter()
-            .position(|t| (t - v).abs() <= t.abs().max(1e-12) * 1e-9)
-            .map_or_else(String::new, |i| tick_labels[i].clone())
-    };
+    // The chart takes the axis; its labels are read from a copy.
+    let labels = y.clone();
     let y_desc = match scale {
         Scale::Log => format!("{unit} (log scale)"),
         Scale::Linear => unit.to_owned(),
@@ -397,7 +389,7 @@ fn chart(
         .configure_mesh()
         .x_labels(x.labels.len())
         .x_label_formatter(&|v| x.label(v))
-        .y_label_formatter(&label_of)
+        .y_label_formatter(&|v| labels.label(*v))
         .x_desc(x.title)
         .y_desc(&y_desc)
         .light_line_style(RGBColor(0xF0, 0xF0, 0xF0))

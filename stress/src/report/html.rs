@@ -13,6 +13,7 @@
 
 use std::fmt::Write as _;
 
+use chart_axis::TickAxis;
 use coscheduler::config::format_duration;
 use hdrhistogram::Histogram;
 use html_escape::encode_text;
@@ -30,6 +31,10 @@ type DrawError<'a> = DrawingAreaErrorKind<<SVGBackend<'a> as DrawingBackend>::Er
 
 /// Chart size in pixels.
 const CHART: (u32, u32) = (560, 300);
+
+/// Most ticks on a linear axis: enough to read a value by, few enough to stay apart at
+/// [`CHART`]'s size.
+const MAX_TICKS: usize = 8;
 
 /// Percentile steps per halving of the distance to 100%, as HdrHistogram's plots use.
 const TICKS_PER_HALF_DISTANCE: u32 = 5;
@@ -362,12 +367,19 @@ fn percentile_chart(named: &NamedHistogram) -> String {
 }
 
 /// The label of a tick on the logarithmic latency axis: only whole decades are labelled,
-/// `10^y` nanoseconds in the report's units (`100 ns`, `1.00 µs`, `10.0 ms`).
+/// each as a whole number of the largest time unit it reaches (`100 ns`, `1 µs`, `10 µs`,
+/// `1 ms`), so the axis reads in one notation.
 fn decade_label(y: f64) -> String {
     if (y - y.round()).abs() > 1e-9 {
         return String::new();
     }
-    format_nanos(10f64.powi(y.round() as i32).round() as u64)
+    const UNITS: [(i32, &str); 4] = [(9, "s"), (6, "ms"), (3, "µs"), (0, "ns")];
+    let decade = y.round() as i32;
+    let (exponent, unit) = UNITS
+        .into_iter()
+        .find(|(exponent, _)| decade >= *exponent)
+        .unwrap_or((0, "ns"));
+    format!("{} {unit}", 10u64.pow((decade - exponent).max(0) as u32))
 }
 
 /// Operations per second between consecutive samples, at each interval's end.
@@ -387,34 +399,43 @@ fn throughput_chart(timeline: &[Sample]) -> String {
     let points = rates(timeline);
     let x_end = points.last().map_or(1.0, |p| p.0).max(1e-3);
     let y_end = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    linear_chart(
+        "throughput over time",
+        ("seconds", TickAxis::new(0.0..x_end, false, MAX_TICKS)),
+        ("ops/s", TickAxis::new(0.0..y_end, false, MAX_TICKS)),
+        points,
+    )
+}
+
+/// A line through `points` over two linear axes, each given with its title; the ticks and
+/// their labels are [`TickAxis`]'s, one number format an axis.
+fn linear_chart(
+    title: &str,
+    (x_desc, x): (&str, TickAxis),
+    (y_desc, y): (&str, TickAxis),
+    points: Vec<(f64, f64)>,
+) -> String {
     svg(|root| {
+        // The chart takes the axes; the labels are read from copies.
+        let (x_labels, y_labels) = (x.clone(), y.clone());
         let mut chart = ChartBuilder::on(root)
-            .caption("throughput over time", ("sans-serif", 15))
+            .caption(title, ("sans-serif", 15))
             .margin(8)
             .margin_right(28)
             .x_label_area_size(34)
             .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_end, 0.0..y_end)?;
+            .build_cartesian_2d(x, y)?;
         chart
             .configure_mesh()
-            .x_desc("seconds")
-            .y_desc("ops/s")
-            .y_label_formatter(&|y| format_rate(*y))
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|v| x_labels.label(*v))
+            .y_label_formatter(&|v| y_labels.label(*v))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         chart.draw_series(LineSeries::new(points, CURVE.stroke_width(2)))?;
         Ok(())
     })
-}
-
-/// A rate with a unit prefix: `950`, `12.5 k`, `3.40 M`.
-fn format_rate(rate: f64) -> String {
-    match rate {
-        r if r >= 1e9 => format!("{:.2} G", r / 1e9),
-        r if r >= 1e6 => format!("{:.2} M", r / 1e6),
-        r if r >= 1e3 => format!("{:.1} k", r / 1e3),
-        r => format!("{r:.0}"),
-    }
 }
 
 /// An SVG drawn by `draw`, as text. A drawing error leaves a note in place of the chart:
@@ -521,23 +542,14 @@ fn soak_section(soak: &SoakSummary) -> String {
 fn cycle_chart(title: &str, points: &[(f64, f64)]) -> String {
     let x_end = points.last().map_or(1.0, |p| p.0).max(2.0);
     let y_end = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
-    svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 15))
-            .margin(8)
-            .x_label_area_size(34)
-            .y_label_area_size(64)
-            .build_cartesian_2d(1.0..x_end, 0.0..y_end)?;
-        chart
-            .configure_mesh()
-            .x_desc("cycle")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format_rate(*y))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
-        chart.draw_series(LineSeries::new(points.to_vec(), CURVE.stroke_width(2)))?;
-        Ok(())
-    })
+    // No more ticks than cycles, so that every tick is a whole cycle.
+    let cycles = (x_end as usize).clamp(2, MAX_TICKS);
+    linear_chart(
+        title,
+        ("cycle", TickAxis::new(1.0..x_end, false, cycles)),
+        ("", TickAxis::new(0.0..y_end, false, MAX_TICKS)),
+        points.to_vec(),
+    )
 }
 
 #[cfg(test)]
@@ -554,9 +566,7 @@ mod tests {
         let decades: Vec<String> = (2..=7).map(|y| decade_label(f64::from(y))).collect();
         assert_eq!(
             decades,
-            [
-                "100 ns", "1.00 µs", "10.0 µs", "100 µs", "1.00 ms", "10.0 ms"
-            ]
+            ["100 ns", "1 µs", "10 µs", "100 µs", "1 ms", "10 ms"]
         );
         assert_eq!(decade_label(2.5), "");
     }
@@ -581,6 +591,49 @@ mod tests {
         assert!(histogram.equivalent(last.1 as u64, 100_000));
     }
 
+    /// The texts of `svg`'s `<text>` elements, in drawing order.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|element| {
+                let inner = element.split_once('>')?.1;
+                Some(inner.split_once("</text>")?.0.trim().to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_throughput_axis_reads_in_one_number_format() {
+        // 2.5 M ops/s for a second, sampled every 50 ms.
+        let timeline: Vec<Sample> = (0..=20)
+            .map(|i| Sample {
+                elapsed_ns: i * 50_000_000,
+                ops: i * 125_000,
+            })
+            .collect();
+        let labels = texts(&throughput_chart(&timeline));
+        let rates: Vec<&str> = labels
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.ends_with('M') || l.ends_with('k'))
+            .collect();
+        assert_eq!(
+            rates,
+            ["0.0M", "0.5M", "1.0M", "1.5M", "2.0M", "2.5M"],
+            "{labels:?}"
+        );
+        let seconds: Vec<&str> = labels
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.parse::<f64>().is_ok())
+            .collect();
+        assert_eq!(
+            seconds,
+            ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"],
+            "{labels:?}"
+        );
+    }
+
     #[test]
     fn rates_are_per_interval() {
         let timeline = [
@@ -598,6 +651,5 @@ mod tests {
             },
         ];
         assert_eq!(rates(&timeline), [(0.5, 2_000.0), (1.0, 0.0)]);
-        assert_eq!(format_rate(3_400_000.0), "3.40 M");
     }
 }

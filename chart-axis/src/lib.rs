@@ -1,41 +1,69 @@
-//! Axis ticks and their labels, chosen here rather than by plotters: its log-scale key
-//! points repeat labels once rounded ("1.000 M" twice) and crowd the top of a decade, and
-//! its default formatter mixes notations on one axis.
+//! Chart axes for the workspace's plotters charts (`cobench report`, `costress --html`):
+//! ticks and their labels chosen here rather than by plotters, whose log-scale key points
+//! repeat labels once rounded ("1.000 M" twice) and crowd the top of a decade, and whose
+//! default formatter mixes notations on one axis.
 //!
 //! Ticks are "nice" numbers: 1-2-5 multiples of a power of ten on a log axis (thinned to
 //! 1-3 and then to whole decades when the range is wide), and a 1-2-5 step on a linear one.
 //! Every label of an axis is written the same way: an SI letter (k, M, G) and just enough
 //! decimals to tell the ticks apart.
+//!
+//! ```
+//! use chart_axis::TickAxis;
+//!
+//! let rates = TickAxis::new(0.0..2_300_000.0, false, 8);
+//! let labels: Vec<String> = rates.ticks().iter().map(|t| rates.label(*t)).collect();
+//! assert_eq!(labels, ["0.0M", "0.5M", "1.0M", "1.5M", "2.0M"]);
+//! ```
 
 use std::ops::Range;
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 
-/// A y axis, linear or logarithmic, whose grid lines and labels sit at ticks chosen here.
+/// An axis, linear or logarithmic, whose grid lines and labels sit at ticks chosen here;
+/// x or y, as the chart builder places it.
 ///
 /// A plotters coordinate of our own because its key-point override (`with_key_points`)
 /// drops the value formatter of a linear `f64` axis, and one type serving both scales keeps
 /// the chart code to one path.
-pub(super) struct YAxis {
+#[derive(Debug, Clone)]
+pub struct TickAxis {
     range: Range<f64>,
     log: bool,
     ticks: Vec<f64>,
+    labels: Vec<String>,
 }
 
-impl YAxis {
+impl TickAxis {
     /// An axis over `range` (positive when `log`), with at most `max_ticks` ticks.
-    pub(super) fn new(range: Range<f64>, log: bool, max_ticks: usize) -> YAxis {
+    pub fn new(range: Range<f64>, log: bool, max_ticks: usize) -> TickAxis {
         let ticks = if log {
             log_ticks(range.start, range.end, max_ticks)
         } else {
             linear_ticks(range.start, range.end, max_ticks)
         };
-        YAxis { range, log, ticks }
+        let labels = labels(&ticks);
+        TickAxis {
+            range,
+            log,
+            ticks,
+            labels,
+        }
     }
 
     /// The ticks, ascending.
-    pub(super) fn ticks(&self) -> &[f64] {
+    pub fn ticks(&self) -> &[f64] {
         &self.ticks
+    }
+
+    /// The label of the tick at `v` (as [`labels`] writes the axis), or nothing for a value
+    /// that is not a tick: the function to hand to plotters' `x_label_formatter` or
+    /// `y_label_formatter`.
+    pub fn label(&self, v: f64) -> String {
+        self.ticks
+            .iter()
+            .position(|t| (t - v).abs() <= t.abs().max(1e-12) * 1e-9)
+            .map_or_else(String::new, |i| self.labels[i].clone())
     }
 
     /// Where `v` falls on the axis, 0 at the bottom and 1 at the top.
@@ -49,7 +77,7 @@ impl YAxis {
     }
 }
 
-impl Ranged for YAxis {
+impl Ranged for TickAxis {
     type FormatOption = DefaultFormatting;
     type ValueType = f64;
 
@@ -78,7 +106,7 @@ impl Ranged for YAxis {
 
 /// The ticks of a log axis over `lo..hi` (both positive), at most `max` of them, at least
 /// two (falling back to linear steps inside a range narrower than 1-2-5 can mark).
-pub(super) fn log_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
+pub fn log_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
     let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
     for mantissas in [&[1.0, 2.0, 5.0][..], &[1.0, 3.0][..], &[1.0][..]] {
         let ticks = decade_ticks(first, last, 1, mantissas, lo, hi);
@@ -116,7 +144,7 @@ fn decade_ticks(
 }
 
 /// The ticks of a linear axis over `lo..hi`: multiples of a 1-2-5 step, at most `max`.
-pub(super) fn linear_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
+pub fn linear_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
     let step = linear_step(lo, hi, max);
     let first = (lo / step).ceil() as i64;
     let last = (hi / step).floor() as i64;
@@ -128,7 +156,7 @@ pub(super) fn linear_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
 }
 
 /// The smallest 1-2-5 step that puts at most `max` ticks on `lo..hi`.
-pub(super) fn linear_step(lo: f64, hi: f64, max: usize) -> f64 {
+fn linear_step(lo: f64, hi: f64, max: usize) -> f64 {
     let span = (hi - lo).abs().max(f64::MIN_POSITIVE);
     let rough = span / max.saturating_sub(1).max(1) as f64;
     let magnitude = 10f64.powf(rough.log10().floor());
@@ -157,7 +185,7 @@ fn scale(v: f64) -> (f64, &'static str) {
 /// unit (a log axis: 500, 1k, 2k, 1M) are written that way; otherwise the whole axis shares
 /// the scale of its largest tick (0.90M, 0.95M, 1.00M) with the fewest decimals, up to 3,
 /// that keep every label distinct and true to its tick.
-pub(super) fn labels(ticks: &[f64]) -> Vec<String> {
+pub fn labels(ticks: &[f64]) -> Vec<String> {
     let whole = ticks.iter().all(|&t| {
         let m = t / scale(t).0;
         (m - m.round()).abs() < 1e-9
@@ -232,12 +260,12 @@ mod tests {
 
     #[test]
     fn the_axis_maps_its_ends_to_the_pixel_limits() {
-        let log = YAxis::new(10.0..1000.0, true, 8);
+        let log = TickAxis::new(10.0..1000.0, true, 8);
         assert_eq!(log.map(&10.0, (300, 0)), 300);
         assert_eq!(log.map(&100.0, (300, 0)), 150);
         assert_eq!(log.map(&1000.0, (300, 0)), 0);
         assert_eq!(log.ticks(), [10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
-        let linear = YAxis::new(0.0..2.0, false, 8);
+        let linear = TickAxis::new(0.0..2.0, false, 8);
         assert_eq!(linear.map(&0.5, (0, 400)), 100);
     }
 
