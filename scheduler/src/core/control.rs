@@ -327,6 +327,12 @@ impl CoInner {
         self.stack_usable.set(fiber.usable_size());
     }
 
+    /// Whether this coroutine's wakeup list holds anything.
+    #[inline]
+    pub(crate) fn has_wakeups(&self) -> bool {
+        !self.wakeup_head.get().is_null()
+    }
+
     /// Detaches this coroutine's wakeup list.
     pub(crate) fn take_wakeups(&self) -> LocalList {
         // SAFETY: the wakeup list is a chain of owned references linked

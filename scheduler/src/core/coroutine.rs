@@ -99,7 +99,8 @@ impl Coroutine {
     /// another thread's context; and with the coroutine's own panic.
     #[track_caller]
     pub fn enter(&self) {
-        enter::enter_chain(&self.inner, false);
+        enter::check_not_scheduled(&self.inner);
+        enter::enter_chain(&self.inner);
     }
 
     /// QEMU's `qemu_coroutine_enter_if_inactive`: enters only if not

@@ -20,49 +20,43 @@ use crate::sync::Arc;
 
 /// Enters `first` on this thread's context, then its transitive wakeups.
 ///
-/// `wake_consumed`: the caller took `first` from a queue and cleared its
-/// scheduled mark; a direct enter instead requires that it is not scheduled.
+/// The caller either took `first` from a queue and cleared its scheduled
+/// mark, or checked with [`check_not_scheduled`] that none is set (a direct
+/// enter).
 ///
 /// A panic of any coroutine run here is re-raised once the loop is done
 /// (the first one, if several panic).
-#[track_caller]
 #[inline]
-pub(crate) fn enter_chain(first: &CoInner, wake_consumed: bool) {
-    if !wake_consumed {
-        if let Some(site) = first.scheduled.pending() {
-            already_scheduled(first, site);
-        }
-    }
+pub(crate) fn enter_chain(first: &CoInner) {
     let ts = tls::thread_state();
-    let ctx = ensure_context(ts);
-    let mut pending = LocalList::new();
-    let mut panic = None;
-    // SAFETY: `ts` is this thread's state and `ctx` its context; both stay
-    // valid for this whole call, because the thread running an enter loop
-    // is itself running (never suspended) until the loop returns. `first`
-    // is kept alive by the caller. Nothing is pending yet, so a misuse
-    // panic of this first run loses no wakeup.
-    unsafe { run_one(ts, ctx, first, &mut pending, &mut panic) };
-    if pending.is_empty() && panic.is_none() {
-        // The common case (nothing woken, no panic): no loop at all.
-        std::mem::forget(pending);
+    // Null until this thread's home exists: `claim` creates it on its slow
+    // path, which a null home always takes.
+    // SAFETY: this thread's state, on this thread.
+    let mut ctx = unsafe { (*ts).home.get() };
+    // SAFETY: `ts` is this thread's state and `ctx` its context (or null);
+    // both stay valid for this whole call, because the thread running an
+    // enter loop is itself running (never suspended) until the loop
+    // returns. `first` is kept alive by the caller. Nothing is pending yet,
+    // so a misuse panic of this first run loses no wakeup.
+    let panic = unsafe { run_one(ts, &mut ctx, first) };
+    if panic.is_none() && !first.has_wakeups() {
+        // The common case (nothing woken, no panic): no list, no loop.
         return;
     }
     // SAFETY: as above.
-    unsafe { enter_rest(ts, ctx, pending, panic) };
+    unsafe { enter_rest(ts, ctx, first.take_wakeups(), panic) };
 }
 
 /// The rest of [`enter_chain`]: the coroutines the first one woke, and
 /// theirs, depth-first; then the first panic, if any.
 ///
 /// # Safety
-/// As [`run_one`].
+/// As [`run_one`], with `ctx` not null.
 #[cold]
 #[inline(never)]
-#[track_caller]
 unsafe fn enter_rest(
     ts: *const ThreadState,
-    ctx: *const Home,
+    mut ctx: *const Home,
     mut pending: LocalList,
     mut panic: Option<Box<dyn Any + Send>>,
 ) {
@@ -80,7 +74,8 @@ unsafe fn enter_rest(
                     // Still running where it lived before a migration: its
                     // wake takes effect after it has suspended, so queue it
                     // here again, unless another waker already owns its next
-                    // wake (then that one delivers it).
+                    // wake (then that one delivers it). The site recorded
+                    // is this loop: the wake that led here was consumed.
                     if control::try_schedule(&co, Location::caller()).is_ok() {
                         // SAFETY: `ctx` is this thread's home.
                         unsafe { (*ctx).owner_unchecked() }.push_ready(co);
@@ -90,7 +85,11 @@ unsafe fn enter_rest(
                 _ => {}
             }
             // SAFETY: the caller's contract; `co` is owned by this loop.
-            unsafe { run_one(ts, ctx, &co, guard.pending, &mut panic) };
+            if let Some(p) = unsafe { run_one(ts, &mut ctx, &co) } {
+                // The first panic is re-raised; later ones are dropped.
+                panic.get_or_insert(p);
+            }
+            guard.pending.prepend(co.take_wakeups());
         }
     }
     if let Some(p) = panic {
@@ -128,24 +127,25 @@ fn ensure_context(ts: *const ThreadState) -> *const Home {
     Arc::as_ptr(&home::current())
 }
 
-/// Runs one coroutine until it suspends or finishes.
+/// Runs one coroutine until it suspends or finishes, and returns the panic
+/// it finished with when that panic is its enterer's (a coroutine nobody
+/// joins). What it woke stays on its wakeup list for the caller to take.
 ///
 /// # Safety
-/// `ts` and `ctx` are this thread's state and context; `co` stays alive for
-/// the call.
+/// `ts` is this thread's state and `ctx` its home, or null when it has none
+/// yet (then this creates it, and `ctx` is not null after the call); `co`
+/// stays alive for the call.
 #[inline(always)]
 unsafe fn run_one(
     ts: *const ThreadState,
-    ctx: *const Home,
+    ctx: &mut *const Home,
     co: &CoInner,
-    pending: &mut LocalList,
-    panic: &mut Option<Box<dyn Any + Send>>,
-) {
-    // SAFETY: `ctx` is this thread's live context.
-    let ctx_ref = unsafe { &*ctx };
-    if let Claim::Skip = claim(co, ctx_ref) {
-        return;
+) -> Option<Box<dyn Any + Send>> {
+    if let Claim::Skip = claim(co, ts, ctx) {
+        return None;
     }
+    // SAFETY: `claim` leaves `ctx` at this thread's live home.
+    let ctx_ref = unsafe { &**ctx };
     // SAFETY: this thread's state, on this thread (caller's contract).
     let ts = unsafe { &*ts };
     let prev = ts.current.replace(co);
@@ -160,7 +160,6 @@ unsafe fn run_one(
         super::unwinding::resumed(enterer);
     }
     bump(&ctx_ref.counters.switches, 1);
-    pending.prepend(co.take_wakeups());
     match why {
         // Release: the last write of this thread to the coroutine's
         // executing-thread fields; pairs with the Acquire in `claim` on the
@@ -171,8 +170,9 @@ unsafe fn run_one(
                 register_at_first_suspension(co, unsafe { ctx_ref.owner_unchecked() });
             }
             co.state.suspended();
+            None
         }
-        Suspend::Finished => finish(co, ctx_ref, panic),
+        Suspend::Finished => finish(co, ctx_ref),
     }
 }
 
@@ -199,16 +199,23 @@ enum Claim {
 /// cancellation at shutdown), and a migratable one by its old and new home.
 /// Only a started, non-migratable coroutine is claimed with a plain store:
 /// its home thread is the only thread that ever runs it.
+///
+/// `ctx` is this thread's home, or null when it has none yet; it is this
+/// thread's home when this returns.
 #[inline(always)]
-fn claim(co: &CoInner, ctx: &Home) -> Claim {
+fn claim(co: &CoInner, ts: *const ThreadState, ctx: &mut *const Home) -> Claim {
     // The hot case: a started coroutine of this home, not migratable. The
-    // state load is an Acquire (see `lifecycle`).
-    if co.state.load() == State::Suspended && !co.migratable && ptr::eq(co.home.load(Relaxed), ctx)
+    // state load is an Acquire (see `lifecycle`). A started coroutine's
+    // home is never null, so a null `ctx` always takes the slow path.
+    if co.state.load() == State::Suspended && !co.migratable && ptr::eq(co.home.load(Relaxed), *ctx)
     {
         co.state.enter_at_home();
         return Claim::Run;
     }
-    claim_slow(co, ctx)
+    *ctx = ensure_context(ts);
+    // SAFETY: `ensure_context` returns this thread's home, which lives for
+    // as long as the thread's home slot holds it (the whole enter loop).
+    claim_slow(co, unsafe { &**ctx })
 }
 
 /// Every other case of [`claim`].
@@ -327,8 +334,9 @@ pub(crate) fn attach_fiber(co: &CoInner) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The body is done: release the stack, keep the outcome.
-fn finish(co: &CoInner, ctx: &Home, panic: &mut Option<Box<dyn Any + Send>>) {
+/// The body is done: release the stack, keep the outcome. Returns the
+/// panic that goes to the enterer, if any.
+fn finish(co: &CoInner, ctx: &Home) -> Option<Box<dyn Any + Send>> {
     // SAFETY: executing thread; the fiber is parked at its loop's top.
     let (fiber, outcome) = unsafe { ((*co.fiber.get()).take(), (*co.outcome.get()).take()) };
     co.yielder.set(ptr::null());
@@ -358,12 +366,14 @@ fn finish(co: &CoInner, ctx: &Home, panic: &mut Option<Box<dyn Any + Send>>) {
         // the worker (or whoever) that happened to run it.
         Some(Outcome::Panicked(p)) if co.joinable => {
             crate::core::join::complete_failed(co, crate::core::join::JoinError::Panicked(p));
+            None
         }
         Some(Outcome::Cancelled) => {
-            crate::core::join::complete_failed(co, crate::core::join::JoinError::Cancelled)
+            crate::core::join::complete_failed(co, crate::core::join::JoinError::Cancelled);
+            None
         }
-        Some(Outcome::Panicked(p)) if panic.is_none() => *panic = Some(p),
-        _ => {}
+        Some(Outcome::Panicked(p)) => Some(p),
+        _ => None,
     }
 }
 
@@ -427,6 +437,16 @@ pub(crate) fn rehome(co: &CoInner, new: &Home) {
     if !old.is_null() && !ptr::eq(co.registry_home.load(Acquire), old) {
         // SAFETY: dropping the count `home` held on the old context.
         unsafe { Arc::decrement_strong_count(old) };
+    }
+}
+
+/// A direct enter's precondition: `co` is not scheduled to run (QEMU's
+/// "Co-routine was already scheduled" abort).
+#[inline]
+#[track_caller]
+pub(crate) fn check_not_scheduled(co: &CoInner) {
+    if let Some(site) = co.scheduled.pending() {
+        already_scheduled(co, site);
     }
 }
 

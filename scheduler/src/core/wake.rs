@@ -87,7 +87,7 @@ pub(crate) fn deliver_local(co: CoRef) {
     }
     if current.is_null() {
         control::clear_scheduled(&co);
-        enter::enter_chain(&co, true);
+        enter::enter_chain(&co);
     } else {
         // SAFETY: `current` is the running coroutine of this thread.
         unsafe { (*current).push_wakeup(co) };

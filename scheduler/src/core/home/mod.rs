@@ -381,7 +381,7 @@ impl<'a> Owner<'a> {
                     self.push_ready(co);
                 }
             }
-            _ => enter::enter_chain(&co, true),
+            _ => enter::enter_chain(&co),
         }
     }
 

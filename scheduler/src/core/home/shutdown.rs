@@ -188,7 +188,7 @@ impl Owner<'_> {
             {
                 control::clear_scheduled(&co);
                 resumed = true;
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(&co, true))) {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(&co))) {
                     report_contained_panic(self.home, &*p);
                 }
             }
