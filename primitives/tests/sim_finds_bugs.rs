@@ -11,6 +11,22 @@ use coprimitives::{CoMutex, CoQueue, CoRwLock, co_sleep, co_timeout};
 use coscheduler::sim::{self, Schedule, Simulation, Strategy};
 use coscheduler::{AioContext, JoinHandle};
 
+/// Replays `failure` (its seed, strategy and limits) with `program`, which
+/// must fail again along the same schedule, step for step.
+fn assert_replays_step_for_step(failure: &sim::Failure, program: fn(&[AioContext])) {
+    let again = failure
+        .replay()
+        .run(program)
+        .expect_err("a replay fails the same way");
+    assert_eq!(again.seed(), failure.seed());
+    assert_eq!(
+        again.schedule(),
+        failure.schedule(),
+        "the same interleaving, step for step"
+    );
+    assert_eq!(again.schedule().to_string(), failure.schedule().to_string());
+}
+
 // ----------------------------------------------------------------------
 // The pre-2021 QEMU CoRwlock, as util/qemu-coroutine-lock.c had it before
 // the ticket rewrite: readers and writers wait on one plain CoQueue, a
@@ -282,12 +298,10 @@ fn a_comutex_whose_unlock_skips_the_hand_off_is_caught_and_the_real_one_survives
         failure.dump().contains("CoMutex"),
         "the dump shows the stranded waiters: {failure}"
     );
-    let again = {
+    {
         let _bug = SkippedHandOff::plant();
-        failure.replay().run(real_mutex_counter_scenario)
+        assert_replays_step_for_step(&failure, real_mutex_counter_scenario);
     }
-    .expect_err("a replay fails the same way");
-    assert_eq!(again.schedule(), failure.schedule(), "step for step");
 
     let r = sim::check(0..1000, 2, real_mutex_counter_scenario);
     if let Err(f) = r {
@@ -326,17 +340,7 @@ fn lost_wakeup(ctxs: &[AioContext]) {
 fn a_lost_wakeup_is_found_and_replayed_step_for_step() {
     let failure = sim::check(0..1000, 2, lost_wakeup).expect_err("the lost wake-up");
     assert!(failure.is_deadlock(), "{failure}");
-    let again = failure
-        .replay()
-        .run(lost_wakeup)
-        .expect_err("a replay fails the same way");
-    assert_eq!(again.seed(), failure.seed());
-    assert_eq!(
-        again.schedule(),
-        failure.schedule(),
-        "the same interleaving, step for step"
-    );
-    assert_eq!(again.schedule().to_string(), failure.schedule().to_string());
+    assert_replays_step_for_step(&failure, lost_wakeup);
 }
 
 #[test]
@@ -351,11 +355,7 @@ fn pct_finds_the_lost_wakeup_too() {
         failure.to_string().contains(".strategy(Pct"),
         "the message says how to replay it: {failure}"
     );
-    let again = failure
-        .replay()
-        .run(lost_wakeup)
-        .expect_err("a replay, with PCT, fails the same way");
-    assert_eq!(again.schedule(), failure.schedule(), "step for step");
+    assert_replays_step_for_step(&failure, lost_wakeup);
 
     // The real CoMutex survives PCT as it survives uniform choices.
     let r = sim::check_with(pct, 0..300, 2, |ctxs| {
@@ -363,6 +363,54 @@ fn pct_finds_the_lost_wakeup_too() {
     });
     if let Err(f) = r {
         panic!("{f}");
+    }
+}
+
+// ----------------------------------------------------------------------
+// An order-of-start assumption: two coroutines spawned one after the other
+// on one context, the second assuming the first has run. A lone context
+// starts them in that order (its ready list is FIFO), so nothing but the
+// order within a ready list shows the bug; a runtime's workers steal
+// unstarted coroutines, and there the second does start first.
+
+fn second_assumes_first_started(ctxs: &[AioContext]) {
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    let first = ctxs[1].spawn(move || s.store(true, SeqCst));
+    let second = ctxs[1].spawn(move || {
+        assert!(
+            started.load(SeqCst),
+            "the second coroutine started before the first"
+        )
+    });
+    first.join().unwrap();
+    second.join().unwrap();
+}
+
+/// The seeds within which the simulation must find the start-order bug.
+const START_ORDER_SEEDS: u64 = 50;
+
+#[test]
+fn the_order_within_a_ready_list_is_explored_and_replayed() {
+    let pct = Strategy::Pct {
+        depth: 1,
+        steps: 20,
+    };
+    for strategy in [Strategy::Random, pct] {
+        let failure = sim::check_with(
+            strategy,
+            0..START_ORDER_SEEDS,
+            2,
+            second_assumes_first_started,
+        )
+        .expect_err("the second coroutine runs first under some seed");
+        assert!(
+            failure
+                .panic_message()
+                .is_some_and(|m| m.contains("started before the first")),
+            "{failure}"
+        );
+        assert_replays_step_for_step(&failure, second_assumes_first_started);
     }
 }
 

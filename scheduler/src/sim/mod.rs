@@ -8,9 +8,13 @@
 //! `co_timeout` — with nothing simulation-specific in it. What the
 //! simulation controls instead is every *scheduling point*:
 //!
-//! - which context runs its next ready coroutine (contexts stand for
-//!   threads running at arbitrary relative speeds; each context keeps its
-//!   own FIFO order, as a real one does);
+//! - which context takes the next step (contexts stand for threads
+//!   running at arbitrary relative speeds);
+//! - which of a context's ready coroutines runs next. A lone context runs
+//!   its ready list FIFO, but the order coroutines become ready in depends
+//!   on other contexts' timing, and a runtime's workers steal unstarted
+//!   coroutines, so code that relies on that order is fragile: the
+//!   simulation explores every order;
 //! - when a hand-off from another context (a cross-context wake) and a
 //!   bottom half are delivered to their context;
 //! - when a context's due timers fire;
@@ -52,16 +56,25 @@
 //! (at most `steps` of them) the running context's priority drops below all
 //! others. A bug that needs `d`
 //! ordering constraints between contexts is found with probability at least
-//! `1 / (n · k^(d−1))` per run for `n` contexts and `k` steps.
+//! `1 / (n · k^(d−1))` per run for `n` contexts and `k` steps. Within a
+//! context the same holds for its ready coroutines: each gets a random
+//! priority when it is first ready beside others, the highest-priority one
+//! runs, and at a change point the coroutine that runs drops with its
+//! context. Like any PCT scheduler it starves a coroutine that waits by
+//! yielding in a loop for a lower-priority one of its own context until a
+//! change point (a step-limit failure at worst); use
+//! [`Strategy::Random`] for such code.
 //!
 //! # What it can and cannot find
 //!
 //! It explores the *order of events between contexts* — which context
 //! runs next, when a hand-off, a bottom half or a context's due timers are
-//! delivered — and *virtual time*. So it finds what goes wrong when
-//! contexts (threads, in a real program) interleave at coroutine
-//! granularity: lost wake-ups, a waiter never woken across contexts, lock
-//! orders that deadlock, fairness bugs, timeouts that race their work.
+//! delivered — the *order of the ready coroutines within a context*, and
+//! *virtual time*. So it finds what goes wrong when contexts (threads, in
+//! a real program) interleave at coroutine granularity: lost wake-ups, a
+//! waiter never woken across contexts, lock orders that deadlock, fairness
+//! bugs, timeouts that race their work, code that assumes the coroutine
+//! spawned or woken first runs first.
 //! Primitives take part unchanged: `CoMutex` does not spin under a
 //! simulation (the holder cannot run meanwhile) and decides its fairness
 //! bound in virtual time, and `maybe_yield` counts only calls (no virtual
@@ -83,9 +96,10 @@
 //!   `join_completion_races_a_suspending_joiner` (`core/join/slot.rs`) and
 //!   the sleep claim's `sleep_claim_timer_vs_waker` (`coprimitives`'
 //!   `sleep/claim.rs`).
-//! - **The order within one context's ready list.** Each context runs its
-//!   ready coroutines in FIFO order, as a real one does; the simulation
-//!   only chooses *which context* takes a step.
+//! - **Another order for a coroutine's wakes on its own context.** They go
+//!   on its wakeup list and run right after it suspends, in the order they
+//!   were issued, within the same step: a guarantee (QEMU's), which the
+//!   simulation keeps. Only the ready list's order is explored.
 //! - **Real file descriptors** (sockets, pipes): their readiness comes from
 //!   the kernel, which the simulation does not drive, so a coroutine
 //!   waiting on one looks blocked forever (reported as a deadlock).

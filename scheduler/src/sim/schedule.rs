@@ -7,8 +7,8 @@ use std::time::Duration;
 /// What one scheduling step did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepKind {
-    /// Entered the context's next ready coroutine (and whatever it woke on
-    /// the same context, in QEMU's order).
+    /// Entered the ready coroutine of the context that the strategy chose
+    /// (and whatever it woke on the same context, in QEMU's order).
     Run,
     /// Delivered the context's oldest hand-off from another context (a
     /// cross-context wake) to its ready list.

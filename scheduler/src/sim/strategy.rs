@@ -1,5 +1,7 @@
 //! The strategies a simulation chooses events with, and their choosers.
 
+use std::collections::HashMap;
+
 use super::rng::SplitMix;
 use super::schedule::StepKind;
 
@@ -9,7 +11,8 @@ pub enum Strategy {
     /// Uniformly at random.
     Random,
     /// Probabilistic concurrency testing with `depth − 1` priority changes
-    /// over an expected `steps` steps (see the [`sim`](super) module docs).
+    /// over an expected `steps` steps, for contexts and for the ready
+    /// coroutines within each (see the [`sim`](super) module docs).
     Pct {
         /// The bug depth to aim for (at least 1).
         depth: usize,
@@ -19,14 +22,19 @@ pub enum Strategy {
     },
 }
 
-/// Picks the next event according to a [`Strategy`].
+/// Picks the next event, and the ready coroutine a context runs,
+/// according to a [`Strategy`].
 pub(crate) enum Chooser {
     Random,
-    /// PCT: per-context priorities (higher runs first) and the steps at
-    /// which the running context's priority drops.
+    /// PCT: per-context priorities (higher runs first), per-coroutine ones
+    /// for the order within a context's ready list, and the steps at which
+    /// the running context's and coroutine's priorities drop.
     Pct {
         priority: Vec<u64>,
         change_points: Vec<usize>,
+        /// By process-wide coroutine id, drawn when the coroutine is first
+        /// among others ready: at least 2^63, above every drop.
+        coroutine_priority: HashMap<u64, u64>,
     },
 }
 
@@ -58,6 +66,7 @@ impl Chooser {
                 Chooser::Pct {
                     priority,
                     change_points,
+                    coroutine_priority: HashMap::new(),
                 }
             }
         }
@@ -75,6 +84,7 @@ impl Chooser {
             Chooser::Pct {
                 priority,
                 change_points,
+                ..
             } => {
                 // The highest-priority context with an event; its events in
                 // the order a real loop turn takes them (the list is built
@@ -96,6 +106,39 @@ impl Chooser {
             }
         }
     }
+
+    /// Chooses which of a context's ready coroutines runs at scheduling
+    /// step `step` (the one [`pick`](Self::pick) chose a run of that
+    /// context at): an index into `ready`, their process-wide ids in ready
+    /// order (at least two).
+    pub(crate) fn pick_ready(&mut self, ready: &[u64], step: usize, rng: &mut SplitMix) -> usize {
+        match self {
+            Chooser::Random => rng.below(ready.len() as u64) as usize,
+            Chooser::Pct {
+                change_points,
+                coroutine_priority,
+                ..
+            } => {
+                // The highest-priority coroutine, priorities drawn in ready
+                // order for the ones not seen among others before.
+                let mut best = 0;
+                let mut best_priority = 0;
+                for (n, id) in ready.iter().enumerate() {
+                    let p = *coroutine_priority
+                        .entry(*id)
+                        .or_insert_with(|| rng.next_u64() | 1 << 63);
+                    if p > best_priority {
+                        (best, best_priority) = (n, p);
+                    }
+                }
+                if let Some(k) = change_points.iter().position(|&c| c == step) {
+                    // As for contexts: below every drawn priority.
+                    coroutine_priority.insert(ready[best], (change_points.len() - k) as u64);
+                }
+                best
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +151,7 @@ mod tests {
             Chooser::Pct {
                 priority,
                 change_points,
+                ..
             } => (priority, change_points),
             Chooser::Random => unreachable!("a PCT strategy makes a PCT chooser"),
         }
@@ -150,6 +194,7 @@ mod tests {
         let mut chooser = Chooser::Pct {
             priority: vec![3, 5, 4],
             change_points: vec![2, 4],
+            coroutine_priority: HashMap::new(),
         };
         let all = [
             (0, StepKind::Run),
@@ -195,5 +240,72 @@ mod tests {
         for e in &events {
             assert!(a.contains(e), "{e:?} never picked");
         }
+    }
+
+    /// Random picks every ready coroutine, the same sequence for a seed.
+    #[test]
+    fn random_picks_among_ready_coroutines_reproducibly() {
+        let ready = [10, 11, 12];
+        let picks = |seed| {
+            let mut rng = SplitMix::new(seed);
+            let mut c = Chooser::Random;
+            (0..300)
+                .map(|step| c.pick_ready(&ready, step, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let a = picks(4);
+        assert_eq!(a, picks(4));
+        for n in 0..ready.len() {
+            assert!(a.contains(&n), "ready coroutine {n} never picked");
+        }
+    }
+
+    /// PCT runs the highest-priority ready coroutine, drawing a priority
+    /// for one it has not ranked yet, until a change point drops it below
+    /// the others.
+    #[test]
+    fn pct_runs_the_highest_priority_ready_coroutine() {
+        let high = 1u64 << 63;
+        let mut rng = SplitMix::new(0);
+        let mut chooser = Chooser::Pct {
+            priority: vec![3],
+            change_points: vec![2],
+            coroutine_priority: HashMap::from([(10, high | 5), (11, high | 9), (12, high | 7)]),
+        };
+        let ready = [10, 11, 12];
+        assert_eq!(chooser.pick_ready(&ready, 0, &mut rng), 1);
+        assert_eq!(chooser.pick_ready(&ready, 1, &mut rng), 1);
+        // Step 2 is the change point: coroutine 11 runs once more, then
+        // drops below the others.
+        assert_eq!(chooser.pick_ready(&ready, 2, &mut rng), 1);
+        assert_eq!(chooser.pick_ready(&ready, 3, &mut rng), 2);
+        assert_eq!(chooser.pick_ready(&[11, 10], 4, &mut rng), 1);
+        // A coroutine not ranked yet gets a drawn priority, above drops.
+        chooser.pick_ready(&[11, 13], 5, &mut rng);
+        let Chooser::Pct {
+            coroutine_priority, ..
+        } = &chooser
+        else {
+            unreachable!()
+        };
+        assert_eq!(coroutine_priority[&11], 1);
+        assert!(coroutine_priority[&13] >= high);
+
+        // Seeds rank two coroutines both ways.
+        let firsts: std::collections::HashSet<usize> = (0..50)
+            .map(|seed| {
+                let mut rng = SplitMix::new(seed);
+                let mut c = Chooser::new(
+                    Strategy::Pct {
+                        depth: 1,
+                        steps: 10,
+                    },
+                    1,
+                    &mut rng,
+                );
+                c.pick_ready(&[20, 21], 0, &mut rng)
+            })
+            .collect();
+        assert_eq!(firsts.len(), 2, "both orders: {firsts:?}");
     }
 }

@@ -177,7 +177,7 @@ impl World {
                 let mut rng = self.rng.borrow_mut();
                 self.chooser.pick(&events, step, &mut rng)
             };
-            let coroutine = self.execute(i, kind);
+            let coroutine = self.execute(i, kind, step);
             self.schedule.push(Step {
                 context: i,
                 kind,
@@ -230,7 +230,7 @@ impl World {
     }
 
     /// Carries out one event; returns the coroutine it ran, if any.
-    fn execute(&mut self, i: usize, kind: StepKind) -> Option<u64> {
+    fn execute(&mut self, i: usize, kind: StepKind, step: usize) -> Option<u64> {
         let result = match kind {
             StepKind::Deliver => {
                 let co = self.contexts[i].in_transit.pop_front().expect("enabled");
@@ -245,10 +245,7 @@ impl World {
                 catch_unwind(AssertUnwindSafe(bh)).map(|()| None)
             }
             StepKind::Run => {
-                let (owner, _) = self.enter(i);
-                let mut ready = owner.take_ready();
-                let co = ready.pop_front().expect("enabled");
-                owner.append_ready(ready);
+                let co = self.take_chosen_ready(i, step);
                 let id = self.local_id(&co);
                 let (owner, _) = self.enter(i);
                 catch_unwind(AssertUnwindSafe(|| owner.run_scheduled(co))).map(|()| Some(id))
@@ -272,6 +269,34 @@ impl World {
                 None
             }
         }
+    }
+
+    /// Takes the ready coroutine of context `i` that the chooser picks at
+    /// `step`, leaving the others ready in their order. A real context
+    /// would take the oldest; the simulation explores every order, since
+    /// the order coroutines become ready in depends on other contexts'
+    /// timing (and a runtime's workers steal unstarted ones).
+    fn take_chosen_ready(&mut self, i: usize, step: usize) -> CoRef {
+        let (owner, _) = self.enter(i);
+        let mut list = owner.take_ready();
+        let first = list.pop_front().expect("enabled");
+        if list.is_empty() {
+            return first;
+        }
+        let mut ready = vec![first];
+        while let Some(co) = list.pop_front() {
+            ready.push(co);
+        }
+        let ids: Vec<u64> = ready.iter().map(|co| co.id).collect();
+        let pick = self
+            .chooser
+            .pick_ready(&ids, step, &mut self.rng.borrow_mut());
+        let co = ready.remove(pick);
+        let (owner, _) = self.enter(i);
+        for other in ready {
+            owner.push_ready(other);
+        }
+        co
     }
 
     /// The suspended coroutines of every context, one a line.
