@@ -414,6 +414,18 @@ fn the_order_within_a_ready_list_is_explored_and_replayed() {
     }
 }
 
+/// With the ready order kept FIFO, as a lone context runs it, the same
+/// program passes every seed: the order is the only thing that shows it.
+#[test]
+fn a_fifo_ready_order_keeps_a_lone_contexts_start_order() {
+    for seed in 0..START_ORDER_SEEDS {
+        Simulation::new(seed, 2)
+            .explore_ready_order(false)
+            .run(second_assumes_first_started)
+            .unwrap_or_else(|f| panic!("{f}"));
+    }
+}
+
 // ----------------------------------------------------------------------
 // Determinism and virtual time.
 

@@ -33,6 +33,8 @@ pub(super) struct World {
     clock: Arc<VirtualClock>,
     pub(super) rng: RefCell<SplitMix>,
     chooser: Chooser,
+    /// Whether a Run step picks among the ready coroutines (else the oldest).
+    explore_ready_order: bool,
     pub(super) schedule: Schedule,
     /// Simulation-local coroutine numbers, in order of first appearance
     /// (process-wide ids differ between runs).
@@ -73,6 +75,7 @@ impl World {
             clock,
             rng: RefCell::new(rng),
             chooser,
+            explore_ready_order: sim.explore_ready_order,
             schedule: Schedule::default(),
             local_ids: HashMap::new(),
             saved_home: tls::home(),
@@ -275,12 +278,14 @@ impl World {
     /// `step`, leaving the others ready in their order. A real context
     /// would take the oldest; the simulation explores every order, since
     /// the order coroutines become ready in depends on other contexts'
-    /// timing (and a runtime's workers steal unstarted ones).
+    /// timing (and a runtime's workers steal unstarted ones), unless told
+    /// to keep it FIFO.
     fn take_chosen_ready(&mut self, i: usize, step: usize) -> CoRef {
         let (owner, _) = self.enter(i);
         let mut list = owner.take_ready();
         let first = list.pop_front().expect("enabled");
-        if list.is_empty() {
+        if list.is_empty() || !self.explore_ready_order {
+            owner.append_ready(list);
             return first;
         }
         let mut ready = vec![first];
