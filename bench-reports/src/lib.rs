@@ -29,7 +29,7 @@
 
 pub mod callgrind;
 pub mod compare;
-pub mod cpu;
+pub use workloads::cpu;
 pub mod error;
 pub mod load;
 pub mod machine;

@@ -158,6 +158,13 @@ impl Latencies {
     }
 }
 
+impl From<Histogram<u64>> for Latencies {
+    /// Latencies recorded elsewhere, such as by the W8 client.
+    fn from(histogram: Histogram<u64>) -> Self {
+        Latencies(histogram)
+    }
+}
+
 impl Default for Latencies {
     fn default() -> Self {
         Self::new()

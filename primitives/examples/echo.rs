@@ -9,7 +9,8 @@
 //!     [--threads N] [--connections 100] [--size 64] [--duration 5]
 //! ```
 //!
-//! The server runs until killed (or for `--duration` seconds). The client
+//! The server (W8's, from `workloads::echo`) runs until killed (or for
+//! `--duration` seconds). The client
 //! opens `--connections` connections, each in its own coroutine, and on each
 //! sends a `--size`-byte request and waits for its echo, back to back, for
 //! `--duration` seconds; it then prints requests/s and latency percentiles.
@@ -103,12 +104,13 @@ fn server(o: &Options) {
     );
     let _acceptor = rt.spawn(move || {
         loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    let rt = RUNTIME.get().expect("set in main");
-                    rt.spawn(move || serve(stream));
-                }
-                Err(e) => eprintln!("echo: accept: {e}"),
+            // W8's server (`workloads::echo`): on an error, report it and go on accepting.
+            let accepted = workloads::echo::accept(&listener, None, |_, stream| {
+                let rt = RUNTIME.get().expect("set in main");
+                rt.spawn(move || workloads::echo::serve(stream));
+            });
+            if let Err(e) = accepted {
+                eprintln!("echo: accept: {e}");
             }
         }
     });
@@ -118,13 +120,6 @@ fn server(o: &Options) {
             std::thread::park();
         },
     }
-}
-
-/// Echoes until EOF or an error.
-fn serve(s: TcpStream) {
-    let _ = s.set_nodelay(true);
-    // Until EOF or an error; the stream reads and writes through `&TcpStream`.
-    let _ = std::io::copy(&mut &s, &mut &s);
 }
 
 fn client(rt: &Runtime, o: &Options) {

@@ -1,7 +1,8 @@
 //! `echo`: request/response over loopback TCP (docs/BENCHMARKS.md W8).
 //!
 //! An acceptor coroutine accepts one connection per client and starts a server coroutine
-//! for each, spread over the contexts. `coroutines × contexts` clients (at most
+//! for each, spread over the contexts; acceptor and server are cobench's W8 bodies
+//! (`workloads::echo`), the server's hook counting and timing the requests it echoes. `coroutines × contexts` clients (at most
 //! [`MAX_CONNECTIONS`], to stay clear of the file-descriptor limit) connect, then send
 //! [`REQUEST_BYTES`]-byte requests, each carrying a sequence number and the time it was
 //! sent, and wait for the echo until the stop flag; then they close, and their servers see
@@ -13,7 +14,7 @@
 //! reported it and the coroutine ran). Checks: every client connected, the servers answered
 //! as many requests and bytes as the clients sent, and every echo matched its request.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
 use coprimitives::io::{TcpListener, TcpStream};
@@ -150,20 +151,26 @@ fn accept(
     serving: &Serving,
 ) -> Result<ServerCounts, String> {
     let mut servers = Vec::with_capacity(clients);
-    for index in 0..clients {
-        let (stream, _) = listener
-            .accept()
-            .map_err(|err| format!("accept failed: {err}"))?;
-        let _ = stream.set_nodelay(true);
+    let mut spawn_error = None;
+    workloads::echo::accept(listener, Some(clients), |index, stream| {
         // Offset by one from the clients' placement, so most pairs cross contexts.
         let ctx = &serving.contexts[(index + 1) % serving.contexts.len()];
         let serving = serving.clone();
         let server = Coroutine::builder()
             .name(format!("echo-server-{index}"))
             .stack_size(serving.stack_size)
-            .spawn_on(ctx, move || serve(stream, &serving))
-            .map_err(|err| format!("cannot create a server coroutine: {err}"))?;
-        servers.push(server);
+            .spawn_on(ctx, move || serve(stream, &serving));
+        // A stream without a server closes, and its client fails on end-of-file.
+        match server {
+            Ok(server) => servers.push(server),
+            Err(err) => {
+                spawn_error.get_or_insert(format!("cannot create a server coroutine: {err}"));
+            }
+        }
+    })
+    .map_err(|err| format!("accept failed: {err}"))?;
+    if let Some(err) = spawn_error {
+        return Err(err);
     }
     let mut total = ServerCounts::default();
     for server in servers {
@@ -174,8 +181,10 @@ fn accept(
     Ok(total)
 }
 
-/// Echoes whole requests until the client closes the connection.
-fn serve(mut stream: TcpStream, serving: &Serving) -> Result<ServerCounts, String> {
+/// W8's server loop (`workloads::echo::serve_observed`), which echoes bytes as they come;
+/// its hook counts them and cuts them back into requests, recording each one's I/O wake
+/// latency as its last byte arrives. Ends when the client closes the connection.
+fn serve(stream: TcpStream, serving: &Serving) -> Result<ServerCounts, String> {
     let slot = serving
         .contexts
         .iter()
@@ -183,29 +192,28 @@ fn serve(mut stream: TcpStream, serving: &Serving) -> Result<ServerCounts, Strin
         .unwrap_or(0);
     let mut counts = ServerCounts::default();
     let mut request = [0u8; REQUEST_BYTES];
-    loop {
-        let mut filled = 0;
-        while filled < REQUEST_BYTES {
-            match stream.read(&mut request[filled..]) {
-                Ok(0) if filled == 0 => return Ok(counts),
-                Ok(0) => {
-                    return Err(format!(
-                        "connection closed after {filled} bytes of a request"
-                    ));
-                }
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => return Err(format!("server read failed: {err}")),
+    let mut filled = 0;
+    workloads::echo::serve_observed(stream, |mut bytes| {
+        counts.bytes += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let take = bytes.len().min(REQUEST_BYTES - filled);
+            request[filled..filled + take].copy_from_slice(&bytes[..take]);
+            (filled, bytes) = (filled + take, &bytes[take..]);
+            if filled == REQUEST_BYTES {
+                let sent_at = u64::from_le_bytes(request[8..16].try_into().expect("8 bytes"));
+                serving.io_wake.record(slot, serving.clock.since(sent_at));
+                counts.requests += 1;
+                filled = 0;
             }
         }
-        let sent_at = u64::from_le_bytes(request[8..16].try_into().expect("8 bytes"));
-        serving.io_wake.record(slot, serving.clock.since(sent_at));
-        stream
-            .write_all(&request)
-            .map_err(|err| format!("server write failed: {err}"))?;
-        counts.requests += 1;
-        counts.bytes += REQUEST_BYTES as u64;
+    })
+    .map_err(|err| format!("server failed: {err}"))?;
+    if filled != 0 {
+        return Err(format!(
+            "connection closed after {filled} bytes of a request"
+        ));
     }
+    Ok(counts)
 }
 
 /// One client's connection and tallies.

@@ -1,9 +1,10 @@
 //! CPU time from the kernel's accounts (`getrusage`): of this process, of the calling
 //! thread, and of the reaped children.
 //!
-//! The time tier uses it for two pieces of evidence that wall-clock figures cannot give: how
-//! much CPU a W8 server spent per request once the client threads' own time is taken out,
-//! and how much CPU a load pass's competitors really burnt.
+//! Two pieces of evidence that wall-clock figures cannot give: how much CPU a W8 server spent
+//! per request once the client threads' own time is taken out (the [`echo`](crate::echo)
+//! client reads it), and how much CPU a load pass's competitors really burnt (cobench's
+//! load passes).
 
 use std::time::Duration;
 
