@@ -18,7 +18,6 @@
 //!   CoMutex iterations are bimodal (see `examples/comutex_w4.rs`, which
 //!   also runs W4 interleaved and with a stop flag).
 
-use std::cell::UnsafeCell;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -28,23 +27,12 @@ use std::time::{Duration, Instant};
 use coprimitives::CoMutex;
 use coscheduler::{Coroutine, Runtime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use workloads::mutex::{Counter, TokioCounter, Until};
 
 /// Increments per W4 iteration (divisible by 2 × 32).
 const TOTAL: u64 = 196_608;
 /// Coroutines per context.
 const CS: [u64; 3] = [1, 4, 32];
-
-/// A counter that only the lock protects (as QEMU's test: not atomic).
-struct Counter(UnsafeCell<u64>);
-// SAFETY: only touched under the benchmarked lock, or after all workers
-// joined.
-unsafe impl Sync for Counter {}
-
-/// The mutex and its counter, on cache lines of their own: where an
-/// allocation happens to fall decides which lines bounce between the
-/// threads, which an A/A run (`W4_AA=1`) shows is worth several percent.
-#[repr(align(128))]
-struct Shared(CoMutex<()>, Counter);
 
 fn uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("uncontended");
@@ -99,26 +87,21 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
-/// W4 on coscheduler: 2 contexts × `c` coroutines.
-fn w4_comutex(rt: &Runtime, m: &Arc<Shared>, c: u64) -> Duration {
-    let per = TOTAL / (2 * c);
-    // SAFETY: no coroutine of a previous iteration is running.
-    let before = unsafe { *m.1.0.get() };
+/// W4 on coscheduler (`workloads::mutex`'s loop): 2 contexts × `c`
+/// coroutines.
+fn w4_comutex(rt: &Runtime, m: &Arc<Counter>, c: u64) -> Duration {
+    let until = Until::Count(TOTAL / (2 * c));
+    let before = m
+        .try_count()
+        .expect("no coroutine of a previous iteration runs");
     let start = Instant::now();
     let handles: Vec<_> = rt
         .contexts()
         .iter()
         .flat_map(|ctx| {
-            (0..c).map(move |_| {
-                let m = m.clone();
-                ctx.spawn(move || {
-                    for _ in 0..per {
-                        let g = m.0.lock();
-                        // SAFETY: we hold the lock.
-                        unsafe { *m.1.0.get() += 1 };
-                        drop(g);
-                    }
-                })
+            (0..c).map(|_| {
+                let (m, until) = (m.clone(), until.clone());
+                ctx.spawn(move || m.increment(&until))
             })
         })
         .collect();
@@ -126,31 +109,27 @@ fn w4_comutex(rt: &Runtime, m: &Arc<Shared>, c: u64) -> Duration {
         h.join().unwrap();
     }
     let elapsed = start.elapsed();
-    // SAFETY: all joined.
-    assert_eq!(unsafe { *m.1.0.get() } - before, TOTAL, "lost increments");
+    let after = m.try_count().expect("all joined");
+    assert_eq!(after - before, TOTAL, "lost increments");
     elapsed
 }
 
-fn w4_tokio(rt: &tokio::runtime::Runtime, m: &Arc<tokio::sync::Mutex<u64>>, c: u64) -> Duration {
-    let per = TOTAL / (2 * c);
+fn w4_tokio(rt: &tokio::runtime::Runtime, m: &Arc<TokioCounter>, c: u64) -> Duration {
+    let until = Until::Count(TOTAL / (2 * c));
     rt.block_on(async {
-        let before = *m.lock().await;
+        let before = m.try_count().expect("no task of a previous iteration runs");
         let start = Instant::now();
         let tasks: Vec<_> = (0..2 * c)
             .map(|_| {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per {
-                        *m.lock().await += 1;
-                    }
-                })
+                let (m, until) = (m.clone(), until.clone());
+                tokio::spawn(async move { m.increment(&until).await })
             })
             .collect();
         for t in tasks {
             t.await.unwrap();
         }
         let elapsed = start.elapsed();
-        assert_eq!(*m.lock().await - before, TOTAL);
+        assert_eq!(m.try_count().expect("all joined") - before, TOTAL);
         elapsed
     })
 }
@@ -201,16 +180,13 @@ fn w4(c: &mut Criterion) {
     g.sample_size(10);
 
     let rt = Runtime::builder().threads(2).build().unwrap();
-    let plain = Arc::new(Shared(CoMutex::new(()), Counter(UnsafeCell::new(0))));
-    let named = Arc::new(Shared(
-        CoMutex::with_stats((), "bench/w4"),
-        Counter(UnsafeCell::new(0)),
-    ));
+    let plain = Arc::new(Counter::new());
+    let named = Arc::new(Counter::with_lock(CoMutex::with_stats((), "bench/w4")));
     let trt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
-    let tm = Arc::new(tokio::sync::Mutex::new(0u64));
+    let tm = Arc::new(TokioCounter::new());
     may::config().set_workers(2);
     let mm = Arc::new(may::sync::Mutex::new(0u64));
 

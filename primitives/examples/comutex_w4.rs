@@ -25,7 +25,6 @@
 //! operations / 2, printed per run). Which one forms depends on how the two
 //! contexts start; QEMU's CoMutex has the same dynamics.
 
-use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -33,17 +32,7 @@ use std::time::{Duration, Instant};
 
 use coprimitives::CoMutex;
 use coscheduler::Runtime;
-
-struct Counter(UnsafeCell<u64>);
-// SAFETY: only touched under the benchmarked lock, or after all workers
-// joined.
-unsafe impl Sync for Counter {}
-
-/// The mutex and its counter, on cache lines of their own: where an
-/// allocation happens to fall decides which lines bounce between the
-/// threads, worth several percent.
-#[repr(align(128))]
-struct Shared(CoMutex<()>, Counter);
+use workloads::mutex::{Counter, TokioCounter, Until};
 
 /// Runs `dur`, then raises `stop`; returns the elapsed time.
 fn timed(stop: &AtomicBool, dur: Duration) -> Instant {
@@ -53,62 +42,41 @@ fn timed(stop: &AtomicBool, dur: Duration) -> Instant {
     start
 }
 
-fn comutex(rt: &Runtime, m: &Arc<Shared>, c: u64, dur: Duration) -> (f64, u64) {
-    // SAFETY: nothing runs between runs.
-    let before = unsafe { *m.1.0.get() };
+/// W4 on coscheduler (`workloads::mutex`'s loop).
+fn comutex(rt: &Runtime, m: &Arc<Counter>, c: u64, dur: Duration) -> (f64, u64) {
+    let before = m.try_count().expect("nothing runs between runs");
     let wakes = rt.metrics().total.remote_wakes;
     let stop = Arc::new(AtomicBool::new(false));
+    let until = Until::Stop(stop.clone());
     let hs: Vec<_> = rt
         .contexts()
         .iter()
         .flat_map(|ctx| {
-            let stop = stop.clone();
-            (0..c).map(move |_| {
-                let (m, stop) = (m.clone(), stop.clone());
-                ctx.spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(Relaxed) {
-                        let g = m.0.lock();
-                        // SAFETY: we hold the lock.
-                        unsafe { *m.1.0.get() += 1 };
-                        drop(g);
-                        n += 1;
-                    }
-                    n
-                })
+            (0..c).map(|_| {
+                let (m, until) = (m.clone(), until.clone());
+                ctx.spawn(move || m.increment(&until))
             })
         })
         .collect();
     let start = timed(&stop, dur);
     let ops: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
     let secs = start.elapsed().as_secs_f64();
-    // SAFETY: all joined.
-    assert_eq!(unsafe { *m.1.0.get() } - before, ops, "lost increments");
+    let after = m.try_count().expect("all joined");
+    assert_eq!(after - before, ops, "lost increments");
     (
         ops as f64 / secs / 1e6,
         rt.metrics().total.remote_wakes - wakes,
     )
 }
 
-fn tokio_mutex(
-    rt: &tokio::runtime::Runtime,
-    m: &Arc<tokio::sync::Mutex<u64>>,
-    c: u64,
-    dur: Duration,
-) -> f64 {
-    let before = *m.blocking_lock();
+fn tokio_mutex(rt: &tokio::runtime::Runtime, m: &Arc<TokioCounter>, c: u64, dur: Duration) -> f64 {
+    let before = m.try_count().expect("nothing runs between runs");
     let stop = Arc::new(AtomicBool::new(false));
+    let until = Until::Stop(stop.clone());
     let ts: Vec<_> = (0..2 * c)
         .map(|_| {
-            let (m, stop) = (m.clone(), stop.clone());
-            rt.spawn(async move {
-                let mut n = 0u64;
-                while !stop.load(Relaxed) {
-                    *m.lock().await += 1;
-                    n += 1;
-                }
-                n
-            })
+            let (m, until) = (m.clone(), until.clone());
+            rt.spawn(async move { m.increment(&until).await })
         })
         .collect();
     let start = timed(&stop, dur);
@@ -120,7 +88,7 @@ fn tokio_mutex(
         sum
     });
     let secs = start.elapsed().as_secs_f64();
-    assert_eq!(*m.blocking_lock() - before, ops);
+    assert_eq!(m.try_count().expect("all joined") - before, ops);
     ops as f64 / secs / 1e6
 }
 
@@ -184,18 +152,18 @@ fn main() {
     let only = args.next().unwrap_or_else(|| "cstmpl".into());
     let dur = Duration::from_secs_f64(secs);
     let rt = Runtime::builder().threads(2).build().unwrap();
-    let plain = Arc::new(Shared(CoMutex::new(()), Counter(UnsafeCell::new(0))));
+    let plain = Arc::new(Counter::new());
     let named = match std::env::var_os("W4_AA") {
         Some(_) => CoMutex::new(()),
         None => CoMutex::with_stats((), "w4"),
     };
-    let named = Arc::new(Shared(named, Counter(UnsafeCell::new(0))));
-    let fifo = Arc::new(Shared(CoMutex::new_fifo(()), Counter(UnsafeCell::new(0))));
+    let named = Arc::new(Counter::with_lock(named));
+    let fifo = Arc::new(Counter::with_lock(CoMutex::new_fifo(())));
     let trt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
-    let tm = Arc::new(tokio::sync::Mutex::new(0u64));
+    let tm = Arc::new(TokioCounter::new());
     may::config().set_workers(2);
     let mm = Arc::new(may::sync::Mutex::new(0u64));
     let sm = Arc::new(std::sync::Mutex::new(0u64));

@@ -10,6 +10,7 @@
 //!
 //! | module | workload |
 //! |---|---|
+//! | [`mutex`] | W4: a counter under a contended `CoMutex` (or tokio's mutex) |
 //! | [`echo`] | W8: the loopback TCP echo server (coscheduler, tokio) and its `mio` client |
 //! | [`cpu`] | the CPU-time accounts that W8's server figures are made from |
 //!
@@ -36,3 +37,4 @@
 
 pub mod cpu;
 pub mod echo;
+pub mod mutex;

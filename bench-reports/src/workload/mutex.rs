@@ -1,41 +1,17 @@
 //! W4: a contended mutex, QEMU's `test_multi_co_mutex`, on coscheduler's `CoMutex` and on
 //! `tokio::sync::Mutex`, each in two forms: a fixed total of increments, and a set time
-//! that ends with a stop flag.
+//! that ends with a stop flag. The loop and its counter are `workloads::mutex`'s; this
+//! module is the harness: placement, the split of the total, the clock and the check.
 
-use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use coprimitives::CoMutex;
+use workloads::mutex::{Counter, TokioCounter, Until};
 
 use super::support::{Countdown, Placement, WORKERS, row_runtime, row_tokio, workload_error};
 use crate::error::Error;
-
-/// The counter a `CoMutex` protects: a plain integer, as in QEMU's test, so that a broken
-/// lock loses increments instead of hiding behind an atomic.
-///
-/// On cache lines of its own, with the mutex: where an allocation falls decides which lines
-/// bounce between the workers, which otherwise moves the figure by several percent from
-/// run to run (see `primitives/benches/mutex.rs`).
-#[repr(align(128))]
-struct Shared {
-    lock: CoMutex<()>,
-    counter: UnsafeCell<u64>,
-}
-
-// SAFETY: `counter` is only touched by a coroutine that holds `lock`, or by the benchmark
-// thread after every coroutine has reported completion through the `Countdown` (whose
-// Release/Acquire pair orders the last increment before the read); `CoMutex<()>` is Sync.
-unsafe impl Sync for Shared {}
-
-/// tokio's mutex and its counter, aligned as [`Shared`] is so that the two rows pay for the
-/// same cache-line traffic.
-#[repr(align(128))]
-struct TokioShared {
-    lock: tokio::sync::Mutex<u64>,
-}
 
 /// How many increments a row's tasks make in one sample.
 #[derive(Clone, Copy, Debug)]
@@ -50,28 +26,6 @@ impl Form {
     /// A set-time row's `ops`: milliseconds.
     pub(super) fn millis(ops: u64) -> Form {
         Form::For(Duration::from_millis(ops))
-    }
-}
-
-/// When one task (or coroutine) stops incrementing.
-#[derive(Clone, Debug)]
-enum Until {
-    /// After its own share.
-    Count(u64),
-    /// When the benchmark thread raises the flag.
-    Stop(Arc<AtomicBool>),
-}
-
-impl Until {
-    /// Whether a task that has made `done` increments goes on.
-    #[inline]
-    fn more(&self, done: u64) -> bool {
-        match self {
-            Until::Count(n) => done < *n,
-            // Relaxed: the flag orders nothing, it only has to be seen eventually; each
-            // task's count reaches the benchmark thread through `Countdown`'s Release.
-            Until::Stop(flag) => !flag.load(Ordering::Relaxed),
-        }
     }
 }
 
@@ -141,32 +95,20 @@ fn contend(
 /// unless the counter equals the increments the coroutines made.
 pub(super) fn comutex(name: &'static str, c: u64, form: Form) -> Result<f64, Error> {
     let rt = row_runtime(name, Placement::Defaults)?;
-    let shared = Arc::new(Shared {
-        lock: CoMutex::new(()),
-        counter: UnsafeCell::new(0),
-    });
+    let counter = Arc::new(Counter::new());
     let (counted, elapsed) = contend(name, c, form, |tally| {
         for ctx in rt.contexts() {
             for _ in 0..c {
-                let (shared, tally) = (shared.clone(), tally.clone());
-                drop(ctx.spawn(move || {
-                    let mut mine = 0;
-                    while tally.until.more(mine) {
-                        let guard = shared.lock.lock();
-                        // SAFETY: we hold `lock` (see `Shared`'s Sync argument).
-                        unsafe { *shared.counter.get() += 1 };
-                        drop(guard);
-                        mine += 1;
-                    }
-                    tally.finish(mine);
-                }));
+                let (counter, tally) = (counter.clone(), tally.clone());
+                drop(ctx.spawn(move || tally.finish(counter.increment(&tally.until))));
             }
         }
     })?;
     drop(rt);
-    // SAFETY: every coroutine has finished (the countdown reached zero, with the ordering
-    // that implies); nothing else touches the counter.
-    let total = unsafe { *shared.counter.get() };
+    // Every coroutine has finished (the countdown reached zero): the lock is free.
+    let total = counter
+        .try_count()
+        .ok_or_else(|| workload_error(name, "the mutex is still held after every task finished"))?;
     check(name, total, counted)?;
     Ok(counted as f64 / elapsed.as_secs_f64())
 }
@@ -177,27 +119,19 @@ pub(super) fn comutex(name: &'static str, c: u64, form: Form) -> Result<f64, Err
 /// increments per second; fails unless the counter equals the increments made.
 pub(super) fn tokio_mutex(name: &'static str, c: u64, form: Form) -> Result<f64, Error> {
     let rt = row_tokio(name)?;
-    let shared = Arc::new(TokioShared {
-        lock: tokio::sync::Mutex::new(0),
-    });
+    let counter = Arc::new(TokioCounter::new());
     let (counted, elapsed) = contend(name, c, form, |tally| {
         for _ in 0..WORKERS as u64 * c {
-            let (shared, tally) = (shared.clone(), tally.clone());
+            let (counter, tally) = (counter.clone(), tally.clone());
             drop(rt.spawn(async move {
-                let mut mine = 0;
-                while tally.until.more(mine) {
-                    *shared.lock.lock().await += 1;
-                    mine += 1;
-                }
-                tally.finish(mine);
+                tally.finish(counter.increment(&tally.until).await);
             }));
         }
     })?;
     drop(rt);
-    let total = *shared
-        .lock
-        .try_lock()
-        .map_err(|_| workload_error(name, "the mutex is still held after every task finished"))?;
+    let total = counter
+        .try_count()
+        .ok_or_else(|| workload_error(name, "the mutex is still held after every task finished"))?;
     check(name, total, counted)?;
     Ok(counted as f64 / elapsed.as_secs_f64())
 }

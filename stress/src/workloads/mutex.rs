@@ -1,7 +1,7 @@
 //! `mutex`: a contended `CoMutex` (docs/BENCHMARKS.md W4, QEMU's `test_multi_co_mutex`).
 //!
 //! `coroutines` coroutines on every context loop { lock; counter += 1; unlock } until the
-//! stop flag. Each counts its own increments; at the end the counter must equal their sum,
+//! stop flag: cobench's W4 loop (`workloads::mutex`). Each counts its own increments; at the end the counter must equal their sum,
 //! which a lost hand-over, two holders at once or a torn update would break. The lock's
 //! statistics (`CoMutex::with_stats`) give the wait and hold histograms of its contended
 //! acquisitions, and their acquisition count must equal the increments too.
@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use coprimitives::{CoMutex, stats};
 use coscheduler::{JoinHandle, yield_now};
+use workloads::mutex::{Counter, Until};
 
 use super::part::{self, Part, PartEnv, PartReport, Tally};
 use crate::outcome::{Check, HistogramKind};
@@ -37,7 +38,7 @@ const TALLY_EVERY: u64 = 256;
 const YIELD_EVERY: u64 = 64;
 
 struct Running {
-    counter: Arc<CoMutex<u64>>,
+    counter: Arc<Counter>,
     stats_name: String,
     workers: Vec<JoinHandle<u64>>,
 }
@@ -50,23 +51,21 @@ pub(super) fn coroutines(per_context: usize, contexts: usize) -> usize {
 /// Spawns the incrementing coroutines.
 pub(super) fn start(env: &PartEnv<'_>) -> Result<Box<dyn Part>, RunError> {
     let stats_name = part::stats_name(NAME, "counter");
-    let counter = Arc::new(CoMutex::with_stats(0u64, &stats_name));
+    let counter = Arc::new(Counter::with_lock(CoMutex::with_stats((), &stats_name)));
     let mut workers = Vec::new();
     for context in 0..env.contexts().len() {
         for index in 0..env.coroutines() {
             let counter = Arc::clone(&counter);
-            let stop = env.stop().clone();
+            let until = Until::Stop(env.stop().flag());
             let mut tally = Tally::new(env.progress(), TALLY_EVERY);
             let name = format!("mutex-{context}.{index}");
             workers.push(env.spawn(context, name, move || {
-                while !stop.is_set() {
-                    *counter.lock() += 1;
+                counter.increment_observed(&until, |made| {
                     tally.add();
-                    if tally.total() % YIELD_EVERY == 0 {
+                    if made % YIELD_EVERY == 0 {
                         yield_now();
                     }
-                }
-                tally.total()
+                })
             })?);
         }
     }
@@ -82,7 +81,7 @@ impl Part for Running {
         let increments: u64 = part::join_all(NAME, self.workers)?.into_iter().sum();
         let counter = Arc::try_unwrap(self.counter)
             .map_err(|_| RunError::failed("mutex: the counter is still shared after the join"))?
-            .into_inner();
+            .into_count();
         let mut report = PartReport::new(increments).check(Check::equal(
             "counter == increments",
             increments,

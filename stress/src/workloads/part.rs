@@ -189,6 +189,11 @@ impl Stop {
     pub(super) fn set(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+
+    /// The flag itself, for a shared workload body that polls it (W4's `Until::Stop`).
+    pub(super) fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
 }
 
 /// Nanosecond timestamps from one origin, comparable across threads (`CLOCK_MONOTONIC`).
