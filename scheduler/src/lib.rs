@@ -257,6 +257,7 @@ mod core {
     }
     pub(crate) mod lifecycle;
     pub(crate) mod refcount;
+    pub(crate) mod transitions;
     pub(crate) mod wake_mark;
 }
 #[cfg(loom)]

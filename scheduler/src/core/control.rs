@@ -30,12 +30,13 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::fiber::{Fiber, FiberYielder};
 use super::home::Home;
 use super::lifecycle::AtomicState;
 use super::refcount::RefCount;
+use super::transitions::{self, Atomics, LastRef};
 use super::wake_mark::WakeMark;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize};
 
@@ -295,6 +296,19 @@ impl CoInner {
         self.state.load()
     }
 
+    /// The atomics that the cross-thread transitions read
+    /// ([`transitions`](super::transitions)).
+    #[inline]
+    pub(crate) fn atomics(&self) -> Atomics<'_> {
+        Atomics {
+            state: &self.state,
+            refs: &self.refs,
+            scheduled: &self.scheduled,
+            cancel: &self.cancel,
+            migratable: self.migratable,
+        }
+    }
+
     /// The name, or `unnamed`.
     pub(crate) fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or("unnamed")
@@ -464,43 +478,45 @@ impl Drop for CoRef {
 /// The last reference is gone. A suspended coroutine can never be woken
 /// again: resurrect it with one reference and send it home to be unwound
 /// (its destructors must run on its home thread). Anything else is freed.
+/// The decision is [`transitions::last_ref`].
 #[cold]
 #[inline(never)]
 fn last_ref_dropped(p: NonNull<CoInner>) {
     // SAFETY: we held the last reference, so nobody else can reach the block.
     let inner = unsafe { p.as_ref() };
-    let state = inner.state.load();
-    if state == State::Suspended && !inner.cancel.load(Relaxed) {
-        // Resurrect with one count. A registry walk racing with us sees a
-        // zero count and leaves the block to us (`try_upgrade`).
-        inner.refs.resurrect();
-        // Release: pairs with the Acquire load of `cancel` by a waker that
-        // finds the coroutine already scheduled (`wake_mark`).
-        inner.cancel.store(true, Release);
-        super::wake::wake_cancelled(CoRef(p));
-        return;
-    }
-    if state == State::Suspended {
-        // Cancelled, suspended again inside its own unwinding (a destructor
-        // that waits), and now unreachable: nothing can ever resume it. Its
-        // stack holds live frames that must not be skipped and its home
-        // registry still points here, so the block and its stack are kept
-        // for good: counted, and skipped by its context's shutdown.
-        if !inner.orphaned.swap(true, Relaxed) {
-            crate::core::stacks::note_leaked();
-            eprintln!(
-                "coscheduler: coroutine {} ({}) suspended inside its own unwinding and can never be \
-                 resumed; its stack is leaked (counted in pool::stats().leaked)",
-                inner.id,
-                inner.display_name()
-            );
+    match transitions::last_ref(inner.atomics(), Location::caller()) {
+        // On its home thread outside a coroutine it is unwound now; inside
+        // a coroutine of that thread, right after that coroutine suspends;
+        // from another thread, through the home's mailbox. The scheduler
+        // never drops a coroutine reference while it holds a borrow of its
+        // own state (timer slots, the fd table), so unwinding inline is
+        // safe.
+        LastRef::SendHome => super::wake::deliver_woken(CoRef(p)),
+        LastRef::Orphaned => orphan(inner),
+        LastRef::Free => {
+            // SAFETY: initialised by `CoRef::new`, unreachable now, dropped once.
+            unsafe { std::ptr::drop_in_place(p.as_ptr()) };
+            // SAFETY: the memory came from `blocks::alloc` and holds no value now.
+            unsafe { super::blocks::free(p) };
         }
-        return;
     }
-    // SAFETY: initialised by `CoRef::new`, unreachable now, dropped once.
-    unsafe { std::ptr::drop_in_place(p.as_ptr()) };
-    // SAFETY: the memory came from `blocks::alloc` and holds no value now.
-    unsafe { super::blocks::free(p) };
+}
+
+/// Cancelled, suspended again inside its own unwinding (a destructor that
+/// waits), and now unreachable: nothing can ever resume it. Its stack holds
+/// live frames that must not be skipped and its home registry still points
+/// here, so the block and its stack are kept for good: counted, and
+/// skipped by its context's shutdown.
+fn orphan(inner: &CoInner) {
+    if !inner.orphaned.swap(true, Relaxed) {
+        crate::core::stacks::note_leaked();
+        eprintln!(
+            "coscheduler: coroutine {} ({}) suspended inside its own unwinding and can never be \
+             resumed; its stack is leaked (counted in pool::stats().leaked)",
+            inner.id,
+            inner.display_name()
+        );
+    }
 }
 
 /// Process-unique ids, handed out in blocks so that creating a coroutine does

@@ -11,11 +11,12 @@ use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
-use super::control::{self, CoInner, CoRef, LocalList, Outcome, State};
+use super::control::{CoInner, CoRef, LocalList, Outcome, State};
 use super::fiber::Suspend;
 use super::home::metrics::bump;
 use super::home::{self, Home};
 use super::tls::{self, ThreadState};
+use super::transitions::{self, Delivered};
 use crate::sync::Arc;
 
 /// Enters `first` on this thread's context, then its transitive wakeups.
@@ -66,23 +67,16 @@ unsafe fn enter_rest(
             ctx,
         };
         while let Some(co) = guard.pending.pop_front() {
-            control::clear_scheduled(&co);
-            match co.state() {
-                State::Finished => continue,
-                State::New if co.cancel.load(Relaxed) => continue,
-                State::Running if co.migratable => {
-                    // Still running where it lived before a migration: its
-                    // wake takes effect after it has suspended, so queue it
-                    // here again, unless another waker already owns its next
-                    // wake (then that one delivers it). The site recorded
-                    // is this loop: the wake that led here was consumed.
-                    if control::try_schedule(&co, Location::caller()).is_ok() {
-                        // SAFETY: `ctx` is this thread's home.
-                        unsafe { (*ctx).owner_unchecked() }.push_ready(co);
-                    }
+            // The site recorded by a requeue is this loop: the wake that
+            // led here was consumed.
+            match transitions::taken(co.atomics(), Location::caller()) {
+                Delivered::Enter => {}
+                Delivered::Skip => continue,
+                Delivered::Requeue => {
+                    // SAFETY: `ctx` is this thread's home.
+                    unsafe { (*ctx).owner_unchecked() }.push_ready(co);
                     continue;
                 }
-                _ => {}
             }
             // SAFETY: the caller's contract; `co` is owned by this loop.
             if let Some(p) = unsafe { run_one(ts, &mut ctx, &co) } {

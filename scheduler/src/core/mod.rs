@@ -10,6 +10,7 @@
 //! | [`list`] | an intrusive, thread-local FIFO of coroutine references |
 //! | [`refcount`] | its reference count, with resurrection for unwinding (loom-checked) |
 //! | [`wake_mark`] | its pending-wake mark and the wake decision (loom-checked) |
+//! | [`transitions`] | what the last drop, a shutdown's cancellation and the taking of a delivered coroutine do to those atomics together (loom-checked) |
 //! | [`entry`] | a coroutine's entry closure, inline when small |
 //! | [`fiber`] | a stack with QEMU's trampoline loop parked on it |
 //! | [`stacks`] | the process's pool of fibers |
@@ -41,6 +42,7 @@ pub(crate) mod list;
 pub(crate) mod refcount;
 pub(crate) mod stacks;
 pub(crate) mod tls;
+pub(crate) mod transitions;
 pub(crate) mod unwinding;
 pub(crate) mod wake;
 pub(crate) mod wake_mark;

@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | `inc` | a holder making a new reference | Relaxed (the holder's own reference keeps the block alive, as in `Arc::clone`) |
 //! | `dec` | a holder giving its reference up | Release; the one that reaches zero then loads the count with Acquire (pairs with every earlier Release, through the release sequence) before it touches the block, as `Arc`'s drop does under ThreadSanitizer |
-//! | `try_inc` | a context's registry walk (shutdown, dumps), which holds only a raw pointer | CAS `n → n + 1` for `n > 0`; fails at zero |
-//! | `resurrect` | whoever saw the count reach zero on a *suspended* coroutine | Relaxed store of 1 |
+//! | `try_inc` | a context's registry walk (shutdown, dumps), which holds only a raw pointer | CAS `n → n + 1` for `n > 0`, Acquire on success (pairs with `resurrect`); fails at zero |
+//! | `resurrect` | whoever saw the count reach zero on a *suspended* coroutine | Release store of 1: a walk that reads it sees what the dropper did before it (`transitions::last_ref`: the wake mark claimed, `cancel` set) |
 //!
 //! **Resurrection.** The last handle of a suspended coroutine going away
 //! means nothing can wake it any more; it must still be unwound (its
@@ -76,9 +76,12 @@ impl RefCount {
             if n == 0 {
                 return false;
             }
-            // Relaxed, as `inc`: the walker's thread synchronises with the
+            // Acquire on success: pairs with the Release of `resurrect`, so
+            // a walk that reads a resurrected count sees the wake mark the
+            // dropper claimed before it (`transitions`). Otherwise Relaxed,
+            // as `inc`: the walker's thread synchronises with the
             // coroutine's state through `state` itself.
-            match self.refs.compare_exchange_weak(n, n + 1, Relaxed, Relaxed) {
+            match self.refs.compare_exchange_weak(n, n + 1, Acquire, Relaxed) {
                 Ok(_) => return true,
                 Err(actual) => n = actual,
             }
@@ -88,9 +91,10 @@ impl RefCount {
     /// Puts one reference back after [`dec`](RefCount::dec) returned true.
     #[inline]
     pub(crate) fn resurrect(&self) {
-        // Relaxed: the block is ours alone; the reference is published by
-        // whatever hands it over (a hand-off queue's Release push).
-        self.refs.store(1, Relaxed);
+        // Release: pairs with the Acquire of a successful `try_inc` (see
+        // the table in the module docs). The reference itself is published
+        // by whatever hands it over (a hand-off queue's Release push).
+        self.refs.store(1, Release);
     }
 }
 

@@ -93,16 +93,3 @@ pub(crate) fn deliver_local(co: CoRef) {
         unsafe { (*current).push_wakeup(co) };
     }
 }
-
-/// The last handle of a suspended coroutine is gone: unwind it at home.
-///
-/// On its home thread outside a coroutine it is unwound now; inside a
-/// coroutine of that thread, right after that coroutine suspends; from
-/// another thread, through the home's mailbox. The scheduler never drops a
-/// coroutine reference while it holds a borrow of its own state (timer
-/// slots, the fd table), so unwinding inline is safe.
-pub(crate) fn wake_cancelled(co: CoRef) {
-    // Nobody else can wake it; mark it so that the queue paths accept it.
-    let _ = control::try_schedule(&co, Location::caller());
-    deliver_woken(co);
-}

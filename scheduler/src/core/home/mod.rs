@@ -48,9 +48,10 @@ use self::metrics::{Counters, bump};
 use self::registry::Registry;
 pub use self::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub(crate) use self::thread::{block_until, clone_from_ptr, close_this_thread, current, install};
-use super::control::{self, CoInner, CoRef, LocalList, State, WaitReason};
+use super::control::{CoInner, CoRef, LocalList, State, WaitReason};
 use super::enter;
 use super::tls;
+use super::transitions::{self, Delivered};
 use crate::sync::AtomicPtr;
 
 /// A bottom half: a one-shot callback run by the owner outside coroutines.
@@ -369,19 +370,10 @@ impl<'a> Owner<'a> {
 
     /// Enters a coroutine taken from a queue (its wake is consumed).
     pub(crate) fn run_scheduled(self, co: CoRef) {
-        control::clear_scheduled(&co);
-        match co.state() {
-            State::Finished => {}
-            State::New if co.cancel.load(Relaxed) => {}
-            State::Running if co.migratable => {
-                // Still running on its previous home: its wake takes effect
-                // once it has suspended there. Re-queue it, unless another
-                // waker already owns its next wake.
-                if control::try_schedule(&co, Location::caller()).is_ok() {
-                    self.push_ready(co);
-                }
-            }
-            _ => enter::enter_chain(&co),
+        match transitions::taken(co.atomics(), Location::caller()) {
+            Delivered::Enter => enter::enter_chain(&co),
+            Delivered::Requeue => self.push_ready(co),
+            Delivered::Skip => {}
         }
     }
 

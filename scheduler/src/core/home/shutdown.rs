@@ -41,13 +41,13 @@
 
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::ptr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::time::{Duration, Instant};
 
 use super::metrics::bump;
 use super::{Owner, SuspendedInfo, drop_queued, drop_taken, report_contained_panic};
-use crate::core::control::{self, CoRef, State};
-use crate::core::enter;
+use crate::core::control::{self, CoRef};
+use crate::core::{enter, transitions};
 
 /// How long a shutdown waits for its coroutines to finish unwinding, unless
 /// the Runtime was built with another
@@ -178,14 +178,10 @@ impl Owner<'_> {
                 continue;
             }
             remaining += 1;
-            // Release: pairs with the waker's Acquire in `wake_mark`.
-            co.cancel.store(true, Release);
-            // `parked_shielded` is an executing-thread field: we are the
-            // coroutine's home thread and it is suspended.
-            if co.state() == State::Suspended
-                && !co.parked_shielded.get()
-                && control::try_schedule(&co, Location::caller()).is_ok()
-            {
+            // `parked_shielded` is an executing-thread field, read only once
+            // the coroutine is seen suspended: we are its home thread.
+            let shielded = || co.parked_shielded.get();
+            if transitions::shutdown_claim(co.atomics(), shielded, Location::caller()) {
                 control::clear_scheduled(&co);
                 resumed = true;
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| enter::enter_chain(&co))) {
