@@ -15,9 +15,13 @@ mod queue;
 pub(crate) mod raw;
 
 #[cfg(not(loom))]
+mod fairness;
+#[cfg(not(loom))]
 mod mutex;
 #[cfg(not(loom))]
 mod park;
 
 #[cfg(not(loom))]
-pub use self::mutex::{CoMutex, CoMutexGuard, DEFAULT_FAIRNESS_BOUND, Fairness};
+pub use self::fairness::{DEFAULT_FAIRNESS_BOUND, Fairness};
+#[cfg(not(loom))]
+pub use self::mutex::{CoMutex, CoMutexGuard};
