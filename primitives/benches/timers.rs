@@ -4,16 +4,17 @@
 //! multi-thread runtime) in the same run; and 100 × 10 × 1 ms for timer
 //! precision (target: p50 oversleep ≤ 200 µs).
 //!
+//! The sleepers are cobench's (`workloads::timers`).
+//!
 //! `cargo bench -p coprimitives --bench timers [-- --runs N]`. Each figure
 //! is the median of N runs (default 5) after one warm-up run per side.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coprimitives::co_sleep;
 use hdrhistogram::Histogram;
-
-const SLEEP: Duration = Duration::from_millis(1);
-const ROUNDS: usize = 10;
+use workloads::cpu::{Who, cpu_time};
+use workloads::timers::{SLEEP, SLEEPS, Sleepers};
 
 struct Run {
     total: Duration,
@@ -24,77 +25,57 @@ struct Run {
     oversleep: Histogram<u64>,
 }
 
-/// User + system CPU time of this process so far.
-fn process_cpu() -> Duration {
-    // SAFETY: all-zero is a valid rusage, and getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid out-pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn record(h: &mut Histogram<u64>, samples: &[u64]) {
-    for &s in samples {
-        h.record(s.max(1)).expect("in range");
-    }
-}
-
 fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("bounds")
 }
 
-/// One coroutine's 10 sleeps; returns each oversleep in ns.
-fn coroutine_body() -> Vec<u64> {
-    (0..ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            co_sleep(SLEEP);
-            (t.elapsed().saturating_sub(SLEEP)).as_nanos() as u64
-        })
-        .collect()
+/// The oversleeps of a run whose sleepers have all been joined.
+fn oversleeps(sleepers: &Sleepers) -> Histogram<u64> {
+    let mut h = new_hist();
+    for s in sleepers.oversleeps() {
+        h.record(s.max(1)).expect("in range");
+    }
+    h
 }
 
 fn ours(rt: &coscheduler::Runtime, n: usize) -> Run {
-    let c = process_cpu();
+    let sleepers = Arc::new(Sleepers::new(n));
+    let c = cpu_time(Who::Process);
     let t = Instant::now();
-    let hs: Vec<_> = (0..n).map(|_| rt.spawn(coroutine_body)).collect();
-    let mut oversleep = new_hist();
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            let s = sleepers.clone();
+            rt.spawn(move || s.co_sleeper(i))
+        })
+        .collect();
     for h in hs {
-        record(&mut oversleep, &h.join().expect("no panic"));
+        h.join().expect("no panic");
     }
     Run {
         total: t.elapsed(),
-        cpu: process_cpu() - c,
-        oversleep,
+        cpu: cpu_time(Who::Process) - c,
+        oversleep: oversleeps(&sleepers),
     }
 }
 
 fn tokio_run(rt: &tokio::runtime::Runtime, n: usize) -> Run {
+    let sleepers = Arc::new(Sleepers::new(n));
     rt.block_on(async {
-        let c = process_cpu();
+        let c = cpu_time(Who::Process);
         let t = Instant::now();
         let hs: Vec<_> = (0..n)
-            .map(|_| {
-                tokio::spawn(async {
-                    let mut v = Vec::with_capacity(ROUNDS);
-                    for _ in 0..ROUNDS {
-                        let t = Instant::now();
-                        tokio::time::sleep(SLEEP).await;
-                        v.push(t.elapsed().saturating_sub(SLEEP).as_nanos() as u64);
-                    }
-                    v
-                })
+            .map(|i| {
+                let s = sleepers.clone();
+                tokio::spawn(async move { s.tokio_sleeper(i).await })
             })
             .collect();
-        let mut oversleep = new_hist();
         for h in hs {
-            record(&mut oversleep, &h.await.expect("no panic"));
+            h.await.expect("no panic");
         }
         Run {
             total: t.elapsed(),
-            cpu: process_cpu() - c,
-            oversleep,
+            cpu: cpu_time(Who::Process) - c,
+            oversleep: oversleeps(&sleepers),
         }
     })
 }
@@ -174,7 +155,7 @@ fn measure(n: usize, runs: usize, pool: usize) -> (Summary, Summary) {
 }
 
 fn print(name: &str, n: usize, ours: &Summary, tokio: &Summary) {
-    println!("{name}: {n} × {ROUNDS} × {SLEEP:?} on 2 workers (medians; oversleep over all runs)");
+    println!("{name}: {n} × {SLEEPS} × {SLEEP:?} on 2 workers (medians; oversleep over all runs)");
     println!(
         "  {:<12} {:>10} {:>10} {:>14} {:>14}",
         "", "total", "CPU", "oversleep p50", "oversleep p99"

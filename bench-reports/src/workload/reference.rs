@@ -8,6 +8,8 @@ use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use workloads::timers::{SLEEP, SLEEPS};
+
 use super::support::{Countdown, nanos, pin, workload_error};
 use crate::error::Error;
 use crate::timed::{Latencies, Recorder};
@@ -172,12 +174,6 @@ pub(super) fn std_spawn_2threads(ops: u64, _recorder: &mut Recorder) -> Result<f
     })?;
     Ok(elapsed.as_nanos() as f64 / ops as f64)
 }
-
-/// Sleeps per thread (or coroutine) in the W7 workloads.
-pub(super) const SLEEPS: u32 = 10;
-
-/// Each sleep of the W7 workloads.
-pub(super) const SLEEP: Duration = Duration::from_millis(1);
 
 /// W7 floor: `ops` threads each sleep [`SLEEPS`] × [`SLEEP`] with `std::thread::sleep`.
 /// Returns the wall time from the first thread's start until the last thread finished, in
