@@ -150,14 +150,7 @@ fn two_hundred_cycles_with_suspended_coroutines_unwind_everything() {
     // Two mappings per stack the pool keeps; the pool may fill up to its
     // maximum over the cycles, which is not a leak.
     let pooled_growth = pool_after.pooled.saturating_sub(pool_before.pooled);
-    let after = mapping_count();
-    // Under a sanitizer the process maps memory of its own (ASan's shadow,
-    // fake stacks and quarantine, TSan's shadow and per-fiber state), so
-    // mappings say nothing about ours there.
-    assert!(
-        cfg!(any(coscheduler_asan, coscheduler_tsan)) || after <= maps + 2 * pooled_growth + 8,
-        "mappings grew from {maps} to {after} ({pooled_growth} more stacks pooled)"
-    );
+    testkit::assert_mappings_within_pool_growth(maps, pooled_growth);
 }
 
 /// Dropping a runtime inside one of its own coroutines cannot join the

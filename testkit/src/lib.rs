@@ -96,3 +96,25 @@ pub fn mapping_count() -> usize {
         .lines()
         .count()
 }
+
+/// Asserts that the mappings did not grow from `before` by more than the
+/// stacks the pool took on meanwhile (`pooled_growth`, two mappings each:
+/// stack and guard page) plus a small allowance for the allocator.
+///
+/// Under a sanitizer (`--cfg coscheduler_asan` or `coscheduler_tsan`) the
+/// process maps memory of its own (shadow memory, fake stacks, quarantine,
+/// per-fiber state), so the mapping count says nothing about ours there and
+/// nothing is asserted.
+///
+/// # Panics
+/// When the mappings grew by more than that, naming the figures.
+pub fn assert_mappings_within_pool_growth(before: usize, pooled_growth: usize) {
+    if cfg!(any(coscheduler_asan, coscheduler_tsan)) {
+        return;
+    }
+    let after = mapping_count();
+    assert!(
+        after <= before + 2 * pooled_growth + 8,
+        "mappings grew from {before} to {after} ({pooled_growth} more stacks pooled)"
+    );
+}
