@@ -513,15 +513,16 @@ fn the_same_seed_gives_the_same_schedule_across_runs_and_processes() {
         return;
     }
     let out = std::env::temp_dir().join(format!("sim-schedule-{}", std::process::id()));
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "the_same_seed_gives_the_same_schedule_across_runs_and_processes",
-        ])
-        .env("SIM_SCHEDULE_OUT", &out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let child = testkit::run_test_in_child(
+        "the_same_seed_gives_the_same_schedule_across_runs_and_processes",
+        "SIM_SCHEDULE_OUT",
+        out.to_str().expect("a UTF-8 temporary path"),
+    );
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
     let theirs = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
     assert_eq!(

@@ -262,15 +262,11 @@ fn dropping_a_runtime_with_a_spinning_coroutine_says_what_it_waits_for() {
         drop(rt);
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "dropping_a_runtime_with_a_spinning_coroutine_says_what_it_waits_for",
-            "--nocapture",
-        ])
-        .env("SPIN_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = testkit::run_test_in_child(
+        "dropping_a_runtime_with_a_spinning_coroutine_says_what_it_waits_for",
+        "SPIN_CHILD",
+        "1",
+    );
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -9,9 +9,8 @@
 use std::hint::black_box;
 use std::ops::Range;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use corosensei::stack::Stack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -206,36 +205,12 @@ fn high_water_mark_tracks_depth() {
     assert_eq!(again, marks[1]);
 }
 
-/// How long a child may take. A handler that neither reports nor chains would
-/// re-run the faulting instruction forever; this turns that into a failure.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Runs the test called `name` in a child copy of this binary, playing
-/// `scenario`, and returns how it ended.
+/// `scenario`, and returns how it ended. A handler that neither reports nor
+/// chains would re-run the faulting instruction forever; the child's time
+/// limit turns that into a failure.
 fn run_child(name: &str, scenario: &str) -> Output {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn child test");
-    // The child writes a few short lines, far below a pipe's capacity, so
-    // polling for its exit before reading cannot deadlock.
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    while child.try_wait().expect("poll child").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("reap child");
-            panic!(
-                "child {scenario} still running after {CHILD_TIMEOUT:?}; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("collect child output")
+    testkit::run_test_in_child(name, CHILD_ENV, scenario)
 }
 
 /// The scenario this process should play, if it is a child.

@@ -3,7 +3,6 @@
 //! test binary re-executed with an environment variable).
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use coscheduler::Coroutine;
 
@@ -39,17 +38,11 @@ fn overflow_is_reported_with_the_coroutine_name_then_aborts() {
         child();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            "--exact",
-            "overflow_is_reported_with_the_coroutine_name_then_aborts",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
+    let out = testkit::run_test_in_child(
+        "overflow_is_reported_with_the_coroutine_name_then_aborts",
+        CHILD_ENV,
+        "1",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let id: u64 = stderr
         .lines()

@@ -216,15 +216,11 @@ fn the_shutdown_names_the_coroutine_it_waits_for() {
         drop(rt);
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "the_shutdown_names_the_coroutine_it_waits_for",
-            "--nocapture",
-        ])
-        .env("STALL_SHUTDOWN_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = testkit::run_test_in_child(
+        "the_shutdown_names_the_coroutine_it_waits_for",
+        "STALL_SHUTDOWN_CHILD",
+        "1",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let id: u64 = stderr

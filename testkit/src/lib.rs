@@ -118,3 +118,66 @@ pub fn assert_mappings_within_pool_growth(before: usize, pooled_growth: usize) {
         "mappings grew from {before} to {after} ({pooled_growth} more stacks pooled)"
     );
 }
+
+/// How long [`run_test_in_child`] lets a child run before it kills it and
+/// fails the test.
+pub const CHILD_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the test `name` of the calling test binary again, alone, in a child
+/// process with the environment variable `key` set to `value`, and returns
+/// how it ended: its exit status and everything it wrote.
+///
+/// This is how a test checks what a process prints or how it dies (a stack
+/// overflow's message, an abort, a shutdown's stderr line) without ending
+/// the test run: the test looks for `key` first and, when set, plays the
+/// child's part and returns. The child runs with `--exact --nocapture
+/// --test-threads=1`, so no other test's threads run beside it.
+///
+/// # Panics
+/// If the child cannot be started, or is still running after
+/// [`CHILD_LIMIT`] (then it is killed first, and its stderr is shown).
+pub fn run_test_in_child(name: &str, key: &str, value: &str) -> std::process::Output {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut child = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(key, value)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the child test");
+    // Drained as the child writes, so a chatty child never blocks on a full
+    // pipe while we wait for it to exit.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + CHILD_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!(
+                "child test {name} still running after {CHILD_LIMIT:?}; stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
