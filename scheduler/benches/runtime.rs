@@ -145,19 +145,16 @@ fn w3(c: &mut Criterion) {
     rt.shutdown();
 }
 
-/// W5: one spawner coroutine spawns `n` tiny coroutines, detached; time until
-/// all ran.
+/// W5 (`workloads::spawn`'s storm): one spawner coroutine spawns `n` tiny
+/// coroutines, detached; time until all ran.
 fn co_spawn_storm(rt: &Runtime, n: u64) -> Duration {
     let count = Arc::new(AtomicU64::new(0));
     let (c, h) = (count.clone(), rt.handle());
     let start = Instant::now();
     rt.block_on(move || {
-        for _ in 0..n {
-            let c = c.clone();
-            drop(h.spawn(move || {
-                c.fetch_add(1, SeqCst);
-            }));
-        }
+        workloads::spawn::storm(&h, n, move || {
+            c.fetch_add(1, SeqCst);
+        })
     });
     while count.load(SeqCst) < n {
         std::thread::sleep(Duration::from_micros(50));
@@ -170,16 +167,10 @@ fn tokio_spawn_storm(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
     let c = count.clone();
     let start = Instant::now();
     rt.block_on(async move {
-        tokio::spawn(async move {
-            for _ in 0..n {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    c.fetch_add(1, SeqCst);
-                });
-            }
-        })
-        .await
-        .unwrap();
+        let storm = workloads::spawn::tokio_storm(n, move || {
+            c.fetch_add(1, SeqCst);
+        });
+        tokio::spawn(storm).await.unwrap();
     });
     while count.load(SeqCst) < n {
         std::thread::sleep(Duration::from_micros(50));

@@ -11,6 +11,7 @@
 //! | module | workload |
 //! |---|---|
 //! | [`mutex`] | W4: a counter under a contended `CoMutex` (or tokio's mutex) |
+//! | [`spawn`] | W5: a storm of tiny detached coroutines (or tokio tasks) |
 //! | [`timers`] | W7: sleepers of 10 × 1 ms on `co_sleep` (or tokio's sleep), their oversleeps |
 //! | [`echo`] | W8: the loopback TCP echo server (coscheduler, tokio) and its `mio` client |
 //! | [`cpu`] | the CPU-time accounts that W8's server figures are made from |
@@ -39,4 +40,5 @@
 pub mod cpu;
 pub mod echo;
 pub mod mutex;
+pub mod spawn;
 pub mod timers;

@@ -1,7 +1,10 @@
-//! W5: a spawn storm of tiny detached coroutines, and of tokio tasks.
+//! W5: a spawn storm of tiny detached coroutines, and of tokio tasks: `workloads::spawn`'s
+//! storms, timed here until a countdown says every one ran.
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use workloads::spawn::{storm, tokio_storm};
 
 use super::support::{Countdown, Placement, row_runtime, row_tokio};
 use crate::error::Error;
@@ -21,12 +24,7 @@ pub(super) fn spawn_storm(ops: u64, _recorder: &mut Recorder) -> Result<f64, Err
     let handle = rt.handle();
     let d = done.clone();
     let begin = Instant::now();
-    drop(rt.spawn(move || {
-        for _ in 0..ops {
-            let d = d.clone();
-            drop(handle.spawn(move || d.count_one()));
-        }
-    }));
+    drop(rt.spawn(move || storm(&handle, ops, move || d.count_one())));
     done.wait(NAME)?;
     let elapsed = begin.elapsed();
     drop(rt);
@@ -42,12 +40,7 @@ pub(super) fn tokio_spawn_storm(ops: u64, _recorder: &mut Recorder) -> Result<f6
     let done = Arc::new(Countdown::new(ops));
     let d = done.clone();
     let begin = Instant::now();
-    drop(rt.spawn(async move {
-        for _ in 0..ops {
-            let d = d.clone();
-            drop(tokio::spawn(async move { d.count_one() }));
-        }
-    }));
+    drop(rt.spawn(tokio_storm(ops, move || d.count_one())));
     done.wait(NAME)?;
     let elapsed = begin.elapsed();
     drop(rt);
