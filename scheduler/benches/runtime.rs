@@ -12,46 +12,24 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use coscheduler::{AioContext, Coroutine, Runtime, suspend, yield_now};
+use workloads::pingpong;
 
-/// The floor: two pinned threads passing a token through one atomic. Both
-/// run on spawned threads, so the benchmark thread itself is never pinned.
+/// The floor (`workloads::pingpong::atomic_pingpong`, cobench's): two pinned
+/// threads passing a token through one atomic. Both run on spawned threads,
+/// so the benchmark thread itself is never pinned.
 fn raw_pingpong(rounds: u64) -> Duration {
-    let flag = Arc::new(AtomicU64::new(0));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let pin = move |i: usize| {
+    let pin = |i: usize| {
         if let Some(c) = cores.get(i) {
             core_affinity::set_for_current(*c);
         }
     };
-    let (f, p) = (flag.clone(), pin.clone());
-    let t = std::thread::spawn(move || {
-        p(1);
-        for i in 0..rounds {
-            while f.load(SeqCst) != 2 * i + 1 {
-                std::hint::spin_loop();
-            }
-            f.store(2 * i + 2, SeqCst);
-        }
-    });
-    std::thread::spawn(move || {
-        pin(0);
-        let start = Instant::now();
-        for i in 0..rounds {
-            flag.store(2 * i + 1, SeqCst);
-            while flag.load(SeqCst) != 2 * i + 2 {
-                std::hint::spin_loop();
-            }
-        }
-        let d = start.elapsed();
-        t.join().unwrap();
-        d
-    })
-    .join()
-    .unwrap()
+    pingpong::atomic_pingpong(rounds, pin, |_| {}).expect("the measuring thread panicked")
 }
 
-/// W3 on coscheduler: A homed on worker 0, B on worker 1; every wake crosses
-/// threads (checked through the hand-off counters).
+/// W3 on coscheduler (`workloads::pingpong`'s rounds): A homed on worker 0,
+/// B on worker 1; every wake crosses threads (checked through the hand-off
+/// counters).
 fn co_pingpong(rt: &Runtime, rounds: u64) -> Duration {
     let ctxs = rt.contexts();
     let a_slot: Arc<Mutex<Option<Coroutine>>> = Arc::default();
@@ -60,12 +38,7 @@ fn co_pingpong(rt: &Runtime, rounds: u64) -> Duration {
         suspend();
         // A is published before it first wakes us.
         let a = slot.lock().unwrap().clone().expect("A published");
-        for i in 0..rounds {
-            if i > 0 {
-                suspend();
-            }
-            a.wake();
-        }
+        pingpong::pong(&a, rounds);
     });
     ctxs[1].schedule(&b);
     while b.context().is_none() || b.entered() {
@@ -79,8 +52,7 @@ fn co_pingpong(rt: &Runtime, rounds: u64) -> Duration {
     let a = Coroutine::new(move || {
         *s.lock().unwrap() = Some(Instant::now());
         for _ in 0..rounds {
-            b2.wake();
-            suspend();
+            pingpong::ping(&b2);
         }
         tx.send(()).unwrap();
     });

@@ -10,6 +10,7 @@
 //!
 //! | module | workload |
 //! |---|---|
+//! | [`pingpong`] | W3: two coroutines on two workers waking each other, and its floor on two threads |
 //! | [`mutex`] | W4: a counter under a contended `CoMutex` (or tokio's mutex) |
 //! | [`spawn`] | W5: a storm of tiny detached coroutines (or tokio tasks) |
 //! | [`timers`] | W7: sleepers of 10 × 1 ms on `co_sleep` (or tokio's sleep), their oversleeps |
@@ -40,5 +41,6 @@
 pub mod cpu;
 pub mod echo;
 pub mod mutex;
+pub mod pingpong;
 pub mod spawn;
 pub mod timers;

@@ -1,14 +1,16 @@
 //! W3: cross-context ping-pong between two coroutines homed on different workers, woken
-//! with `Coroutine::wake`, and its twin woken through futures' wakers.
+//! with `Coroutine::wake` (`workloads::pingpong`'s rounds), and its twins carrying flags
+//! and woken through futures' wakers.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coscheduler::{Coroutine, Runtime, suspend, wait};
+use workloads::pingpong;
 
 use super::support::{Placement, STUCK_AFTER, nanos, row_runtime, workload_error};
 use crate::error::Error;
@@ -51,12 +53,7 @@ pub(super) fn cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Resul
         let Some(a) = slot.get().cloned() else {
             return;
         };
-        for i in 0..ops {
-            if i > 0 {
-                suspend();
-            }
-            a.wake();
-        }
+        pingpong::pong(&a, ops);
     });
     contexts[1].schedule(&b);
     recv(&started_rx, "B did not start on worker 1")?;
@@ -64,10 +61,7 @@ pub(super) fn cross_context_pingpong(ops: u64, recorder: &mut Recorder) -> Resul
     let (report_tx, report_rx) = mpsc::channel::<Report>();
     let b_handle = b.clone();
     let a = Coroutine::new(move || {
-        let _ = report_tx.send(timed_rounds(ops, || {
-            b_handle.wake();
-            suspend();
-        }));
+        let _ = report_tx.send(timed_rounds(ops, || pingpong::ping(&b_handle)));
     });
     if a_slot.set(a.clone()).is_err() {
         return Err(workload_error(NAME, "coroutine A was published twice"));
@@ -243,17 +237,10 @@ fn homed_as_w3(
 /// A's side of a ping-pong: `ops` calls of `round`, each a round trip, with one clock read
 /// per round trip (as `raw_atomic_pingpong` times its own). Returns the time from the first
 /// round's start to the last one's end and each round trip's latency in ns.
-fn timed_rounds(ops: u64, mut round: impl FnMut()) -> Report {
+fn timed_rounds(ops: u64, round: impl FnMut()) -> Report {
     let mut mine = Latencies::new();
-    let begin = Instant::now();
-    let mut last = begin;
-    for _ in 0..ops {
-        round();
-        let now = Instant::now();
-        mine.record(nanos(now - last));
-        last = now;
-    }
-    (last - begin, mine)
+    let elapsed = pingpong::timed_rounds(ops, round, |lap| mine.record(nanos(lap)));
+    (elapsed, mine)
 }
 
 /// The hand-offs each of the two workers received between the `before` and `after`

@@ -2,8 +2,6 @@
 //! Each does what its coscheduler row does, with std threads in place of coroutines.
 
 use std::collections::VecDeque;
-use std::hint::spin_loop;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,49 +12,18 @@ use super::support::{Countdown, nanos, pin, workload_error};
 use crate::error::Error;
 use crate::timed::{Latencies, Recorder};
 
-/// Spins before falling back to `yield_now`, so that an oversubscribed machine (or one with a
-/// single core) still makes progress instead of burning a whole time slice per hand-off.
-const SPINS_BEFORE_YIELD: u32 = 1 << 14;
-
-/// W3 floor: `ops` round trips of a counter between two pinned threads. Returns ns per round
+/// W3 floor: `ops` round trips of a counter between two pinned threads
+/// (`workloads::pingpong::atomic_pingpong`). Returns ns per round
 /// trip and records each round trip's latency in ns.
 ///
 /// Each round trip includes one clock read (about 20 ns through the vDSO): the value and the
 /// percentiles come from the same timestamps, and a coscheduler row timed the same way
 /// carries the same overhead, which the ratio cancels.
 pub(super) fn atomic_pingpong(ops: u64, recorder: &mut Recorder) -> Result<f64, Error> {
-    let turn = AtomicU64::new(0);
-    let start = Barrier::new(2);
-    let elapsed = thread::scope(|s| {
-        s.spawn(|| {
-            pin(1);
-            start.wait();
-            for i in 0..ops {
-                wait_for(&turn, 2 * i + 1);
-                // Release pairs with the Acquire load in the measuring thread's `wait_for`:
-                // a real hand-off publishes data with the wake, so the floor pays for that
-                // ordering too (free on x86, not on weaker memory models).
-                turn.store(2 * i + 2, Ordering::Release);
-            }
-        });
-        let measuring = s.spawn(|| {
-            pin(0);
-            start.wait();
-            let begin = Instant::now();
-            let mut last = begin;
-            for i in 0..ops {
-                // Release pairs with the Acquire load in the echoing thread's `wait_for`.
-                turn.store(2 * i + 1, Ordering::Release);
-                wait_for(&turn, 2 * i + 2);
-                let now = Instant::now();
-                recorder.record(nanos(now - last));
-                last = now;
-            }
-            last - begin
-        });
-        measuring.join()
+    let elapsed = workloads::pingpong::atomic_pingpong(ops, pin, |lap| {
+        recorder.record(nanos(lap));
     })
-    .map_err(|_| workload_error("raw_atomic_pingpong", "the measuring thread panicked"))?;
+    .ok_or_else(|| workload_error("raw_atomic_pingpong", "the measuring thread panicked"))?;
     Ok(elapsed.as_nanos() as f64 / ops as f64)
 }
 
@@ -219,20 +186,4 @@ pub(super) fn std_sleep_threads(ops: u64, recorder: &mut Recorder) -> Result<f64
         spans.push((begin, end));
     }
     Ok(span(&spans).as_secs_f64() * 1e3)
-}
-
-/// Spins until `turn` holds `value`.
-#[inline]
-fn wait_for(turn: &AtomicU64, value: u64) {
-    let mut spins = 0u32;
-    // Acquire pairs with the Release store of the other thread in `atomic_pingpong`.
-    while turn.load(Ordering::Acquire) != value {
-        spins += 1;
-        if spins < SPINS_BEFORE_YIELD {
-            spin_loop();
-        } else {
-            spins = 0;
-            thread::yield_now();
-        }
-    }
 }
