@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use coprimitives::CoMutex;
 use coscheduler::{Coroutine, Runtime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use workloads::mutex::{Counter, TokioCounter, Until};
+use workloads::mutex::{Counter, TokioCounter, Until, spawn_incrementers};
 
 /// Increments per W4 iteration (divisible by 2 × 32).
 const TOTAL: u64 = 196_608;
@@ -95,17 +95,7 @@ fn w4_comutex(rt: &Runtime, m: &Arc<Counter>, c: u64) -> Duration {
         .try_count()
         .expect("no coroutine of a previous iteration runs");
     let start = Instant::now();
-    let handles: Vec<_> = rt
-        .contexts()
-        .iter()
-        .flat_map(|ctx| {
-            (0..c).map(|_| {
-                let (m, until) = (m.clone(), until.clone());
-                ctx.spawn(move || m.increment(&until))
-            })
-        })
-        .collect();
-    for h in handles {
+    for h in spawn_incrementers(rt, c, m, &until) {
         h.join().unwrap();
     }
     let elapsed = start.elapsed();

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use coprimitives::CoMutex;
 use coscheduler::Runtime;
-use workloads::mutex::{Counter, TokioCounter, Until};
+use workloads::mutex::{Counter, TokioCounter, Until, spawn_incrementers};
 
 /// Runs `dur`, then raises `stop`; returns the elapsed time.
 fn timed(stop: &AtomicBool, dur: Duration) -> Instant {
@@ -48,16 +48,7 @@ fn comutex(rt: &Runtime, m: &Arc<Counter>, c: u64, dur: Duration) -> (f64, u64) 
     let wakes = rt.metrics().total.remote_wakes;
     let stop = Arc::new(AtomicBool::new(false));
     let until = Until::Stop(stop.clone());
-    let hs: Vec<_> = rt
-        .contexts()
-        .iter()
-        .flat_map(|ctx| {
-            (0..c).map(|_| {
-                let (m, until) = (m.clone(), until.clone());
-                ctx.spawn(move || m.increment(&until))
-            })
-        })
-        .collect();
+    let hs = spawn_incrementers(rt, c, m, &until);
     let start = timed(&stop, dur);
     let ops: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
     let secs = start.elapsed().as_secs_f64();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use coprimitives::CoMutex;
+use coscheduler::{JoinHandle, Runtime};
 
 /// When one coroutine (or task) stops incrementing.
 #[derive(Clone, Debug)]
@@ -98,6 +99,27 @@ impl Counter {
     pub fn into_count(self) -> u64 {
         self.count.into_inner()
     }
+}
+
+/// W4's coroutines on coscheduler: `per_context` on every context of `rt`, placed with
+/// `AioContext::spawn` (so never stolen), each running [`Counter::increment`] on `counter`
+/// until `until` says stop. Returns their handles, whose results are the increments each
+/// made.
+pub fn spawn_incrementers(
+    rt: &Runtime,
+    per_context: u64,
+    counter: &Arc<Counter>,
+    until: &Until,
+) -> Vec<JoinHandle<u64>> {
+    rt.contexts()
+        .iter()
+        .flat_map(|ctx| {
+            (0..per_context).map(|_| {
+                let (counter, until) = (counter.clone(), until.clone());
+                ctx.spawn(move || counter.increment(&until))
+            })
+        })
+        .collect()
 }
 
 impl Default for Counter {

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use coprimitives::CoMutex;
-use workloads::mutex::{Counter, TokioCounter, Until};
+use workloads::mutex::{Counter, TokioCounter, Until, spawn_incrementers};
 
-const PER_CONTEXT: usize = 4;
+const PER_CONTEXT: u64 = 4;
 
 #[test]
 fn the_comutex_counter_sees_every_increment() {
@@ -21,28 +21,14 @@ fn the_comutex_counter_sees_every_increment() {
         ),
     ] {
         let counter = Arc::new(counter);
-        let handles: Vec<_> = rt
-            .contexts()
-            .iter()
-            .flat_map(|ctx| {
-                (0..PER_CONTEXT).map(|_| {
-                    let (counter, until) = (counter.clone(), until.clone());
-                    ctx.spawn(move || {
-                        let mut seen = 0;
-                        let made = counter.increment_observed(&until, |n| seen = n);
-                        assert_eq!(seen, made, "the hook sees the running count");
-                        made
-                    })
-                })
-            })
-            .collect();
+        let handles = spawn_incrementers(&rt, PER_CONTEXT, &counter, &until);
         if matches!(until, Until::Stop(_)) {
             std::thread::sleep(Duration::from_millis(20));
             stop.store(true, Relaxed);
         }
         let made: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
         if let Until::Count(n) = until {
-            assert_eq!(made, n * 2 * PER_CONTEXT as u64);
+            assert_eq!(made, n * 2 * PER_CONTEXT);
         }
         assert_eq!(counter.try_count(), Some(made));
         let counter = Arc::try_unwrap(counter)
@@ -50,6 +36,20 @@ fn the_comutex_counter_sees_every_increment() {
             .expect("every coroutine joined");
         assert_eq!(counter.into_count(), made);
     }
+    rt.shutdown();
+}
+
+#[test]
+fn the_hook_sees_the_running_count() {
+    let rt = coscheduler::Runtime::builder().threads(1).build().unwrap();
+    let (made, seen) = rt.block_on(|| {
+        let counter = Counter::new();
+        let mut seen = Vec::new();
+        let made = counter.increment_observed(&Until::Count(5), |n| seen.push(n));
+        (made, seen)
+    });
+    assert_eq!(made, 5);
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
     rt.shutdown();
 }
 
@@ -73,6 +73,6 @@ fn the_tokio_counter_sees_every_increment() {
         }
         sum
     });
-    assert_eq!(made, 1_000 * 2 * PER_CONTEXT as u64);
+    assert_eq!(made, 1_000 * 2 * PER_CONTEXT);
     assert_eq!(counter.try_count(), Some(made));
 }
