@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use coprimitives::CoMutex;
 use coscheduler::{Coroutine, Runtime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use workloads::mutex::{Counter, TokioCounter, Until, spawn_incrementers};
+use workloads::mutex::{self, Counter, TokioCounter, Until, spawn_incrementers};
 
 /// Increments per W4 iteration (divisible by 2 × 32).
 const TOTAL: u64 = 196_608;
@@ -53,9 +53,7 @@ fn uncontended(c: &mut Criterion) {
                 let e = elapsed.clone();
                 Coroutine::new(move || {
                     let start = Instant::now();
-                    for _ in 0..iters {
-                        *black_box(&*m).lock() += 1;
-                    }
+                    mutex::uncontended(&m, iters);
                     e.store(start.elapsed().as_nanos() as u64, Relaxed);
                 })
                 .enter();

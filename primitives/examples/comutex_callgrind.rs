@@ -12,13 +12,15 @@
 //! # per-op = (Ir(200000) - Ir(100000)) / 100000
 //! ```
 //!
-//! Kinds: `comutex`, `comutex_stats`, `parking_lot`, `std`, `tokio`.
+//! Kinds: `comutex`, `comutex_stats` (both `workloads::mutex::uncontended`, the loop of
+//! cobench's deterministic `comutex_uncontended`), `parking_lot`, `std`, `tokio`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use coprimitives::CoMutex;
 use coscheduler::Coroutine;
+use workloads::mutex::uncontended;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -32,12 +34,7 @@ fn main() {
                 CoMutex::with_stats(0u64, "cg")
             });
             let m2 = m.clone();
-            Coroutine::new(move || {
-                for _ in 0..n {
-                    *black_box(&*m2).lock() += 1;
-                }
-            })
-            .enter();
+            Coroutine::new(move || uncontended(&m2, n)).enter();
             assert_eq!(*m.try_lock().unwrap(), n);
         }
         "parking_lot" => {

@@ -11,14 +11,15 @@
 //! | module | workload |
 //! |---|---|
 //! | [`pingpong`] | W3: two coroutines on two workers waking each other, and its floor on two threads |
-//! | [`mutex`] | W4: a counter under a contended `CoMutex` (or tokio's mutex) |
+//! | [`mutex`] | W4: a counter under a contended `CoMutex` (or tokio's mutex); the uncontended lock loop |
 //! | [`spawn`] | W5: a storm of tiny detached coroutines (or tokio tasks) |
 //! | [`timers`] | W7: sleepers of 10 × 1 ms on `co_sleep` (or tokio's sleep), their oversleeps |
 //! | [`echo`] | W8: the loopback TCP echo server (coscheduler, tokio) and its `mio` client |
 //! | [`cpu`] | the CPU-time accounts that W8's server figures are made from |
 //!
 //! The crate is not published: it sits between coprimitives and the tools of this
-//! workspace, and its API is whatever they need.
+//! workspace (cobench, costress, coprimitives' benches and examples, coscheduler's runtime
+//! bench), and its API is whatever they need.
 //!
 //! ```no_run
 //! use workloads::echo::{self, client};

@@ -1,4 +1,5 @@
-//! W4: a contended mutex, QEMU's `test_multi_co_mutex`. Coroutines on two workers loop {
+//! W4: a contended mutex, QEMU's `test_multi_co_mutex`, and the uncontended path beside it
+//! ([`uncontended`]). Coroutines on two workers loop {
 //! lock; counter += 1; unlock } until [`Until`] says stop, on coprimitives' `CoMutex`
 //! ([`Counter`]) or on `tokio::sync::Mutex` ([`TokioCounter`], feature `tokio`).
 //!
@@ -10,6 +11,7 @@
 //! `primitives/examples/comutex_w4.rs`, `W4_AA=1`, shows it).
 
 use std::cell::UnsafeCell;
+use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -98,6 +100,17 @@ impl Counter {
     /// The count, once nothing else can touch it.
     pub fn into_count(self) -> u64 {
         self.count.into_inner()
+    }
+}
+
+/// The uncontended fast path that cobench's deterministic `comutex_uncontended` counts:
+/// `iters` × (lock, add one, unlock) of `mutex` by the calling coroutine, with nobody else
+/// wanting it. `mutex` goes through `black_box` once, so that the loop cannot be folded.
+#[inline]
+pub fn uncontended(mutex: &CoMutex<u64>, iters: u64) {
+    let mutex = black_box(mutex);
+    for _ in 0..iters {
+        *mutex.lock() += 1;
     }
 }
 

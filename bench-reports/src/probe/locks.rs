@@ -7,22 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use coprimitives::{CoMutex, CoQueue};
 use coscheduler::{Coroutine, suspend};
+use workloads::mutex::uncontended;
 
 use crate::error::Error;
 
 /// `iters` lock + unlock pairs of a free `CoMutex`, in one coroutine (the fast path: one
-/// compare-and-swap each way, plus the holder bookkeeping).
+/// compare-and-swap each way, plus the holder bookkeeping): `workloads::mutex::uncontended`.
 pub(super) fn comutex_uncontended(iters: u64) -> Result<(), Error> {
     let mutex = Arc::new(CoMutex::new(0u64));
     let m = mutex.clone();
-    let co = Coroutine::new(move || {
-        let m = black_box(&*m);
-        // Warm: the first lock reads the coroutine and context identities cold.
-        *m.lock() += 1;
-        for _ in 0..iters {
-            *m.lock() += 1;
-        }
-    });
+    // One more than `iters`: the first lock reads the coroutine and context identities cold,
+    // a cost that does not grow with `iters` and that the harness's differencing cancels.
+    let co = Coroutine::new(move || uncontended(&m, iters + 1));
     co.enter();
     check(
         "comutex_uncontended",
