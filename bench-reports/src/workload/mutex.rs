@@ -106,10 +106,7 @@ pub(super) fn comutex(name: &'static str, c: u64, form: Form) -> Result<f64, Err
     })?;
     drop(rt);
     // Every coroutine has finished (the countdown reached zero): the lock is free.
-    let total = counter
-        .try_count()
-        .ok_or_else(|| workload_error(name, "the mutex is still held after every task finished"))?;
-    check(name, total, counted)?;
+    check(name, counter.try_count(), counted)?;
     Ok(counted as f64 / elapsed.as_secs_f64())
 }
 
@@ -129,19 +126,22 @@ pub(super) fn tokio_mutex(name: &'static str, c: u64, form: Form) -> Result<f64,
         }
     })?;
     drop(rt);
-    let total = counter
-        .try_count()
-        .ok_or_else(|| workload_error(name, "the mutex is still held after every task finished"))?;
-    check(name, total, counted)?;
+    check(name, counter.try_count(), counted)?;
     Ok(counted as f64 / elapsed.as_secs_f64())
 }
 
-/// Fails unless the protected counter saw exactly the increments the tasks made.
-fn check(name: &str, total: u64, counted: u64) -> Result<(), Error> {
-    if total == counted {
-        Ok(())
-    } else {
-        let detail = format!("lost increments: counter = {total}, the tasks made {counted}");
-        Err(workload_error(name, &detail))
+/// Fails unless the protected counter (`None` while its lock is held) saw exactly the
+/// increments the tasks made.
+fn check(name: &str, total: Option<u64>, counted: u64) -> Result<(), Error> {
+    match total {
+        None => Err(workload_error(
+            name,
+            "the mutex is still held after every task finished",
+        )),
+        Some(total) if total != counted => {
+            let detail = format!("lost increments: counter = {total}, the tasks made {counted}");
+            Err(workload_error(name, &detail))
+        }
+        Some(_) => Ok(()),
     }
 }
