@@ -36,15 +36,14 @@ fn tokio_sleepers_fill_every_slot() {
         .build()
         .unwrap();
     let sleepers = Arc::new(Sleepers::new(SLEEPERS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..SLEEPERS {
+        let s = sleepers.clone();
+        tasks.spawn_on(async move { s.tokio_sleeper(i).await }, rt.handle());
+    }
     rt.block_on(async {
-        let tasks: Vec<_> = (0..SLEEPERS)
-            .map(|i| {
-                let s = sleepers.clone();
-                tokio::spawn(async move { s.tokio_sleeper(i).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
         }
     });
     assert_eq!(sleepers.oversleeps().count(), SLEEPERS * SLEEPS as usize);
