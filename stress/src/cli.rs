@@ -236,7 +236,7 @@ pub struct Cli {
 
     /// Instead of running each workload once, run the mixed workload in cycles, creating and
     /// dropping a runtime each time, and check after each that nothing leaked (threads,
-    /// mappings, stacks, destructors, locks)
+    /// mappings, stacks, destructors, locks); at least two cycles, one of each teardown
     #[arg(long, help_heading = "Soak")]
     pub soak: bool,
 

@@ -63,10 +63,20 @@ fn teardowns_with_nothing_suspended_leak_nothing() {
 }
 
 #[test]
-fn an_ops_target_ends_the_soak() {
+fn an_ops_target_ends_the_soak_after_one_cycle_of_each_teardown() {
     let (code, doc, stderr) = soak("soak-ops", &["--leftovers", "0", "--ops", "1"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(doc["soak"]["cycles"].as_array().unwrap().len(), 1);
+    let teardowns: Vec<&str> = doc["soak"]["cycles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["teardown"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        teardowns,
+        ["shutdown", "drop"],
+        "one contended operation is reached in the first cycle, but both teardowns run"
+    );
     assert_eq!(doc["soak"]["limit"], "1 contended lock operations");
 }
 

@@ -18,7 +18,8 @@
 //!
 //! The first failure stops the soak with exit status 5 and a report naming the cycle and
 //! what leaked; the soak otherwise ends when its limit is reached (`--ops` contended lock
-//! operations, or `duration`) or on Ctrl-C, checked between cycles.
+//! operations, or `duration`) or on Ctrl-C, checked between cycles. It runs at least
+//! [`MIN_CYCLES`] cycles (one of each teardown) before a limit can end it, however short.
 
 mod leftovers;
 mod process;
@@ -269,11 +270,16 @@ fn under_timer(limit: Duration, number: u64, kind: Teardown, teardown: impl FnOn
     });
 }
 
+/// The fewest cycles a soak runs, whatever its limit: one ended by `shutdown()` and one by
+/// dropping the runtime, so that both teardowns are always checked.
+const MIN_CYCLES: usize = 2;
+
 fn limit_reached(summary: &SoakSummary, limit: SoakLimit, started: Instant) -> bool {
-    match limit {
-        SoakLimit::Ops(ops) => summary.contended_lock_ops() >= ops,
-        SoakLimit::Time(duration) => started.elapsed() >= duration,
-    }
+    summary.cycles.len() >= MIN_CYCLES
+        && match limit {
+            SoakLimit::Ops(ops) => summary.contended_lock_ops() >= ops,
+            SoakLimit::Time(duration) => started.elapsed() >= duration,
+        }
 }
 
 fn limit_text(limit: SoakLimit) -> String {
