@@ -97,8 +97,8 @@ impl Runtime {
         // SAFETY: the worker-local block lives for the worker thread's whole
         // loop (the pointer is cleared before it ends), and we are on that
         // thread.
-        let on_own_worker =
-            unsafe { w.as_ref() }.is_some_and(|local| Arc::ptr_eq(&local.shared, &self.shared));
+        let local = unsafe { w.as_ref() };
+        let on_own_worker = local.is_some_and(|local| Arc::ptr_eq(&local.shared, &self.shared));
         if on_own_worker {
             let reaper = thread::Builder::new()
                 .name("coscheduler-shutdown".to_owned())
