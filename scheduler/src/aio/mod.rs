@@ -217,6 +217,25 @@ impl AioContext {
         self.home.post_bh(Box::new(f));
     }
 
+    /// Asks this context's owner thread for `f(owner)`, run there as a
+    /// bottom half. The answer arrives on the returned channel; none arrives
+    /// if the context closed first, so callers wait with a timeout.
+    pub(crate) fn ask_owner<T, F>(&self, f: F) -> std::sync::mpsc::Receiver<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(home::Owner<'_>) -> T + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let me = self.clone();
+        self.bh_oneshot(move || {
+            // Bottom halves run on their context's owner thread.
+            if let Some(owner) = me.home.owner() {
+                let _ = tx.send(f(owner));
+            }
+        });
+        rx
+    }
+
     /// QEMU's `aio_notify`: makes a blocked or the next blocking
     /// [`poll`](AioContext::poll) return.
     pub fn notify(&self) {

@@ -2,7 +2,6 @@
 //! the dump of its suspended coroutines, and its wait-for cycles.
 
 use std::fmt::Write as _;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use super::{Runtime, Shared};
@@ -54,17 +53,7 @@ impl Runtime {
             .shared
             .contexts
             .iter()
-            .map(|ctx| {
-                let (tx, rx) = mpsc::channel();
-                let me = ctx.clone();
-                ctx.bh_oneshot(move || {
-                    // Bottom halves run on their context's owner thread.
-                    if let Some(owner) = me.home.owner() {
-                        let _ = tx.send((owner.describe_suspended(), owner.registered()));
-                    }
-                });
-                rx
-            })
+            .map(|ctx| ctx.ask_owner(|owner| (owner.describe_suspended(), owner.registered())))
             .collect();
         for (i, (ctx, rx)) in self.shared.contexts.iter().zip(replies).enumerate() {
             match rx.recv_timeout(Duration::from_secs(1)) {

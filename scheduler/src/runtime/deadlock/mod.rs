@@ -33,7 +33,6 @@ mod cycles;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::aio::AioContext;
@@ -151,17 +150,7 @@ fn signature(d: &Deadlock) -> Vec<(u64, String)> {
 fn snapshot(contexts: &[AioContext]) -> Vec<SuspendedInfo> {
     let replies: Vec<_> = contexts
         .iter()
-        .map(|ctx| {
-            let (tx, rx) = mpsc::channel();
-            let me = ctx.clone();
-            ctx.bh_oneshot(move || {
-                // Bottom halves run on their context's owner thread.
-                if let Some(owner) = me.home.owner() {
-                    let _ = tx.send(owner.describe_suspended());
-                }
-            });
-            rx
-        })
+        .map(|ctx| ctx.ask_owner(|owner| owner.describe_suspended()))
         .collect();
     replies
         .into_iter()
